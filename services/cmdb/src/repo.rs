@@ -1,0 +1,530 @@
+//! Persistence of configuration items: every write in one transaction with its history entry,
+//! its labels, its outbox event and (for creates) its idempotency key.
+
+use sea_orm::sea_query::{Expr, Query, SimpleExpr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
+    IntoActiveModel, Order, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
+};
+
+use itsm_proto::cmdb::{ConfigurationItem, ConfigurationItemChanged};
+use itsm_proto::common::{ChangeSource, FieldChange, HistoryEntry};
+use itsm_runtime::db::{now_micros, timestamp};
+use itsm_runtime::filter::{self, Expr as Filter, Op};
+use itsm_runtime::idempotency::{self, Recorded};
+use itsm_runtime::outbox::{self, EventFeed, NewEvent};
+use itsm_runtime::{CallContext, Error};
+
+use crate::convert::{apply_fields, etag, fields_from_model, resource_name, to_proto};
+use crate::domain::ci::{CRITICALITIES, CiFields, FieldDiff, LIFECYCLE_STATUSES, enum_value};
+use crate::domain::classes;
+use crate::entity::{ci_history, ci_label, configuration_item as ci};
+
+const CREATE_METHOD: &str = "CreateConfigurationItem";
+
+/// Who and what caused a write, for history.
+pub struct WriteSource {
+    pub source: ChangeSource,
+    pub reference: String,
+}
+
+impl WriteSource {
+    pub fn user() -> Self {
+        Self { source: ChangeSource::User, reference: String::new() }
+    }
+}
+
+pub struct Repository {
+    pub db: DatabaseConnection,
+    pub feed: EventFeed,
+}
+
+/// One page of a listing.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Sort key of the last item when there may be more.
+    pub next_key: Option<Vec<serde_json::Value>>,
+}
+
+/// Sort orders a listing accepts.
+pub const ORDER_FIELDS: &[&str] = &["display_name", "create_time", "update_time"];
+
+impl Repository {
+    async fn find(db: &impl ConnectionTrait, tenant: &str, id: &str) -> Result<Option<ci::Model>, Error> {
+        Ok(ci::Entity::find()
+            .filter(ci::Column::TenantId.eq(tenant))
+            .filter(ci::Column::Id.eq(id))
+            .one(db)
+            .await?)
+    }
+
+    pub async fn get(&self, ctx: &CallContext, id: &str) -> Result<ConfigurationItem, Error> {
+        match Self::find(&self.db, &ctx.tenant, id).await? {
+            Some(model) => Ok(to_proto(&model)),
+            None => Err(Error::NotFound(resource_name(id))),
+        }
+    }
+
+    /// The CI as it was at `at` (micros): the newest history snapshot not after that time.
+    pub async fn get_at(&self, ctx: &CallContext, id: &str, at: i64) -> Result<ConfigurationItem, Error> {
+        let entry = ci_history::Entity::find()
+            .filter(ci_history::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(ci_history::Column::CiId.eq(id))
+            .filter(ci_history::Column::ChangeTime.lte(at))
+            .order_by(ci_history::Column::Version, Order::Desc)
+            .one(&self.db)
+            .await?;
+        match entry {
+            Some(entry) if entry.action != "delete" => {
+                let model: ci::Model = serde_json::from_str(&entry.snapshot)
+                    .map_err(|e| Error::Internal(format!("history snapshot of {id}: {e}")))?;
+                Ok(to_proto(&model))
+            }
+            _ => Err(Error::NotFound(format!("{} at the requested time", resource_name(id)))),
+        }
+    }
+
+    pub async fn create(
+        &self,
+        ctx: &CallContext,
+        fields: CiFields,
+        request_id: &str,
+        request_hash: &str,
+        source: &WriteSource,
+    ) -> Result<ConfigurationItem, Error> {
+        // A concurrent create with the same request_id can win the race; then we return its result.
+        for _ in 0..3 {
+            let txn = self.db.begin().await?;
+            if let Some(name) = idempotency::lookup(&txn, &ctx.tenant, CREATE_METHOD, request_id, request_hash).await? {
+                let id = name.trim_start_matches(crate::convert::NAME_PREFIX).to_string();
+                let found = Self::find(&txn, &ctx.tenant, &id).await?;
+                txn.commit().await?;
+                return found.map(|m| to_proto(&m)).ok_or(Error::NotFound(name));
+            }
+            self.ensure_unique_name(&txn, &ctx.tenant, &fields, None).await?;
+            let now = now_micros();
+            let mut model = ci::Model {
+                id: uuid::Uuid::now_v7().to_string(),
+                tenant_id: ctx.tenant.clone(),
+                display_name: String::new(),
+                ci_class: String::new(),
+                description: String::new(),
+                lifecycle_status: 0,
+                environment: String::new(),
+                criticality: 0,
+                owner: String::new(),
+                support_group: String::new(),
+                labels: String::new(),
+                attributes: String::new(),
+                version: 1,
+                create_time: now,
+                update_time: now,
+                creator: ctx.principal.clone(),
+                updater: ctx.principal.clone(),
+            };
+            apply_fields(&mut model, &fields);
+            model.clone().into_active_model().reset_all().insert(&txn).await?;
+            write_labels(&txn, &model, &fields, true).await?;
+            let diff = CiFields::diff(None, Some(&fields));
+            self.record_change(&txn, ctx, &model, "create", &diff, source).await?;
+            match idempotency::record(&txn, &ctx.tenant, CREATE_METHOD, request_id, request_hash, &resource_name(&model.id))
+                .await?
+            {
+                Recorded::Stored => {
+                    txn.commit().await?;
+                    self.feed.notify_committed();
+                    return Ok(to_proto(&model));
+                }
+                Recorded::LostRace => {
+                    txn.rollback().await?;
+                }
+            }
+        }
+        Err(Error::Aborted("concurrent creates with the same request_id; retry".into()))
+    }
+
+    pub async fn update(
+        &self,
+        ctx: &CallContext,
+        id: &str,
+        expected_etag: &str,
+        change: impl FnOnce(&mut CiFields),
+        validate: impl FnOnce(&CiFields) -> Result<(), Error>,
+        source: &WriteSource,
+    ) -> Result<ConfigurationItem, Error> {
+        let txn = self.db.begin().await?;
+        let current = Self::find(&txn, &ctx.tenant, id).await?.ok_or_else(|| Error::NotFound(resource_name(id)))?;
+        if !expected_etag.is_empty() && expected_etag != etag(current.version) {
+            return Err(Error::Aborted(format!(
+                "etag mismatch: {} was changed since it was read (current etag {})",
+                resource_name(id),
+                etag(current.version)
+            )));
+        }
+        let before = fields_from_model(&current);
+        let mut after = before.clone();
+        change(&mut after);
+        validate(&after)?;
+        let diff = CiFields::diff(Some(&before), Some(&after));
+        if diff.is_empty() {
+            txn.commit().await?;
+            return Ok(to_proto(&current));
+        }
+        if after.display_name != before.display_name || after.ci_class != before.ci_class {
+            self.ensure_unique_name(&txn, &ctx.tenant, &after, Some(id)).await?;
+        }
+        let mut model = current.clone();
+        apply_fields(&mut model, &after);
+        model.version = current.version + 1;
+        model.update_time = std::cmp::max(now_micros(), current.update_time + 1);
+        model.updater.clone_from(&ctx.principal);
+        let mut active = model.clone().into_active_model().reset_all();
+        active.id = sea_orm::ActiveValue::NotSet;
+        active.tenant_id = sea_orm::ActiveValue::NotSet;
+        let result = ci::Entity::update_many()
+            .set(active)
+            .filter(ci::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(ci::Column::Id.eq(id))
+            .filter(ci::Column::Version.eq(current.version))
+            .exec(&txn)
+            .await?;
+        if result.rows_affected != 1 {
+            return Err(Error::Aborted(format!("{} was changed concurrently; read it again", resource_name(id))));
+        }
+        if after.labels != before.labels {
+            write_labels(&txn, &model, &after, false).await?;
+        }
+        self.record_change(&txn, ctx, &model, "update", &diff, source).await?;
+        txn.commit().await?;
+        self.feed.notify_committed();
+        Ok(to_proto(&model))
+    }
+
+    pub async fn delete(&self, ctx: &CallContext, id: &str, expected_etag: &str, source: &WriteSource) -> Result<(), Error> {
+        let txn = self.db.begin().await?;
+        let current = Self::find(&txn, &ctx.tenant, id).await?.ok_or_else(|| Error::NotFound(resource_name(id)))?;
+        if !expected_etag.is_empty() && expected_etag != etag(current.version) {
+            return Err(Error::Aborted(format!("etag mismatch: current etag is {}", etag(current.version))));
+        }
+        let result = ci::Entity::delete_many()
+            .filter(ci::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(ci::Column::Id.eq(id))
+            .filter(ci::Column::Version.eq(current.version))
+            .exec(&txn)
+            .await?;
+        if result.rows_affected != 1 {
+            return Err(Error::Aborted(format!("{} was changed concurrently; read it again", resource_name(id))));
+        }
+        ci_label::Entity::delete_many().filter(ci_label::Column::CiId.eq(id)).exec(&txn).await?;
+        let before = fields_from_model(&current);
+        let diff = CiFields::diff(Some(&before), None);
+        let mut gone = current.clone();
+        gone.version = current.version + 1;
+        gone.update_time = std::cmp::max(now_micros(), current.update_time + 1);
+        gone.updater.clone_from(&ctx.principal);
+        self.record_change(&txn, ctx, &gone, "delete", &diff, source).await?;
+        txn.commit().await?;
+        self.feed.notify_committed();
+        Ok(())
+    }
+
+    async fn ensure_unique_name(
+        &self,
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        fields: &CiFields,
+        except_id: Option<&str>,
+    ) -> Result<(), Error> {
+        let mut query = ci::Entity::find()
+            .filter(ci::Column::TenantId.eq(tenant))
+            .filter(ci::Column::CiClass.eq(fields.ci_class.as_str()))
+            .filter(ci::Column::DisplayName.eq(fields.display_name.as_str()));
+        if let Some(id) = except_id {
+            query = query.filter(ci::Column::Id.ne(id));
+        }
+        if let Some(existing) = query.one(db).await? {
+            return Err(Error::AlreadyExists(format!(
+                "a {} named {:?} already exists: {}",
+                fields.ci_class,
+                fields.display_name,
+                resource_name(&existing.id)
+            )));
+        }
+        Ok(())
+    }
+
+    /// History entry + outbox event, in the caller's transaction.
+    async fn record_change(
+        &self,
+        txn: &impl ConnectionTrait,
+        ctx: &CallContext,
+        model: &ci::Model,
+        action: &str,
+        diff: &[FieldDiff],
+        source: &WriteSource,
+    ) -> Result<(), Error> {
+        let snapshot = if action == "delete" {
+            String::new()
+        } else {
+            serde_json::to_string(model).map_err(|e| Error::Internal(e.to_string()))?
+        };
+        ci_history::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            tenant_id: sea_orm::ActiveValue::Set(ctx.tenant.clone()),
+            ci_id: sea_orm::ActiveValue::Set(model.id.clone()),
+            version: sea_orm::ActiveValue::Set(model.version),
+            change_time: sea_orm::ActiveValue::Set(model.update_time),
+            actor: sea_orm::ActiveValue::Set(ctx.principal.clone()),
+            source: sea_orm::ActiveValue::Set(source.source as i32),
+            source_reference: sea_orm::ActiveValue::Set(source.reference.clone()),
+            action: sea_orm::ActiveValue::Set(action.to_string()),
+            changes: sea_orm::ActiveValue::Set(serde_json::to_string(diff).unwrap_or_else(|_| "[]".into())),
+            snapshot: sea_orm::ActiveValue::Set(snapshot),
+        }
+        .insert(txn)
+        .await?;
+        let name = resource_name(&model.id);
+        let payload = ConfigurationItemChanged {
+            action: action.to_string(),
+            configuration_item: Some(to_proto(model)),
+            changes: diff.iter().map(field_change).collect(),
+        };
+        outbox::append(txn, NewEvent::of(&payload, &name, &ctx.tenant, &ctx.principal)).await?;
+        Ok(())
+    }
+
+    pub async fn history(
+        &self,
+        ctx: &CallContext,
+        id: &str,
+        after_version: i64,
+        limit: u64,
+    ) -> Result<Page<HistoryEntry>, Error> {
+        let rows = ci_history::Entity::find()
+            .filter(ci_history::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(ci_history::Column::CiId.eq(id))
+            .filter(ci_history::Column::Version.gt(after_version))
+            .order_by(ci_history::Column::Version, Order::Asc)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await?;
+        if rows.is_empty() && after_version == 0 {
+            return Err(Error::NotFound(resource_name(id)));
+        }
+        let more = rows.len() as u64 > limit;
+        let items: Vec<HistoryEntry> = rows.iter().take(limit as usize).map(history_entry).collect();
+        let next_key = if more { items.last().map(|e| vec![serde_json::json!(e.version)]) } else { None };
+        Ok(Page { items, next_key })
+    }
+
+    pub async fn batch_get(&self, ctx: &CallContext, ids: &[String]) -> Result<Vec<ci::Model>, Error> {
+        Ok(ci::Entity::find()
+            .filter(ci::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(ExprTrait::is_in(Expr::col(ci::Column::Id), ids.iter().map(String::as_str)))
+            .all(&self.db)
+            .await?)
+    }
+
+    /// A page of CIs matching `filter`, in `order` (field, descending), after `after` (the last
+    /// sort key of the previous page).
+    pub async fn list(
+        &self,
+        ctx: &CallContext,
+        filter: Option<&Filter>,
+        order: (&str, bool),
+        after: Option<Vec<serde_json::Value>>,
+        limit: u64,
+    ) -> Result<Page<ConfigurationItem>, Error> {
+        let (field, descending) = order;
+        let column = match field {
+            "create_time" => ci::Column::CreateTime,
+            "update_time" => ci::Column::UpdateTime,
+            _ => ci::Column::DisplayName,
+        };
+        let mut query = ci::Entity::find().filter(ci::Column::TenantId.eq(ctx.tenant.as_str()));
+        if let Some(filter) = filter {
+            query = query.filter(condition(filter, &ctx.tenant)?);
+        }
+        if let Some(key) = after {
+            let (value, id) = match key.as_slice() {
+                [value, serde_json::Value::String(id)] => (sort_value(field, value)?, id.clone()),
+                _ => return Err(Error::invalid("page_token", "invalid page token")),
+            };
+            let (beyond, tie) = if descending {
+                (Expr::col(column).lt(value.clone()), Expr::col(ci::Column::Id).lt(id))
+            } else {
+                (Expr::col(column).gt(value.clone()), Expr::col(ci::Column::Id).gt(id))
+            };
+            query = query.filter(Condition::any().add(beyond).add(Condition::all().add(Expr::col(column).eq(value)).add(tie)));
+        }
+        let direction = if descending { Order::Desc } else { Order::Asc };
+        let rows = query
+            .order_by(column, direction.clone())
+            .order_by(ci::Column::Id, direction)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await?;
+        let more = rows.len() as u64 > limit;
+        let rows: Vec<ci::Model> = rows.into_iter().take(limit as usize).collect();
+        let next_key = match (more, rows.last()) {
+            (true, Some(last)) => Some(vec![
+                match field {
+                    "create_time" => serde_json::json!(last.create_time),
+                    "update_time" => serde_json::json!(last.update_time),
+                    _ => serde_json::json!(last.display_name),
+                },
+                serde_json::json!(last.id),
+            ]),
+            _ => None,
+        };
+        Ok(Page { items: rows.iter().map(to_proto).collect(), next_key })
+    }
+}
+
+fn sort_value(field: &str, value: &serde_json::Value) -> Result<Value, Error> {
+    let bad = || Error::invalid("page_token", "invalid page token");
+    Ok(match field {
+        "create_time" | "update_time" => Value::from(value.as_i64().ok_or_else(bad)?),
+        _ => Value::from(value.as_str().ok_or_else(bad)?.to_string()),
+    })
+}
+
+/// Labels live in `ci_labels` too, for indexed `labels.key = value` filters.
+async fn write_labels(txn: &impl ConnectionTrait, model: &ci::Model, fields: &CiFields, fresh: bool) -> Result<(), Error> {
+    if !fresh {
+        ci_label::Entity::delete_many().filter(ci_label::Column::CiId.eq(model.id.as_str())).exec(txn).await?;
+    }
+    if fields.labels.is_empty() {
+        return Ok(());
+    }
+    let rows = fields.labels.iter().map(|(key, value)| ci_label::ActiveModel {
+        ci_id: sea_orm::ActiveValue::Set(model.id.clone()),
+        key: sea_orm::ActiveValue::Set(key.clone()),
+        tenant_id: sea_orm::ActiveValue::Set(model.tenant_id.clone()),
+        value: sea_orm::ActiveValue::Set(value.clone()),
+    });
+    ci_label::Entity::insert_many(rows).exec(txn).await?;
+    Ok(())
+}
+
+fn field_change(diff: &FieldDiff) -> FieldChange {
+    FieldChange { field: diff.field.clone(), old_value: diff.old_value.clone(), new_value: diff.new_value.clone() }
+}
+
+fn history_entry(row: &ci_history::Model) -> HistoryEntry {
+    let diffs: Vec<FieldDiff> = serde_json::from_str(&row.changes).unwrap_or_default();
+    HistoryEntry {
+        version: row.version,
+        change_time: Some(timestamp(row.change_time)),
+        actor: row.actor.clone(),
+        source: row.source,
+        source_reference: row.source_reference.clone(),
+        action: row.action.clone(),
+        changes: diffs.iter().map(field_change).collect(),
+    }
+}
+
+/// Fields a filter may name, and how each compares.
+pub const FILTER_FIELDS: &[&str] = &[
+    "display_name",
+    "ci_class",
+    "description",
+    "lifecycle_status",
+    "environment",
+    "criticality",
+    "owner",
+    "support_group",
+    "create_time",
+    "update_time",
+    "labels.<key>",
+];
+
+/// Filter AST → SQL condition. Values are always bound parameters, never spliced into SQL.
+fn condition(expr: &Filter, tenant: &str) -> Result<Condition, Error> {
+    Ok(match expr {
+        Filter::And(parts) => parts.iter().try_fold(Condition::all(), |c, p| Ok::<_, Error>(c.add(condition(p, tenant)?)))?,
+        Filter::Or(parts) => parts.iter().try_fold(Condition::any(), |c, p| Ok::<_, Error>(c.add(condition(p, tenant)?)))?,
+        Filter::Not(inner) => condition(inner, tenant)?.not(),
+        Filter::Compare { member, op, value } => Condition::all().add(comparison(member, *op, value, tenant)?),
+    })
+}
+
+fn only_equality(member: &str, op: Op) -> Result<(), Error> {
+    match op {
+        Op::Eq | Op::Ne => Ok(()),
+        _ => Err(Error::invalid("filter", format!("`{member}` supports only = and !="))),
+    }
+}
+
+fn compare(column: ci::Column, op: Op, value: Value) -> SimpleExpr {
+    let col = Expr::col(column);
+    match op {
+        Op::Eq => col.eq(value),
+        Op::Ne => col.ne(value),
+        Op::Lt => col.lt(value),
+        Op::Le => col.lte(value),
+        Op::Gt => col.gt(value),
+        Op::Ge => col.gte(value),
+    }
+}
+
+fn comparison(member: &str, op: Op, value: &str, tenant: &str) -> Result<SimpleExpr, Error> {
+    if let Some(key) = member.strip_prefix("labels.") {
+        only_equality(member, op)?;
+        let matching = Query::select()
+            .column(ci_label::Column::CiId)
+            .from(ci_label::Entity)
+            .and_where(Expr::col(ci_label::Column::TenantId).eq(tenant))
+            .and_where(Expr::col(ci_label::Column::Key).eq(key))
+            .and_where(Expr::col(ci_label::Column::Value).eq(value))
+            .to_owned();
+        let id = Expr::col((ci::Entity, ci::Column::Id));
+        return Ok(if op == Op::Eq { id.in_subquery(matching) } else { id.not_in_subquery(matching) });
+    }
+    let text = |column: ci::Column| -> Result<SimpleExpr, Error> {
+        only_equality(member, op)?;
+        Ok(compare(column, op, Value::from(value.to_string())))
+    };
+    match member {
+        "display_name" => text(ci::Column::DisplayName),
+        "description" => text(ci::Column::Description),
+        "environment" => text(ci::Column::Environment),
+        "owner" => text(ci::Column::Owner),
+        "support_group" => text(ci::Column::SupportGroup),
+        "ci_class" => {
+            only_equality(member, op)?;
+            let family = classes::with_descendants(value);
+            if family.is_empty() {
+                return Err(Error::invalid("filter", format!("unknown class `{value}`")));
+            }
+            let col = Expr::col(ci::Column::CiClass);
+            Ok(if op == Op::Eq { col.is_in(family) } else { col.is_not_in(family) })
+        }
+        "lifecycle_status" | "criticality" => {
+            let (table, prefix, column) = if member == "criticality" {
+                (CRITICALITIES, "CRITICALITY_", ci::Column::Criticality)
+            } else {
+                (LIFECYCLE_STATUSES, "LIFECYCLE_STATUS_", ci::Column::LifecycleStatus)
+            };
+            let number = enum_value(table, prefix, value)
+                .ok_or_else(|| Error::invalid("filter", format!("`{value}` is not a value of {member}")))?;
+            Ok(compare(column, op, Value::from(number)))
+        }
+        "create_time" | "update_time" => {
+            let at = chrono::DateTime::parse_from_rfc3339(value)
+                .map_err(|_| Error::invalid("filter", format!("`{member}` takes an RFC 3339 time, e.g. 2026-01-31T12:00:00Z")))?;
+            let column = if member == "create_time" { ci::Column::CreateTime } else { ci::Column::UpdateTime };
+            Ok(compare(column, op, Value::from(at.timestamp_micros())))
+        }
+        other => Err(Error::invalid("filter", format!("unknown field `{other}`; filterable: {}", FILTER_FIELDS.join(", ")))),
+    }
+}
+
+/// Parses and checks a filter before any query runs.
+pub fn parse_filter(text: &str, tenant: &str) -> Result<Option<Filter>, Error> {
+    let parsed = filter::parse(text)?;
+    if let Some(expr) = &parsed {
+        condition(expr, tenant)?;
+    }
+    Ok(parsed)
+}

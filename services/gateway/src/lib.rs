@@ -1,0 +1,82 @@
+//! The gateway: the one public endpoint. It authenticates callers, routes every public gRPC
+//! service to the process that owns it, serves health and a reflection that lists all public
+//! services, and answers composite reads (`OverviewService`).
+
+pub mod auth;
+pub mod proxy;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_check_response::ServingStatus as Wire;
+use tonic_health::pb::health_client::HealthClient;
+
+use itsm_proto::gateway::overview_service_server::{OverviewService, OverviewServiceServer};
+use itsm_runtime::server::GrpcServer;
+use itsm_runtime::{Error, Settings};
+
+pub const SERVICE: &str = "gateway";
+
+/// Composite views come with the gateway issue; until then they answer UNIMPLEMENTED.
+struct OverviewApi;
+
+#[tonic::async_trait]
+impl OverviewService for OverviewApi {}
+
+/// Runs the gateway on `listener` until `shutdown` completes.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    if settings.auth.jwt_secret.len() < 16 {
+        return Err(Error::invalid("auth.jwt_secret", "the gateway needs a token key of at least 16 characters"));
+    }
+    let routes = proxy::Routes::from_settings(&settings)?;
+    let guard = auth::BearerGuard::new(
+        &settings.auth.jwt_secret,
+        &settings.auth.jwt_issuer,
+        &settings.auth.jwt_audience,
+        &settings.auth.internal_token,
+    );
+    let mut server = GrpcServer::new(SERVICE, &settings)
+        .guard(Arc::new(guard))
+        .add_service(OverviewServiceServer::new(OverviewApi))
+        .fallback(routes.clone().into_router());
+    for (service, backend) in itsm_proto::PUBLIC_SERVICES {
+        if *backend != SERVICE {
+            server = server.reflect_service(service);
+        }
+    }
+    let health = server.health_reporter();
+    let watcher = tokio::spawn(watch_backends(routes, health));
+    let result = server.serve(listener, shutdown).await;
+    watcher.abort();
+    result
+}
+
+/// Mirrors each routed service's health (as its backend reports it) in the gateway's own
+/// health service, so a probe of the gateway tells which parts of the suite are up.
+async fn watch_backends(routes: proxy::Routes, health: tonic_health::server::HealthReporter) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        ticker.tick().await;
+        for (service, backend) in itsm_proto::PUBLIC_SERVICES {
+            if *backend == SERVICE {
+                continue;
+            }
+            let Some((_, channel)) = routes.backend(service) else { continue };
+            let mut client = HealthClient::new(channel);
+            let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest { service: (*service).to_string() });
+            request.set_timeout(Duration::from_secs(1));
+            let status = match client.check(request).await {
+                Ok(resp) if resp.get_ref().status == Wire::Serving as i32 => ServingStatus::Serving,
+                _ => ServingStatus::NotServing,
+            };
+            health.set_service_status(*service, status).await;
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Routes each public gRPC service to the service process that owns it. Unary and streaming
+//! calls pass through as HTTP/2 streams, with metadata and `grpc-timeout` (the deadline) intact.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tower::ServiceExt;
+
+use itsm_runtime::{Error, Settings};
+
+/// Backend channels by gRPC service name.
+#[derive(Clone)]
+pub struct Routes {
+    by_service: Arc<HashMap<&'static str, (&'static str, Channel)>>,
+}
+
+impl Routes {
+    /// One lazily connected channel per backend, from `upstream.*` settings.
+    pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
+        let upstream = &settings.upstream;
+        let mut channels: HashMap<&'static str, Channel> = HashMap::new();
+        for (backend, url) in [
+            ("service-desk", &upstream.service_desk),
+            ("incident", &upstream.incident),
+            ("change", &upstream.change),
+            ("cmdb", &upstream.cmdb),
+            ("delivery", &upstream.delivery),
+        ] {
+            let endpoint = Endpoint::from_shared(url.clone())
+                .map_err(|e| Error::invalid(format!("upstream.{}", backend.replace('-', "_")), e.to_string()))?
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30));
+            channels.insert(backend, endpoint.connect_lazy());
+        }
+        let by_service = itsm_proto::PUBLIC_SERVICES
+            .iter()
+            .filter_map(|(service, backend)| channels.get(backend).map(|ch| (*service, (*backend, ch.clone()))))
+            .collect();
+        Ok(Self { by_service: Arc::new(by_service) })
+    }
+
+    /// The backend name and channel for a gRPC service.
+    pub fn backend(&self, service: &str) -> Option<(&'static str, Channel)> {
+        self.by_service.get(service).cloned()
+    }
+
+    /// The axum fallback that forwards calls for routed services.
+    pub fn into_router(self) -> axum::Router {
+        let routes = self;
+        axum::Router::new().fallback_service(tower::service_fn(move |request: http::Request<axum::body::Body>| {
+            let routes = routes.clone();
+            async move { Ok::<_, Infallible>(routes.forward(request).await) }
+        }))
+    }
+
+    async fn forward(&self, request: http::Request<axum::body::Body>) -> http::Response<tonic::body::Body> {
+        let path = request.uri().path();
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        let Some((backend, channel)) = self.backend(service) else {
+            return tonic::Status::unimplemented(format!("unknown service {service}")).into_http();
+        };
+        match channel.oneshot(request.map(tonic::body::Body::new)).await {
+            Ok(response) => response,
+            Err(err) => {
+                tracing::warn!(backend, error = %err, "backend unavailable");
+                tonic::Status::unavailable(format!("{backend} service unavailable")).into_http()
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The client for people: `itsm cmdb ci list|get|create|delete`, talking to the gateway with a
+//! bearer token (by default the dev admin token that `itsm up` writes). Tables for people,
+//! `-o json` for scripts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use tonic::transport::Channel;
+
+use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
+use itsm_proto::cmdb::{
+    ConfigurationItem, CreateConfigurationItemRequest, Criticality, DeleteConfigurationItemRequest,
+    GetConfigurationItemRequest, LifecycleStatus, ListConfigurationItemsRequest,
+};
+use itsm_runtime::structs::{json_to_struct, struct_to_json};
+
+use crate::suite::{DEV_KEY_FILE, DEV_TOKEN_FILE};
+
+#[derive(Clone, Copy, Debug, ValueEnum, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Args, Clone)]
+pub struct Connection {
+    /// Gateway address.
+    #[arg(long, global = true, env = "ITSM_GATEWAY", default_value = "http://127.0.0.1:50051")]
+    gateway: String,
+    /// Bearer token; by default the dev admin token written by `itsm up`.
+    #[arg(long, global = true, env = "ITSM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, global = true, default_value = "data/dev-admin.token")]
+    token_file: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Subcommand)]
+pub enum CmdbCommand {
+    /// Configuration items.
+    Ci {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: CiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CiCommand {
+    /// List configuration items.
+    List {
+        /// AIP-160 filter, e.g. `ci_class = server AND labels.team = payments`.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// `display_name`, `create_time` or `update_time`, optionally followed by ` desc`.
+        #[arg(long, default_value = "")]
+        order_by: String,
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Show one configuration item.
+    Get { name: String },
+    /// Create a configuration item.
+    Create {
+        display_name: String,
+        /// CI class, e.g. server, application, database, business_service.
+        #[arg(long = "class")]
+        ci_class: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, default_value = "")]
+        environment: String,
+        #[arg(long, default_value = "")]
+        owner: String,
+        #[arg(long, default_value = "")]
+        support_group: String,
+        /// low, medium, high or critical.
+        #[arg(long)]
+        criticality: Option<String>,
+        /// planned, in_build, in_use, maintenance or retired (default planned).
+        #[arg(long)]
+        status: Option<String>,
+        /// key=value, repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// key=JSON value (or a plain string), repeatable.
+        #[arg(long = "attr")]
+        attributes: Vec<String>,
+        /// Idempotency key; a retry with the same id returns the first result.
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+    /// Delete a configuration item.
+    Delete {
+        name: String,
+        #[arg(long, default_value = "")]
+        etag: String,
+    },
+}
+
+#[derive(Args)]
+pub struct TokenArgs {
+    #[arg(long, default_value = "dev-admin")]
+    subject: String,
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Comma-separated roles.
+    #[arg(long, default_value = "admin")]
+    roles: String,
+    #[arg(long, default_value_t = 24)]
+    ttl_hours: i64,
+    /// Data directory of `itsm up`, whose dev key signs the token.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "itsm")]
+    issuer: String,
+    #[arg(long, default_value = "itsm")]
+    audience: String,
+}
+
+pub fn token(args: TokenArgs) -> Result<(), String> {
+    let key_path = args.data_dir.join(DEV_KEY_FILE);
+    let secret = std::env::var("ITSM__AUTH__JWT_SECRET").ok().filter(|s| !s.is_empty()).map_or_else(
+        || std::fs::read_to_string(&key_path).map(|s| s.trim().to_string()).map_err(|e| format!("cannot read {}: {e} (run `itsm up` first or set ITSM__AUTH__JWT_SECRET)", key_path.display())),
+        Ok,
+    )?;
+    let roles: Vec<String> = args.roles.split(',').map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect();
+    let token = itsm_gateway::auth::mint_token(
+        &secret,
+        &args.issuer,
+        &args.audience,
+        &args.subject,
+        &args.tenant,
+        &roles,
+        chrono::Duration::hours(args.ttl_hours),
+    )
+    .map_err(|e| e.to_string())?;
+    println!("{token}");
+    Ok(())
+}
+
+struct Client {
+    cmdb: CmdbServiceClient<Channel>,
+    token: String,
+    output: Output,
+}
+
+impl Client {
+    async fn connect(connection: &Connection) -> Result<Self, String> {
+        let token = match &connection.token {
+            Some(token) => token.clone(),
+            None => std::fs::read_to_string(&connection.token_file).map(|s| s.trim().to_string()).map_err(|e| {
+                format!(
+                    "no token: {e} reading {} (run `itsm up`, or pass --token / ITSM_TOKEN); the default file is data/{DEV_TOKEN_FILE}",
+                    connection.token_file.display()
+                )
+            })?,
+        };
+        let channel = tonic::transport::Endpoint::from_shared(connection.gateway.clone())
+            .map_err(|e| format!("bad gateway address: {e}"))?
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach the gateway at {}: {e}", connection.gateway))?;
+        Ok(Self { cmdb: CmdbServiceClient::new(channel), token, output: connection.output })
+    }
+
+    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, String> {
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {}", self.token).parse().map_err(|_| "the token has invalid characters".to_string())?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
+fn status_text(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    if let Some(bad) = status.get_error_details().bad_request() {
+        for v in &bad.field_violations {
+            text.push_str(&format!("\n  {}: {}", v.field, v.description));
+        }
+    }
+    text
+}
+
+fn enum_arg(text: &str, parse: impl Fn(&str) -> Option<i32>, what: &str) -> Result<i32, String> {
+    parse(&text.to_ascii_uppercase()).ok_or_else(|| format!("unknown {what} `{text}`"))
+}
+
+fn key_values(items: &[String], what: &str) -> Result<Vec<(String, String)>, String> {
+    items
+        .iter()
+        .map(|item| item.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{what} `{item}` is not key=value")))
+        .collect()
+}
+
+pub async fn cmdb(command: CmdbCommand) -> Result<(), String> {
+    let CmdbCommand::Ci { connection, command } = command;
+    let mut client = Client::connect(&connection).await?;
+    match command {
+        CiCommand::List { filter, order_by, page_size, page_token } => {
+            let request = client.request(ListConfigurationItemsRequest { page_size, page_token, filter, order_by })?;
+            let response = client.cmdb.list_configuration_items(request).await.map_err(|s| status_text(&s))?.into_inner();
+            match client.output {
+                Output::Json => {
+                    let items: Vec<serde_json::Value> = response.configuration_items.iter().map(ci_json).collect();
+                    print_json(&serde_json::json!({"configurationItems": items, "nextPageToken": response.next_page_token}));
+                }
+                Output::Table => {
+                    print_table(&response.configuration_items);
+                    if !response.next_page_token.is_empty() {
+                        println!("\nmore: --page-token {}", response.next_page_token);
+                    }
+                }
+            }
+        }
+        CiCommand::Get { name } => {
+            let name = if name.contains('/') { name } else { format!("configurationItems/{name}") };
+            let request = client.request(GetConfigurationItemRequest { name, read_time: None })?;
+            let item = client.cmdb.get_configuration_item(request).await.map_err(|s| status_text(&s))?.into_inner();
+            show(&item, client.output);
+        }
+        CiCommand::Create {
+            display_name,
+            ci_class,
+            description,
+            environment,
+            owner,
+            support_group,
+            criticality,
+            status,
+            labels,
+            attributes,
+            request_id,
+        } => {
+            let criticality = match criticality {
+                Some(c) => enum_arg(&c, |s| Criticality::from_str_name(&format!("CRITICALITY_{s}")).map(|v| v as i32), "criticality")?,
+                None => 0,
+            };
+            let lifecycle_status = match status {
+                Some(s) => enum_arg(&s, |s| LifecycleStatus::from_str_name(&format!("LIFECYCLE_STATUS_{s}")).map(|v| v as i32), "status")?,
+                None => 0,
+            };
+            let labels: BTreeMap<String, String> = key_values(&labels, "label")?.into_iter().collect();
+            let mut attrs = serde_json::Map::new();
+            for (key, value) in key_values(&attributes, "attribute")? {
+                let parsed = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
+                attrs.insert(key, parsed);
+            }
+            let item = ConfigurationItem {
+                display_name,
+                ci_class,
+                description,
+                environment,
+                owner,
+                support_group,
+                criticality,
+                lifecycle_status,
+                labels: labels.into_iter().collect(),
+                attributes: Some(json_to_struct(&serde_json::Value::Object(attrs))),
+                ..ConfigurationItem::default()
+            };
+            let request = client.request(CreateConfigurationItemRequest { configuration_item: Some(item), request_id })?;
+            let item = client.cmdb.create_configuration_item(request).await.map_err(|s| status_text(&s))?.into_inner();
+            show(&item, client.output);
+        }
+        CiCommand::Delete { name, etag } => {
+            let name = if name.contains('/') { name } else { format!("configurationItems/{name}") };
+            let request = client.request(DeleteConfigurationItemRequest { name: name.clone(), etag })?;
+            client.cmdb.delete_configuration_item(request).await.map_err(|s| status_text(&s))?;
+            match client.output {
+                Output::Json => print_json(&serde_json::json!({"deleted": name})),
+                Output::Table => println!("deleted {name}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lifecycle(value: i32) -> String {
+    LifecycleStatus::try_from(value)
+        .map(|s| s.as_str_name().trim_start_matches("LIFECYCLE_STATUS_").to_string())
+        .unwrap_or_else(|_| value.to_string())
+}
+
+fn criticality(value: i32) -> String {
+    Criticality::try_from(value).map(|s| s.as_str_name().trim_start_matches("CRITICALITY_").to_string()).unwrap_or_else(|_| value.to_string())
+}
+
+fn ci_json(item: &ConfigurationItem) -> serde_json::Value {
+    let audit = item.audit.clone().unwrap_or_default();
+    let time = |t: Option<prost_types::Timestamp>| {
+        t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32)).map(|t| t.to_rfc3339()).unwrap_or_default()
+    };
+    serde_json::json!({
+        "name": item.name,
+        "displayName": item.display_name,
+        "ciClass": item.ci_class,
+        "description": item.description,
+        "lifecycleStatus": lifecycle(item.lifecycle_status),
+        "environment": item.environment,
+        "criticality": criticality(item.criticality),
+        "owner": item.owner,
+        "supportGroup": item.support_group,
+        "labels": item.labels,
+        "attributes": item.attributes.as_ref().map(struct_to_json).unwrap_or_default(),
+        "etag": item.etag,
+        "createTime": time(audit.create_time),
+        "updateTime": time(audit.update_time),
+        "creator": audit.creator,
+        "updater": audit.updater,
+    })
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+fn show(item: &ConfigurationItem, output: Output) {
+    match output {
+        Output::Json => print_json(&ci_json(item)),
+        Output::Table => {
+            if let serde_json::Value::Object(map) = ci_json(item) {
+                for (key, value) in map {
+                    let text = match value {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    println!("{key:<16} {text}");
+                }
+            }
+        }
+    }
+}
+
+fn print_table(items: &[ConfigurationItem]) {
+    let rows: Vec<[String; 6]> = items
+        .iter()
+        .map(|i| [i.name.clone(), i.display_name.clone(), i.ci_class.clone(), lifecycle(i.lifecycle_status), i.environment.clone(), i.owner.clone()])
+        .collect();
+    let header = ["NAME", "DISPLAY NAME", "CLASS", "STATUS", "ENVIRONMENT", "OWNER"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    if rows.is_empty() {
+        println!("(no configuration items)");
+    }
+}

@@ -1,0 +1,94 @@
+//! `itsm`: run the whole suite (`up`), one service (`serve`), migrations, dev tokens, and a
+//! client for people (`itsm cmdb ci list`).
+
+mod client;
+mod suite;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use itsm_runtime::Settings;
+use itsm_runtime::config::EnvSource;
+
+#[derive(Parser)]
+#[command(name = "itsm", version, about = "Open IT service management suite")]
+struct Cli {
+    /// Configuration file (TOML); environment variables ITSM__SECTION__KEY override it.
+    #[arg(long, global = true, env = "ITSM_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in this process, each on its own port with its own SQLite file.
+    Up(suite::UpArgs),
+    /// Run one service, as in a container.
+    Serve {
+        #[arg(value_enum)]
+        service: suite::ServiceName,
+    },
+    /// Run a service's database migrations and exit.
+    Migrate {
+        #[arg(value_enum)]
+        service: suite::ServiceName,
+    },
+    /// Print the version.
+    Version,
+    /// Mint a development bearer token signed with the local key.
+    Token(client::TokenArgs),
+    /// Configuration items and the rest of the CMDB.
+    Cmdb {
+        #[command(subcommand)]
+        command: client::CmdbCommand,
+    },
+}
+
+fn load_settings(path: Option<&std::path::Path>) -> Result<Settings, String> {
+    Settings::load(path, EnvSource::Process).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("itsm: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Version => {
+                println!("itsm {}", env!("CARGO_PKG_VERSION"));
+                Ok(())
+            }
+            Command::Up(args) => {
+                let settings = load_settings(cli.config.as_deref())?;
+                suite::up(settings, args).await
+            }
+            Command::Serve { service } => {
+                let settings = load_settings(cli.config.as_deref())?;
+                suite::serve_one(settings, service).await
+            }
+            Command::Migrate { service } => {
+                let settings = load_settings(cli.config.as_deref())?;
+                suite::migrate(settings, service).await
+            }
+            Command::Token(args) => client::token(args),
+            Command::Cmdb { command } => client::cmdb(command).await,
+        }
+    });
+    // Shut the runtime down here, so telemetry guards dropped inside have flushed already.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("itsm: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Typed configuration: built-in defaults < a TOML file (`--config`) < `ITSM__SECTION__KEY`
+//! environment variables. A key we do not know or a value that does not parse stops start-up with
+//! one line that names the key.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use config::Source;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of configuration environment variables (`ITSM__DATABASE__URL`).
+pub const ENV_PREFIX: &str = "ITSM";
+const ENV_SEPARATOR: &str = "__";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
+    pub auth: AuthSettings,
+    pub upstream: UpstreamSettings,
+    pub paging: PagingSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the gRPC server binds, e.g. `0.0.0.0:50055`.
+    pub listen_addr: String,
+    /// Deadline applied to a call that brings none of its own.
+    pub request_timeout_ms: u64,
+    /// Calls handled at once per connection; more wait.
+    pub concurrency_limit: usize,
+    /// Largest request or response message in bytes.
+    pub max_message_bytes: usize,
+    /// How long shutdown waits for in-flight calls.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/to/file.db` or `postgres://user@host:port/db`.
+    pub url: String,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub connect_timeout_ms: u64,
+    pub acquire_timeout_ms: u64,
+    /// How long start-up keeps retrying while the database cannot be reached.
+    pub startup_retry_ms: u64,
+    /// Run migrations when the service starts.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info,itsm_cmdb=debug`. `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// OTLP/gRPC endpoint, e.g. `http://otel-collector:4317`; empty = `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// and when that is unset too, no export.
+    pub otlp_endpoint: String,
+    /// Share of root traces kept (parent-based: a sampled parent is always followed).
+    pub sampling_ratio: f64,
+    /// `deployment.environment` resource attribute.
+    pub environment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Shared secret the gateway sends to services; services trust principal metadata only with
+    /// it. Empty disables the check (never in production).
+    pub internal_token: String,
+    /// HS256 secret the gateway verifies bearer tokens with.
+    pub jwt_secret: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamSettings {
+    pub service_desk: String,
+    pub incident: String,
+    pub change: String,
+    pub cmdb: String,
+    pub delivery: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PagingSettings {
+    /// Key that signs page tokens; replicas of a service must share it.
+    pub token_secret: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            log: LogSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            auth: AuthSettings::default(),
+            upstream: UpstreamSettings::default(),
+            paging: PagingSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen_addr: "127.0.0.1:50051".into(),
+            request_timeout_ms: 30_000,
+            concurrency_limit: 256,
+            max_message_bytes: 4 * 1024 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/itsm.db".into(),
+            max_connections: 10,
+            min_connections: 0,
+            connect_timeout_ms: 5_000,
+            acquire_timeout_ms: 5_000,
+            startup_retry_ms: 30_000,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Plain, level: "info".into() }
+    }
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { otlp_endpoint: String::new(), sampling_ratio: 1.0, environment: "development".into() }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            internal_token: String::new(),
+            jwt_secret: String::new(),
+            jwt_issuer: "itsm".into(),
+            jwt_audience: "itsm".into(),
+        }
+    }
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            service_desk: "http://127.0.0.1:50052".into(),
+            incident: "http://127.0.0.1:50053".into(),
+            change: "http://127.0.0.1:50054".into(),
+            cmdb: "http://127.0.0.1:50055".into(),
+            delivery: "http://127.0.0.1:50056".into(),
+        }
+    }
+}
+
+impl Default for PagingSettings {
+    fn default() -> Self {
+        Self { token_secret: "itsm-development-page-token-key".into() }
+    }
+}
+
+/// Start-up stops with this; its `Display` is the one line an operator reads.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("configuration: unknown key `{key}` (from {origin})")]
+    UnknownKey { key: String, origin: String },
+    #[error("configuration: invalid value for `{key}`: {reason}")]
+    InvalidValue { key: String, reason: String },
+    #[error("configuration: {0}")]
+    Source(String),
+}
+
+/// Where the environment layer reads from: the process, or a given map (tests).
+pub enum EnvSource {
+    Process,
+    Map(HashMap<String, String>),
+}
+
+impl Settings {
+    /// Loads defaults < `file` < environment, then validates.
+    pub fn load(file: Option<&Path>, env: EnvSource) -> Result<Self, ConfigError> {
+        let defaults = config::Config::try_from(&Settings::default())
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        let known = known_keys(&defaults);
+
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(path) = file {
+            let file_layer = config::Config::builder()
+                .add_source(config::File::from(path).format(config::FileFormat::Toml).required(true))
+                .build()
+                .map_err(|e| ConfigError::Source(e.to_string()))?;
+            reject_unknown(&file_layer, &known, &path.display().to_string())?;
+            builder = builder.add_source(file_layer);
+        }
+        let env_vars: HashMap<String, String> = match env {
+            EnvSource::Process => std::env::vars().collect(),
+            EnvSource::Map(map) => map,
+        };
+        let env_layer = config::Config::builder()
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator(ENV_SEPARATOR)
+                    .separator(ENV_SEPARATOR)
+                    .try_parsing(true)
+                    .source(Some(env_vars.into_iter().collect())),
+            )
+            .build()
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        reject_unknown(&env_layer, &known, "environment")?;
+        builder = builder.add_source(env_layer);
+
+        let merged = builder.build().map_err(|e| ConfigError::Source(e.to_string()))?;
+        let settings: Settings = merged.try_deserialize().map_err(|e| invalid_from(&e))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::InvalidValue { key: key.into(), reason: reason.into() };
+        if self.server.listen_addr.parse::<SocketAddr>().is_err() {
+            return Err(invalid("server.listen_addr", "expected host:port, e.g. 0.0.0.0:50051"));
+        }
+        if self.server.concurrency_limit == 0 {
+            return Err(invalid("server.concurrency_limit", "must be at least 1"));
+        }
+        if self.server.max_message_bytes < 1024 {
+            return Err(invalid("server.max_message_bytes", "must be at least 1024"));
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+            return Err(invalid("database.url", "expected a sqlite:// or postgres:// URL"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if self.database.min_connections > self.database.max_connections {
+            return Err(invalid("database.min_connections", "must not exceed database.max_connections"));
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
+            return Err(invalid("telemetry.sampling_ratio", "must be between 0 and 1"));
+        }
+        if self.paging.token_secret.len() < 16 {
+            return Err(invalid("paging.token_secret", "must be at least 16 characters"));
+        }
+        Ok(())
+    }
+}
+
+fn known_keys(defaults: &config::Config) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    if let Ok(table) = defaults.collect() {
+        flatten("", &table, &mut keys);
+    }
+    keys
+}
+
+fn flatten(prefix: &str, table: &config::Map<String, config::Value>, out: &mut BTreeSet<String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value.clone().into_table() {
+            Ok(inner) => {
+                out.insert(path.clone());
+                flatten(&path, &inner, out);
+            }
+            Err(_) => {
+                out.insert(path);
+            }
+        }
+    }
+}
+
+fn reject_unknown(layer: &config::Config, known: &BTreeSet<String>, origin: &str) -> Result<(), ConfigError> {
+    let table = layer.collect().map_err(|e| ConfigError::Source(e.to_string()))?;
+    let mut present = BTreeSet::new();
+    flatten("", &table, &mut present);
+    match present.into_iter().find(|key| !known.contains(key)) {
+        Some(key) => {
+            let origin = if origin == "environment" {
+                format!("environment variable {ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase())
+            } else {
+                origin.to_string()
+            };
+            Err(ConfigError::UnknownKey { key, origin })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Turns a deserialisation error (`invalid type ... for key `database.max_connections``) into
+/// one line naming the key.
+fn invalid_from(err: &config::ConfigError) -> ConfigError {
+    let text = err.to_string();
+    match text.rsplit_once(" for key `") {
+        Some((reason, key)) => ConfigError::InvalidValue {
+            key: key.trim_end_matches(['`', '\'']).trim_matches('"').to_string(),
+            reason: reason.to_string(),
+        },
+        None => ConfigError::Source(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> EnvSource {
+        EnvSource::Map(pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect())
+    }
+
+    fn toml_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let settings = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        let file = toml_file("[database]\nurl = \"postgres://file@localhost/db\"\nmax_connections = 7\n");
+        let settings = Settings::load(Some(file.path()), env(&[])).unwrap();
+        assert_eq!(settings.database.url, "postgres://file@localhost/db");
+        assert_eq!(settings.database.max_connections, 7);
+
+        let settings = Settings::load(
+            Some(file.path()),
+            env(&[("ITSM__DATABASE__URL", "postgres://env@localhost/db"), ("UNRELATED", "x")]),
+        )
+        .unwrap();
+        assert_eq!(settings.database.url, "postgres://env@localhost/db");
+        // The file still wins over the default for keys the environment does not set.
+        assert_eq!(settings.database.max_connections, 7);
+    }
+
+    #[test]
+    fn unknown_env_key_names_the_variable() {
+        let err = Settings::load(None, env(&[("ITSM__DATABASE__URLL", "x")])).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::UnknownKey {
+                key: "database.urll".into(),
+                origin: "environment variable ITSM__DATABASE__URLL".into()
+            }
+        );
+        assert!(err.to_string().contains("database.urll"));
+        assert_eq!(err.to_string().lines().count(), 1);
+    }
+
+    #[test]
+    fn unknown_file_key_and_section_are_rejected() {
+        let file = toml_file("[server]\nlisten = \"0.0.0.0:1\"\n");
+        let err = Settings::load(Some(file.path()), env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownKey { ref key, .. } if key == "server.listen"), "{err}");
+
+        let file = toml_file("[databse]\nurl = \"x\"\n");
+        let err = Settings::load(Some(file.path()), env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownKey { ref key, .. } if key == "databse"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Settings::load(None, env(&[("ITSM__DATABASE__MAX_CONNECTIONS", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("database.max_connections"), "{err}");
+
+        let err = Settings::load(None, env(&[("ITSM__SERVER__LISTEN_ADDR", "nowhere")])).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::InvalidValue {
+                key: "server.listen_addr".into(),
+                reason: "expected host:port, e.g. 0.0.0.0:50051".into()
+            }
+        );
+
+        let err = Settings::load(None, env(&[("ITSM__LOG__FORMAT", "xml")])).unwrap_err();
+        assert!(err.to_string().contains("log.format"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/itsm.toml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("itsm.toml"), "{err}");
+    }
+}

@@ -1,0 +1,268 @@
+//! Event consumer: follows another service's feed and applies each event exactly once in effect.
+//!
+//! The cursor lives in the consumer's own database, and is advanced in the SAME transaction as
+//! the handler's writes: after a crash either both happened or neither did. Several replicas may
+//! run the same consumer; a lease row (owner + expiry) lets one of them work at a time, and a
+//! standby takes over when the lease of a dead replica expires.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait, Value};
+use tonic::transport::Channel;
+
+use itsm_proto::events::event_service_client::EventServiceClient;
+use itsm_proto::events::{Event, WatchEventsRequest};
+
+use crate::context::INTERNAL_TOKEN_HEADER;
+use crate::db::{now_micros, stmt};
+use crate::error::Error;
+
+/// Applies one event inside the consumer's transaction.
+#[tonic::async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), Error>;
+}
+
+/// Settings of one consumer.
+#[derive(Clone, Debug)]
+pub struct ConsumerOptions {
+    /// Unique per consumer (e.g. `service-desk/incident-events`); names the cursor row.
+    pub name: String,
+    /// Event types to receive (empty = all).
+    pub types: Vec<String>,
+    /// How long a replica's lease lasts without renewal.
+    pub lease: Duration,
+    /// Internal token to present to the producing service.
+    pub internal_token: String,
+}
+
+impl ConsumerOptions {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), types: Vec::new(), lease: Duration::from_secs(15), internal_token: String::new() }
+    }
+}
+
+/// One replica of a consumer.
+pub struct EventConsumer<H> {
+    options: ConsumerOptions,
+    db: DatabaseConnection,
+    source: Channel,
+    handler: Arc<H>,
+    replica: String,
+}
+
+enum Applied {
+    Done,
+    AlreadyApplied,
+    LostLease,
+}
+
+impl<H: EventHandler> EventConsumer<H> {
+    pub fn new(options: ConsumerOptions, db: DatabaseConnection, source: Channel, handler: H) -> Self {
+        Self { options, db, source, handler: Arc::new(handler), replica: uuid::Uuid::now_v7().to_string() }
+    }
+
+    /// Runs until `shutdown` completes. Errors are retried with backoff; they never end the loop.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                result = self.run_once() => {
+                    match result {
+                        Ok(()) => backoff = Duration::from_millis(100),
+                        Err(err) => {
+                            tracing::warn!(consumer = %self.options.name, error = %err, "event consumer interrupted");
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+        }
+    }
+
+    /// Takes the lease (or waits as a standby), then streams and applies events until the
+    /// stream ends, an error occurs or the lease is lost.
+    async fn run_once(&self) -> Result<(), Error> {
+        self.ensure_cursor().await?;
+        if !self.try_lease().await? {
+            // Standby: another replica holds the lease; look again in a third of its length.
+            tokio::time::sleep(self.options.lease / 3).await;
+            return Ok(());
+        }
+        let after = self.cursor().await?;
+        let mut client = EventServiceClient::new(self.source.clone());
+        let mut request = tonic::Request::new(WatchEventsRequest { after_sequence: after, types: self.options.types.clone() });
+        if !self.options.internal_token.is_empty()
+            && let Ok(value) = self.options.internal_token.parse()
+        {
+            request.metadata_mut().insert(INTERNAL_TOKEN_HEADER, value);
+        }
+        let mut stream = client
+            .watch_events(request)
+            .await
+            .map_err(|s| Error::Unavailable(format!("event feed: {}", s.message())))?
+            .into_inner();
+        let mut renew = tokio::time::interval(self.options.lease / 3);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                message = stream.message() => {
+                    let message = message.map_err(|s| Error::Unavailable(format!("event feed: {}", s.message())))?;
+                    let Some(event) = message.and_then(|m| m.event) else { return Ok(()) };
+                    match self.apply(&event).await? {
+                        Applied::Done | Applied::AlreadyApplied => {}
+                        Applied::LostLease => return Ok(()),
+                    }
+                }
+                _ = renew.tick() => {
+                    if !self.try_lease().await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, event: &Event) -> Result<Applied, Error> {
+        let txn = self.db.begin().await?;
+        let backend = txn.get_database_backend();
+        let lease_until = now_micros() + self.options.lease.as_micros() as i64;
+        let advanced = txn
+            .execute_raw(stmt(
+                backend,
+                "UPDATE consumer_cursors SET last_sequence = $1, lease_expires_at = $2 \
+                 WHERE consumer = $3 AND lease_owner = $4 AND last_sequence < $1",
+                [event.sequence.into(), lease_until.into(), self.options.name.as_str().into(), self.replica.as_str().into()],
+            ))
+            .await?;
+        if advanced.rows_affected() == 0 {
+            txn.rollback().await?;
+            return Ok(if self.holds_lease().await? { Applied::AlreadyApplied } else { Applied::LostLease });
+        }
+        match self.handler.handle(&txn, event).await {
+            Ok(()) => {}
+            Err(err @ Error::Unavailable(_)) => {
+                txn.rollback().await?;
+                return Err(err);
+            }
+            Err(err) => {
+                // A permanent failure would block the feed forever: park the event in the
+                // dead-letter table (same transaction as the cursor) and go on.
+                tracing::error!(consumer = %self.options.name, sequence = event.sequence, event_id = %event.id,
+                    error = %err, "event could not be applied; parked as dead letter");
+                txn.rollback().await?;
+                let txn = self.db.begin().await?;
+                let moved = txn
+                    .execute_raw(stmt(
+                        backend,
+                        "UPDATE consumer_cursors SET last_sequence = $1 \
+                         WHERE consumer = $2 AND lease_owner = $3 AND last_sequence < $1",
+                        [event.sequence.into(), self.options.name.as_str().into(), self.replica.as_str().into()],
+                    ))
+                    .await?;
+                if moved.rows_affected() == 1 {
+                    txn.execute_raw(stmt(
+                        backend,
+                        "INSERT INTO consumer_dead_letters (consumer, sequence, event_id, event_type, error, create_time) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        [
+                            self.options.name.as_str().into(),
+                            event.sequence.into(),
+                            event.id.as_str().into(),
+                            event.r#type.as_str().into(),
+                            err.to_string().into(),
+                            now_micros().into(),
+                        ],
+                    ))
+                    .await?;
+                }
+                txn.commit().await?;
+                return Ok(Applied::Done);
+            }
+        }
+        txn.commit().await?;
+        Ok(Applied::Done)
+    }
+
+    async fn ensure_cursor(&self) -> Result<(), Error> {
+        let backend = self.db.get_database_backend();
+        self.db
+            .execute_raw(stmt(
+                backend,
+                "INSERT INTO consumer_cursors (consumer, last_sequence, lease_owner, lease_expires_at) \
+                 VALUES ($1, 0, '', 0) ON CONFLICT (consumer) DO NOTHING",
+                [self.options.name.as_str().into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes or renews the lease; false when another live replica holds it.
+    async fn try_lease(&self) -> Result<bool, Error> {
+        let backend = self.db.get_database_backend();
+        let now = now_micros();
+        let values: [Value; 4] = [
+            self.replica.as_str().into(),
+            (now + self.options.lease.as_micros() as i64).into(),
+            self.options.name.as_str().into(),
+            now.into(),
+        ];
+        let result = self
+            .db
+            .execute_raw(stmt(
+                backend,
+                "UPDATE consumer_cursors SET lease_owner = $1, lease_expires_at = $2 \
+                 WHERE consumer = $3 AND (lease_owner = $1 OR lease_expires_at < $4)",
+                values,
+            ))
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn holds_lease(&self) -> Result<bool, Error> {
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                backend,
+                "SELECT lease_owner, lease_expires_at FROM consumer_cursors WHERE consumer = $1",
+                [self.options.name.as_str().into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(row) => {
+                let owner: String = row.try_get("", "lease_owner")?;
+                let until: i64 = row.try_get("", "lease_expires_at")?;
+                owner == self.replica && until >= now_micros()
+            }
+            None => false,
+        })
+    }
+
+    async fn cursor(&self) -> Result<i64, Error> {
+        cursor_of(&self.db, &self.options.name).await
+    }
+}
+
+/// The last sequence a consumer applied (0 when it never ran).
+pub async fn cursor_of(db: &impl ConnectionTrait, consumer: &str) -> Result<i64, Error> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT last_sequence FROM consumer_cursors WHERE consumer = $1",
+            [consumer.into()],
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get("", "last_sequence")?,
+        None => 0,
+    })
+}

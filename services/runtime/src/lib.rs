@@ -1,0 +1,34 @@
+//! Shared runtime of the ITSM services. No domain logic lives here.
+//!
+//! - [`config`]: layered, typed configuration;
+//! - [`telemetry`]: logs and OTLP traces;
+//! - [`server`]: gRPC server bootstrap with health, reflection and graceful shutdown;
+//! - [`db`]: database connection and error classification;
+//! - [`error`]: the one error type and its mapping to `tonic::Status`;
+//! - [`paging`]: signed page tokens and page sizes;
+//! - [`idempotency`]: `request_id` handling for creates;
+//! - [`outbox`]: transactional outbox and the `EventService` feed;
+//! - [`consumer`]: exactly-once-in-effect event consumers with a lease;
+//! - [`context`]: tenant and principal of a call;
+//! - [`testing`]: fresh databases and servers on port 0 for tests.
+
+pub mod config;
+pub mod consumer;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod filter;
+pub mod fieldmask;
+pub mod idempotency;
+pub mod outbox;
+pub mod paging;
+pub mod schema;
+pub mod server;
+pub mod service;
+pub mod structs;
+pub mod telemetry;
+pub mod testing;
+
+pub use config::Settings;
+pub use context::CallContext;
+pub use error::{Error, Result};

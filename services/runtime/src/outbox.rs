@@ -1,0 +1,229 @@
+//! Transactional outbox: a service writes its domain events into its own `outbox` table in the
+//! same transaction as the change, and serves them as an ordered feed (`EventService`).
+//!
+//! Order: `sequence` must grow in commit order, or a watcher reading "after N" could miss a row
+//! that commits later with a smaller number. SQLite has one writer, so that holds; on Postgres
+//! every appender takes a transaction-scoped advisory lock first, which serialises the (short)
+//! tail of writing transactions from the outbox insert to their commit.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, QueryResult, Value};
+use tokio::sync::{Notify, mpsc};
+use tonic::{Request, Response, Status};
+
+use itsm_proto::events::event_service_server::{EventService, EventServiceServer};
+use itsm_proto::events::{Event, GetFeedInfoRequest, GetFeedInfoResponse, WatchEventsRequest, WatchEventsResponse};
+
+use crate::db::{now_micros, stmt, timestamp};
+use crate::error::Error;
+
+/// Advisory lock key that serialises outbox appends on Postgres ("itsmoutb" in ASCII).
+const OUTBOX_LOCK_KEY: i64 = 0x6974_736d_6f75_7462;
+/// Largest batch read from the table per query.
+const BATCH: i64 = 256;
+/// How often a watcher looks for rows written by another replica of the service.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Most event types one watch may filter on.
+const MAX_TYPES: usize = 64;
+const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
+
+/// An event to append. `payload` is any prost message; its full name becomes the type URL.
+pub struct NewEvent<'a> {
+    pub event_type: &'a str,
+    pub resource_name: &'a str,
+    pub tenant: &'a str,
+    pub actor: &'a str,
+    pub payload_type: &'a str,
+    pub payload: Vec<u8>,
+}
+
+impl<'a> NewEvent<'a> {
+    /// An event whose type is the payload message's full name (`itsm.cmdb.v1.ConfigurationItemChanged`).
+    pub fn of<M: prost::Name>(payload: &M, resource_name: &'a str, tenant: &'a str, actor: &'a str) -> NewEvent<'a> {
+        // Leaked once per message type at most, because type names are 'static in practice.
+        let full_name: &'static str = Box::leak(M::full_name().into_boxed_str());
+        NewEvent {
+            event_type: full_name,
+            resource_name,
+            tenant,
+            actor,
+            payload_type: full_name,
+            payload: payload.encode_to_vec(),
+        }
+    }
+}
+
+/// Appends an event; call it with the transaction that makes the change. Returns the sequence.
+pub async fn append(db: &impl ConnectionTrait, event: NewEvent<'_>) -> Result<i64, Error> {
+    let backend = db.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        db.execute_raw(stmt(backend, "SELECT pg_advisory_xact_lock($1)", [OUTBOX_LOCK_KEY.into()])).await?;
+    }
+    let (traceparent, tracestate) = crate::telemetry::current_trace_context();
+    let values: [Value; 10] = [
+        uuid::Uuid::now_v7().to_string().into(),
+        event.event_type.into(),
+        event.resource_name.into(),
+        event.tenant.into(),
+        event.actor.into(),
+        now_micros().into(),
+        traceparent.into(),
+        tracestate.into(),
+        event.payload_type.into(),
+        event.payload.into(),
+    ];
+    let row = db
+        .query_one_raw(stmt(
+            backend,
+            "INSERT INTO outbox (event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
+             traceparent, tracestate, payload_type, payload) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING sequence",
+            values,
+        ))
+        .await?
+        .ok_or_else(|| Error::Internal("outbox insert returned no sequence".into()))?;
+    Ok(row.try_get("", "sequence")?)
+}
+
+/// A service's event feed: reads its outbox and wakes watchers when a write commits.
+#[derive(Clone)]
+pub struct EventFeed {
+    db: DatabaseConnection,
+    committed: Arc<Notify>,
+}
+
+impl EventFeed {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db, committed: Arc::new(Notify::new()) }
+    }
+
+    /// Tell watchers that a transaction with events has committed (they also poll, so a missed
+    /// call only delays delivery).
+    pub fn notify_committed(&self) {
+        self.committed.notify_waiters();
+    }
+
+    /// Events after `after` (optionally of some types), oldest first, at most `limit`.
+    pub async fn read(&self, after: i64, types: &[String], limit: i64) -> Result<Vec<Event>, Error> {
+        let backend = self.db.get_database_backend();
+        let mut sql = String::from(
+            "SELECT sequence, event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
+             traceparent, tracestate, payload_type, payload FROM outbox WHERE sequence > $1",
+        );
+        let mut values: Vec<Value> = vec![after.into()];
+        if !types.is_empty() {
+            let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 2)).collect();
+            sql.push_str(&format!(" AND event_type IN ({})", placeholders.join(", ")));
+            values.extend(types.iter().map(|t| Value::from(t.as_str())));
+        }
+        sql.push_str(&format!(" ORDER BY sequence LIMIT {limit}"));
+        let rows = self.db.query_all_raw(stmt(backend, &sql, values)).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Highest committed sequence.
+    pub async fn last_sequence(&self) -> Result<i64, Error> {
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(stmt(backend, "SELECT COALESCE(MAX(sequence), 0) AS last FROM outbox", []))
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get("", "last")?,
+            None => 0,
+        })
+    }
+
+    /// The gRPC service that streams this feed.
+    pub fn service(&self) -> EventServiceServer<EventFeedService> {
+        EventServiceServer::new(EventFeedService { feed: self.clone() })
+    }
+}
+
+fn event_from_row(row: &QueryResult) -> Result<Event, Error> {
+    let payload_type: String = row.try_get("", "payload_type")?;
+    Ok(Event {
+        sequence: row.try_get("", "sequence")?,
+        id: row.try_get("", "event_id")?,
+        r#type: row.try_get("", "event_type")?,
+        resource_name: row.try_get("", "resource_name")?,
+        tenant: row.try_get("", "tenant_id")?,
+        actor: row.try_get("", "actor")?,
+        occurred_at: Some(timestamp(row.try_get("", "occurred_at")?)),
+        traceparent: row.try_get("", "traceparent")?,
+        tracestate: row.try_get("", "tracestate")?,
+        payload: Some(prost_types::Any {
+            type_url: format!("{TYPE_URL_PREFIX}{payload_type}"),
+            value: row.try_get("", "payload")?,
+        }),
+    })
+}
+
+/// `itsm.events.v1.EventService` over an [`EventFeed`].
+pub struct EventFeedService {
+    feed: EventFeed,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<WatchEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventService for EventFeedService {
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let request = request.into_inner();
+        if request.after_sequence < 0 {
+            return Err(Error::invalid("after_sequence", "must not be negative").into());
+        }
+        if request.types.len() > MAX_TYPES {
+            return Err(Error::invalid("types", format!("at most {MAX_TYPES} types")).into());
+        }
+        if let Some(bad) = request.types.iter().position(|t| t.is_empty() || t.len() > 200) {
+            return Err(Error::invalid(format!("types[{bad}]"), "must be a non-empty event type").into());
+        }
+        let feed = self.feed.clone();
+        let (tx, rx) = mpsc::channel::<Result<WatchEventsResponse, Status>>(BATCH as usize);
+        tokio::spawn(async move {
+            let mut cursor = request.after_sequence;
+            loop {
+                // Register interest before reading, so a commit between read and wait is not missed.
+                let committed = feed.committed.notified();
+                let batch = match feed.read(cursor, &request.types, BATCH).await {
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        let _ = tx.send(Err(err.into())).await;
+                        return;
+                    }
+                };
+                let empty = batch.is_empty();
+                for event in batch {
+                    cursor = event.sequence;
+                    if tx.send(Ok(WatchEventsResponse { event: Some(event) })).await.is_err() {
+                        return; // the watcher went away
+                    }
+                }
+                if empty {
+                    tokio::select! {
+                        () = committed => {}
+                        () = tokio::time::sleep(POLL_INTERVAL) => {}
+                        () = tx.closed() => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn get_feed_info(
+        &self,
+        _request: Request<GetFeedInfoRequest>,
+    ) -> Result<Response<GetFeedInfoResponse>, Status> {
+        let last_sequence = self.feed.last_sequence().await?;
+        Ok(Response::new(GetFeedInfoResponse { last_sequence }))
+    }
+}
