@@ -11,7 +11,7 @@ use itsm_proto::cmdb::{ConfigurationItem, ConfigurationItemChanged};
 use itsm_proto::common::{ChangeSource, FieldChange, HistoryEntry};
 use itsm_runtime::db::{now_micros, timestamp};
 use itsm_runtime::filter::{self, Expr as Filter, Op};
-use itsm_runtime::idempotency::{self, Recorded};
+use itsm_runtime::idempotency::{self, Claim};
 use itsm_runtime::outbox::{self, EventFeed, NewEvent};
 use itsm_runtime::{CallContext, Error};
 
@@ -95,11 +95,18 @@ impl Repository {
         // A concurrent create with the same request_id can win the race; then we return its result.
         for _ in 0..3 {
             let txn = self.db.begin().await?;
-            if let Some(name) = idempotency::lookup(&txn, &ctx.tenant, CREATE_METHOD, request_id, request_hash).await? {
-                let id = name.trim_start_matches(crate::convert::NAME_PREFIX).to_string();
-                let found = Self::find(&txn, &ctx.tenant, &id).await?;
-                txn.commit().await?;
-                return found.map(|m| to_proto(&m)).ok_or(Error::NotFound(name));
+            match idempotency::claim(&txn, &ctx.tenant, CREATE_METHOD, request_id, request_hash).await? {
+                Claim::Fresh => {}
+                Claim::Done(name) => {
+                    let id = name.trim_start_matches(crate::convert::NAME_PREFIX).to_string();
+                    let found = Self::find(&txn, &ctx.tenant, &id).await?;
+                    txn.commit().await?;
+                    return found.map(|m| to_proto(&m)).ok_or(Error::NotFound(name));
+                }
+                Claim::LostRace => {
+                    txn.rollback().await?;
+                    continue;
+                }
             }
             self.ensure_unique_name(&txn, &ctx.tenant, &fields, None).await?;
             let now = now_micros();
@@ -127,18 +134,10 @@ impl Repository {
             write_labels(&txn, &model, &fields, true).await?;
             let diff = CiFields::diff(None, Some(&fields));
             self.record_change(&txn, ctx, &model, "create", &diff, source).await?;
-            match idempotency::record(&txn, &ctx.tenant, CREATE_METHOD, request_id, request_hash, &resource_name(&model.id))
-                .await?
-            {
-                Recorded::Stored => {
-                    txn.commit().await?;
-                    self.feed.notify_committed();
-                    return Ok(to_proto(&model));
-                }
-                Recorded::LostRace => {
-                    txn.rollback().await?;
-                }
-            }
+            idempotency::complete(&txn, &ctx.tenant, CREATE_METHOD, request_id, &resource_name(&model.id)).await?;
+            txn.commit().await?;
+            self.feed.notify_committed();
+            return Ok(to_proto(&model));
         }
         Err(Error::Aborted("concurrent creates with the same request_id; retry".into()))
     }

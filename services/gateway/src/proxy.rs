@@ -43,6 +43,12 @@ impl Routes {
         Ok(Self { by_service: Arc::new(by_service) })
     }
 
+    /// Routes from an explicit table (tests, and deployments that route differently).
+    pub fn from_channels(table: impl IntoIterator<Item = (&'static str, &'static str, Channel)>) -> Self {
+        let by_service = table.into_iter().map(|(service, backend, channel)| (service, (backend, channel))).collect();
+        Self { by_service: Arc::new(by_service) }
+    }
+
     /// The backend name and channel for a gRPC service.
     pub fn backend(&self, service: &str) -> Option<(&'static str, Channel)> {
         self.by_service.get(service).cloned()

@@ -54,34 +54,35 @@ pub async fn lookup(
     Ok(Some(row.try_get("", "resource_name")?))
 }
 
-/// What `record` found.
+/// What [`claim`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Recorded {
-    Stored,
-    /// A concurrent call with the same request_id committed first: roll back and look it up.
+pub enum Claim {
+    /// No earlier call: go on and create, then [`complete`] the claim.
+    Fresh,
+    /// An earlier call with this request_id created this resource: return it.
+    Done(String),
+    /// A concurrent call with the same request_id holds the key: roll back and try again (the
+    /// retry sees its result).
     LostRace,
 }
 
-/// Remembers that `request_id` created `resource_name`.
-pub async fn record(
+/// Claims `request_id` at the start of a create's transaction. The key row is written first, so
+/// a concurrent retry waits on it (Postgres) instead of racing the create itself.
+pub async fn claim(
     db: &impl ConnectionTrait,
     tenant: &str,
     method: &str,
     request_id: &str,
     hash: &str,
-    resource_name: &str,
-) -> Result<Recorded, Error> {
+) -> Result<Claim, Error> {
     if request_id.is_empty() {
-        return Ok(Recorded::Stored);
+        return Ok(Claim::Fresh);
     }
-    let values: [Value; 6] = [
-        tenant.into(),
-        method.into(),
-        request_id.into(),
-        hash.into(),
-        resource_name.into(),
-        now_micros().into(),
-    ];
+    if let Some(name) = lookup(db, tenant, method, request_id, hash).await? {
+        return Ok(Claim::Done(name));
+    }
+    let values: [Value; 6] =
+        [tenant.into(), method.into(), request_id.into(), hash.into(), "".into(), now_micros().into()];
     let result = db
         .execute_raw(stmt(
             db.get_database_backend(),
@@ -91,10 +92,30 @@ pub async fn record(
         ))
         .await;
     match result {
-        Ok(_) => Ok(Recorded::Stored),
+        Ok(_) => Ok(Claim::Fresh),
         Err(err) => match classify_db_error(err) {
-            Error::AlreadyExists(_) => Ok(Recorded::LostRace),
+            Error::AlreadyExists(_) => Ok(Claim::LostRace),
             other => Err(other),
         },
     }
+}
+
+/// Records which resource the claimed `request_id` created (same transaction as the create).
+pub async fn complete(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    method: &str,
+    request_id: &str,
+    resource_name: &str,
+) -> Result<(), Error> {
+    if request_id.is_empty() {
+        return Ok(());
+    }
+    db.execute_raw(stmt(
+        db.get_database_backend(),
+        "UPDATE idempotency_keys SET resource_name = $1 WHERE tenant_id = $2 AND method = $3 AND request_id = $4",
+        [resource_name.into(), tenant.into(), method.into(), request_id.into()],
+    ))
+    .await?;
+    Ok(())
 }
