@@ -64,8 +64,16 @@ impl Suite {
     /// A bearer token for `subject` in `tenant` with `roles`.
     pub fn token(&self, subject: &str, tenant: &str, roles: &[&str]) -> String {
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_string()).collect();
-        itsm_gateway::auth::mint_token(&self.jwt_secret, ISSUER, AUDIENCE, subject, tenant, &roles, chrono_hours(1))
-            .unwrap_or_else(|e| panic!("mint token: {e}"))
+        itsm_gateway::auth::mint_token(
+            &self.jwt_secret,
+            ISSUER,
+            AUDIENCE,
+            subject,
+            tenant,
+            &roles,
+            chrono_hours(1),
+        )
+        .unwrap_or_else(|e| panic!("mint token: {e}"))
     }
 
     pub async fn gateway_channel(&self) -> Channel {

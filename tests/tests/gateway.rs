@@ -1,6 +1,8 @@
 //! The gateway: authentication, routing of every public service (unary and streaming),
 //! reflection that lists every public service, and internal trust on the services.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::time::Duration;
 
 use tokio_stream::StreamExt;
@@ -9,7 +11,7 @@ use tonic::Code;
 use itsm_e2e::{Suite, authed};
 use itsm_proto::cmdb::ListConfigurationItemsRequest;
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
-use itsm_runtime::testing::{TestBackend, TEST_INTERNAL_TOKEN};
+use itsm_runtime::testing::{TEST_INTERNAL_TOKEN, TestBackend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_without_a_valid_token_are_unauthenticated() {
@@ -28,7 +30,10 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         chrono::Duration::hours(1),
     )
     .unwrap();
-    let err = cmdb.list_configuration_items(authed(ListConfigurationItemsRequest::default(), &forged)).await.unwrap_err();
+    let err = cmdb
+        .list_configuration_items(authed(ListConfigurationItemsRequest::default(), &forged))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
     // A client cannot smuggle its own tenant or internal token past the gateway.
@@ -55,8 +60,12 @@ async fn every_public_rpc_is_routed_to_its_owner() {
         };
         let path: http::uri::PathAndQuery = format!("/{service}/{method}").parse().unwrap();
         client.ready().await.unwrap();
-        let codec = tonic_prost::ProstCodec::<ListConfigurationItemsRequest, itsm_proto::cmdb::ListConfigurationItemsResponse>::default();
-        let result = client.unary(authed(ListConfigurationItemsRequest::default(), &token), path, codec).await;
+        let codec = tonic_prost::ProstCodec::<
+            ListConfigurationItemsRequest,
+            itsm_proto::cmdb::ListConfigurationItemsResponse,
+        >::default();
+        let result =
+            client.unary(authed(ListConfigurationItemsRequest::default(), &token), path, codec).await;
         match *service {
             "itsm.cmdb.v1.CmdbService" => assert!(result.is_ok(), "{service}: {result:?}"),
             _ => {
@@ -87,17 +96,23 @@ async fn services_reject_direct_calls_without_the_internal_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_every_public_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let suite = Suite::start(TestBackend::Sqlite).await;
     let mut client = ServerReflectionClient::new(suite.gateway_channel().await);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = client.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream =
+        client.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
     let response = stream.next().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("unexpected {response:?}") };
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected {response:?}")
+    };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     for (service, _) in itsm_proto::PUBLIC_SERVICES {
         assert!(names.iter().any(|n| n == service), "{service} missing from {names:?}");
@@ -116,11 +131,18 @@ async fn gateway_health_reports_each_routed_service() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for (service, _) in itsm_proto::PUBLIC_SERVICES {
         loop {
-            let status = health.check(HealthCheckRequest { service: (*service).to_string() }).await.map(|r| r.into_inner().status).ok();
+            let status = health
+                .check(HealthCheckRequest { service: (*service).to_string() })
+                .await
+                .map(|r| r.into_inner().status)
+                .ok();
             if status == Some(ServingStatus::Serving as i32) {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{service} not SERVING at the gateway: {status:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{service} not SERVING at the gateway: {status:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -144,14 +166,18 @@ async fn streaming_calls_pass_through_the_proxy() {
             ..Default::default()
         };
         cmdb.create_configuration_item(authed(
-            itsm_proto::cmdb::CreateConfigurationItemRequest { configuration_item: Some(item), request_id: String::new() },
+            itsm_proto::cmdb::CreateConfigurationItemRequest {
+                configuration_item: Some(item),
+                request_id: String::new(),
+            },
             &token,
         ))
         .await
         .unwrap();
     }
     let backend = itsm_runtime::testing::internal_channel(&suite.service("cmdb").url()).await;
-    let routes = itsm_gateway::proxy::Routes::from_channels([("itsm.events.v1.EventService", "cmdb", backend)]);
+    let routes =
+        itsm_gateway::proxy::Routes::from_channels([("itsm.events.v1.EventService", "cmdb", backend)]);
     let mut settings = itsm_runtime::testing::settings_for("sqlite::memory:");
     settings.auth.jwt_secret.clone_from(&suite.jwt_secret);
     let guard = itsm_gateway::auth::BearerGuard::new(&suite.jwt_secret, "itsm", "itsm", TEST_INTERNAL_TOKEN);
@@ -172,7 +198,8 @@ async fn streaming_calls_pass_through_the_proxy() {
         .into_inner();
     let mut sequences = Vec::new();
     while sequences.len() < 3 {
-        let message = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+        let message =
+            tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
         let event = message.event.unwrap();
         assert_eq!(event.r#type, "itsm.cmdb.v1.ConfigurationItemChanged");
         sequences.push(event.sequence);

@@ -1,13 +1,16 @@
 //! The CMDB configuration-item slice end to end through the gateway, on SQLite and PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use tonic::Code;
 use tonic_types::StatusExt;
 
 use itsm_e2e::{Suite, authed};
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{
-    ConfigurationItem, CreateConfigurationItemRequest, DeleteConfigurationItemRequest, GetConfigurationItemRequest,
-    ListConfigurationItemHistoryRequest, ListConfigurationItemsRequest, UpdateConfigurationItemRequest,
+    ConfigurationItem, CreateConfigurationItemRequest, DeleteConfigurationItemRequest,
+    GetConfigurationItemRequest, ListConfigurationItemHistoryRequest, ListConfigurationItemsRequest,
+    UpdateConfigurationItemRequest,
 };
 use itsm_runtime::testing::TestBackend;
 
@@ -28,7 +31,10 @@ async fn crud_through_gateway(backend: TestBackend) {
 
     let created = cmdb
         .create_configuration_item(authed(
-            CreateConfigurationItemRequest { configuration_item: Some(ci("web-01", "virtual_machine")), request_id: String::new() },
+            CreateConfigurationItemRequest {
+                configuration_item: Some(ci("web-01", "virtual_machine")),
+                request_id: String::new(),
+            },
             &token,
         ))
         .await
@@ -38,7 +44,10 @@ async fn crud_through_gateway(backend: TestBackend) {
     assert_eq!(created.audit.as_ref().unwrap().creator, "alice", "principal comes from the token");
 
     let got = cmdb
-        .get_configuration_item(authed(GetConfigurationItemRequest { name: created.name.clone(), read_time: None }, &token))
+        .get_configuration_item(authed(
+            GetConfigurationItemRequest { name: created.name.clone(), read_time: None },
+            &token,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -47,7 +56,10 @@ async fn crud_through_gateway(backend: TestBackend) {
     // Filter by the parent class finds the virtual machine.
     let listed = cmdb
         .list_configuration_items(authed(
-            ListConfigurationItemsRequest { filter: "ci_class = server AND labels.team = payments".into(), ..Default::default() },
+            ListConfigurationItemsRequest {
+                filter: "ci_class = server AND labels.team = payments".into(),
+                ..Default::default()
+            },
             &token,
         ))
         .await
@@ -102,7 +114,10 @@ async fn crud_through_gateway(backend: TestBackend) {
     // Another tenant cannot see it.
     let other = suite.token("mallory", "evil-corp", &["admin"]);
     let err = cmdb
-        .get_configuration_item(authed(GetConfigurationItemRequest { name: created.name.clone(), read_time: None }, &other))
+        .get_configuration_item(authed(
+            GetConfigurationItemRequest { name: created.name.clone(), read_time: None },
+            &other,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -114,7 +129,10 @@ async fn crud_through_gateway(backend: TestBackend) {
     .await
     .unwrap();
     let err = cmdb
-        .get_configuration_item(authed(GetConfigurationItemRequest { name: created.name.clone(), read_time: None }, &token))
+        .get_configuration_item(authed(
+            GetConfigurationItemRequest { name: created.name.clone(), read_time: None },
+            &token,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -126,30 +144,42 @@ async fn invalid_input_through_gateway(backend: TestBackend) {
     let mut cmdb = CmdbServiceClient::new(suite.gateway_channel().await);
     let err = cmdb
         .create_configuration_item(authed(
-            CreateConfigurationItemRequest { configuration_item: Some(ci("", "spaceship")), request_id: "nope".into() },
+            CreateConfigurationItemRequest {
+                configuration_item: Some(ci("", "spaceship")),
+                request_id: "nope".into(),
+            },
             &token,
         ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let details = err.get_error_details();
-    let fields: Vec<&str> = details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
+    let fields: Vec<&str> =
+        details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
     assert_eq!(fields, ["request_id"]);
 
     let err = cmdb
         .create_configuration_item(authed(
-            CreateConfigurationItemRequest { configuration_item: Some(ci("", "spaceship")), request_id: String::new() },
+            CreateConfigurationItemRequest {
+                configuration_item: Some(ci("", "spaceship")),
+                request_id: String::new(),
+            },
             &token,
         ))
         .await
         .unwrap_err();
     let details = err.get_error_details();
-    let mut fields: Vec<&str> = details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
+    let mut fields: Vec<&str> =
+        details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
     fields.sort_unstable();
     assert_eq!(fields, ["configuration_item.ci_class", "configuration_item.display_name"]);
 
     // Nothing was written.
-    let listed = cmdb.list_configuration_items(authed(ListConfigurationItemsRequest::default(), &token)).await.unwrap().into_inner();
+    let listed = cmdb
+        .list_configuration_items(authed(ListConfigurationItemsRequest::default(), &token))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(listed.configuration_items.is_empty());
 }
 

@@ -31,8 +31,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    itsm_runtime::service::run::<migration::Migrator>(SERVICE, settings, listener, shutdown, |server, _state| {
-        server.add_service(ChangeServiceServer::new(ChangeApi)).add_service(ReleaseServiceServer::new(ReleaseApi))
-    })
+    itsm_runtime::service::run::<migration::Migrator>(
+        SERVICE,
+        settings,
+        listener,
+        shutdown,
+        |server, _state| {
+            server
+                .add_service(ChangeServiceServer::new(ChangeApi))
+                .add_service(ReleaseServiceServer::new(ReleaseApi))
+        },
+    )
     .await
 }

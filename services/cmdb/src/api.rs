@@ -58,7 +58,8 @@ impl CmdbService for CmdbApi {
         }
         validated(&fields)?;
         let hash = idempotency::request_hash(&request);
-        let created = self.repo.create(&ctx, fields, &request.request_id, &hash, &WriteSource::user()).await?;
+        let created =
+            self.repo.create(&ctx, fields, &request.request_id, &hash, &WriteSource::user()).await?;
         Ok(Response::new(created))
     }
 
@@ -84,8 +85,10 @@ impl CmdbService for CmdbApi {
         let request = request.into_inner();
         let size = page_size(request.page_size, "page_size")?;
         let filter = parse_filter(&request.filter, &ctx.tenant)?;
-        let order = filter::parse_order_by(&request.order_by, ORDER_FIELDS)?.unwrap_or(("display_name", false));
-        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "configurationItems", &request.filter, &request.order_by]);
+        let order =
+            filter::parse_order_by(&request.order_by, ORDER_FIELDS)?.unwrap_or(("display_name", false));
+        let fingerprint =
+            PageTokens::fingerprint(&[&ctx.tenant, "configurationItems", &request.filter, &request.order_by]);
         let after = self.page_tokens.decode(&request.page_token, &fingerprint)?;
         let page = self.repo.list(&ctx, filter.as_ref(), order, after, size).await?;
         let next_page_token = match page.next_key {

@@ -27,12 +27,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let max = settings.server.max_message_bytes;
-    itsm_runtime::service::run::<migration::Migrator>(SERVICE, settings, listener, shutdown, |server, state| {
-        let api = api::CmdbApi {
-            repo: repo::Repository { db: state.db.clone(), feed: state.feed.clone() },
-            page_tokens: state.page_tokens.clone(),
-        };
-        server.add_service(CmdbServiceServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max))
-    })
+    itsm_runtime::service::run::<migration::Migrator>(
+        SERVICE,
+        settings,
+        listener,
+        shutdown,
+        |server, state| {
+            let api = api::CmdbApi {
+                repo: repo::Repository { db: state.db.clone(), feed: state.feed.clone() },
+                page_tokens: state.page_tokens.clone(),
+            };
+            server.add_service(
+                CmdbServiceServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max),
+            )
+        },
+    )
     .await
 }

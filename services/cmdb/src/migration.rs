@@ -76,8 +76,14 @@ CREATE TABLE ci_history (
     snapshot TEXT NOT NULL
 );
 CREATE UNIQUE INDEX ci_history_by_ci ON ci_history (tenant_id, ci_id, version)";
-        let history_postgres = history_sqlite.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY");
-        execute_for_backend(db, &format!("{TABLES};\n{history_sqlite}"), &format!("{TABLES};\n{history_postgres}")).await
+        let history_postgres = history_sqlite
+            .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY");
+        execute_for_backend(
+            db,
+            &format!("{TABLES};\n{history_sqlite}"),
+            &format!("{TABLES};\n{history_postgres}"),
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -134,7 +134,8 @@ impl Repository {
             write_labels(&txn, &model, &fields, true).await?;
             let diff = CiFields::diff(None, Some(&fields));
             self.record_change(&txn, ctx, &model, "create", &diff, source).await?;
-            idempotency::complete(&txn, &ctx.tenant, CREATE_METHOD, request_id, &resource_name(&model.id)).await?;
+            idempotency::complete(&txn, &ctx.tenant, CREATE_METHOD, request_id, &resource_name(&model.id))
+                .await?;
             txn.commit().await?;
             self.feed.notify_committed();
             return Ok(to_proto(&model));
@@ -152,7 +153,8 @@ impl Repository {
         source: &WriteSource,
     ) -> Result<ConfigurationItem, Error> {
         let txn = self.db.begin().await?;
-        let current = Self::find(&txn, &ctx.tenant, id).await?.ok_or_else(|| Error::NotFound(resource_name(id)))?;
+        let current =
+            Self::find(&txn, &ctx.tenant, id).await?.ok_or_else(|| Error::NotFound(resource_name(id)))?;
         if !expected_etag.is_empty() && expected_etag != etag(current.version) {
             return Err(Error::Aborted(format!(
                 "etag mismatch: {} was changed since it was read (current etag {})",
@@ -188,7 +190,10 @@ impl Repository {
             .exec(&txn)
             .await?;
         if result.rows_affected != 1 {
-            return Err(Error::Aborted(format!("{} was changed concurrently; read it again", resource_name(id))));
+            return Err(Error::Aborted(format!(
+                "{} was changed concurrently; read it again",
+                resource_name(id)
+            )));
         }
         if after.labels != before.labels {
             write_labels(&txn, &model, &after, false).await?;
@@ -199,9 +204,16 @@ impl Repository {
         Ok(to_proto(&model))
     }
 
-    pub async fn delete(&self, ctx: &CallContext, id: &str, expected_etag: &str, source: &WriteSource) -> Result<(), Error> {
+    pub async fn delete(
+        &self,
+        ctx: &CallContext,
+        id: &str,
+        expected_etag: &str,
+        source: &WriteSource,
+    ) -> Result<(), Error> {
         let txn = self.db.begin().await?;
-        let current = Self::find(&txn, &ctx.tenant, id).await?.ok_or_else(|| Error::NotFound(resource_name(id)))?;
+        let current =
+            Self::find(&txn, &ctx.tenant, id).await?.ok_or_else(|| Error::NotFound(resource_name(id)))?;
         if !expected_etag.is_empty() && expected_etag != etag(current.version) {
             return Err(Error::Aborted(format!("etag mismatch: current etag is {}", etag(current.version))));
         }
@@ -212,7 +224,10 @@ impl Repository {
             .exec(&txn)
             .await?;
         if result.rows_affected != 1 {
-            return Err(Error::Aborted(format!("{} was changed concurrently; read it again", resource_name(id))));
+            return Err(Error::Aborted(format!(
+                "{} was changed concurrently; read it again",
+                resource_name(id)
+            )));
         }
         ci_label::Entity::delete_many().filter(ci_label::Column::CiId.eq(id)).exec(&txn).await?;
         let before = fields_from_model(&current);
@@ -354,7 +369,9 @@ impl Repository {
             } else {
                 (Expr::col(column).gt(value.clone()), Expr::col(ci::Column::Id).gt(id))
             };
-            query = query.filter(Condition::any().add(beyond).add(Condition::all().add(Expr::col(column).eq(value)).add(tie)));
+            query = query.filter(
+                Condition::any().add(beyond).add(Condition::all().add(Expr::col(column).eq(value)).add(tie)),
+            );
         }
         let direction = if descending { Order::Desc } else { Order::Asc };
         let rows = query
@@ -389,9 +406,17 @@ fn sort_value(field: &str, value: &serde_json::Value) -> Result<Value, Error> {
 }
 
 /// Labels live in `ci_labels` too, for indexed `labels.key = value` filters.
-async fn write_labels(txn: &impl ConnectionTrait, model: &ci::Model, fields: &CiFields, fresh: bool) -> Result<(), Error> {
+async fn write_labels(
+    txn: &impl ConnectionTrait,
+    model: &ci::Model,
+    fields: &CiFields,
+    fresh: bool,
+) -> Result<(), Error> {
     if !fresh {
-        ci_label::Entity::delete_many().filter(ci_label::Column::CiId.eq(model.id.as_str())).exec(txn).await?;
+        ci_label::Entity::delete_many()
+            .filter(ci_label::Column::CiId.eq(model.id.as_str()))
+            .exec(txn)
+            .await?;
     }
     if fields.labels.is_empty() {
         return Ok(());
@@ -407,7 +432,11 @@ async fn write_labels(txn: &impl ConnectionTrait, model: &ci::Model, fields: &Ci
 }
 
 fn field_change(diff: &FieldDiff) -> FieldChange {
-    FieldChange { field: diff.field.clone(), old_value: diff.old_value.clone(), new_value: diff.new_value.clone() }
+    FieldChange {
+        field: diff.field.clone(),
+        old_value: diff.old_value.clone(),
+        new_value: diff.new_value.clone(),
+    }
 }
 
 fn history_entry(row: &ci_history::Model) -> HistoryEntry {
@@ -441,10 +470,16 @@ pub const FILTER_FIELDS: &[&str] = &[
 /// Filter AST → SQL condition. Values are always bound parameters, never spliced into SQL.
 fn condition(expr: &Filter, tenant: &str) -> Result<Condition, Error> {
     Ok(match expr {
-        Filter::And(parts) => parts.iter().try_fold(Condition::all(), |c, p| Ok::<_, Error>(c.add(condition(p, tenant)?)))?,
-        Filter::Or(parts) => parts.iter().try_fold(Condition::any(), |c, p| Ok::<_, Error>(c.add(condition(p, tenant)?)))?,
+        Filter::And(parts) => {
+            parts.iter().try_fold(Condition::all(), |c, p| Ok::<_, Error>(c.add(condition(p, tenant)?)))?
+        }
+        Filter::Or(parts) => {
+            parts.iter().try_fold(Condition::any(), |c, p| Ok::<_, Error>(c.add(condition(p, tenant)?)))?
+        }
         Filter::Not(inner) => condition(inner, tenant)?.not(),
-        Filter::Compare { member, op, value } => Condition::all().add(comparison(member, *op, value, tenant)?),
+        Filter::Compare { member, op, value } => {
+            Condition::all().add(comparison(member, *op, value, tenant)?)
+        }
     })
 }
 
@@ -510,12 +545,20 @@ fn comparison(member: &str, op: Op, value: &str, tenant: &str) -> Result<SimpleE
             Ok(compare(column, op, Value::from(number)))
         }
         "create_time" | "update_time" => {
-            let at = chrono::DateTime::parse_from_rfc3339(value)
-                .map_err(|_| Error::invalid("filter", format!("`{member}` takes an RFC 3339 time, e.g. 2026-01-31T12:00:00Z")))?;
-            let column = if member == "create_time" { ci::Column::CreateTime } else { ci::Column::UpdateTime };
+            let at = chrono::DateTime::parse_from_rfc3339(value).map_err(|_| {
+                Error::invalid(
+                    "filter",
+                    format!("`{member}` takes an RFC 3339 time, e.g. 2026-01-31T12:00:00Z"),
+                )
+            })?;
+            let column =
+                if member == "create_time" { ci::Column::CreateTime } else { ci::Column::UpdateTime };
             Ok(compare(column, op, Value::from(at.timestamp_micros())))
         }
-        other => Err(Error::invalid("filter", format!("unknown field `{other}`; filterable: {}", FILTER_FIELDS.join(", ")))),
+        other => Err(Error::invalid(
+            "filter",
+            format!("unknown field `{other}`; filterable: {}", FILTER_FIELDS.join(", ")),
+        )),
     }
 }
 

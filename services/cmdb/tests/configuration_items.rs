@@ -1,6 +1,8 @@
 //! CMDB configuration items against a real server on port 0 with a fresh database, on SQLite
 //! and PostgreSQL. Calls go straight to the service with the context the gateway would add.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -13,7 +15,9 @@ use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::*;
 use itsm_proto::events::WatchEventsRequest;
 use itsm_proto::events::event_service_client::EventServiceClient;
-use itsm_runtime::testing::{RunningServer, TestBackend, TestDatabase, internal_channel, settings_for, with_context};
+use itsm_runtime::testing::{
+    RunningServer, TestBackend, TestDatabase, internal_channel, settings_for, with_context,
+};
 
 struct Cmdb {
     server: RunningServer,
@@ -24,7 +28,9 @@ struct Cmdb {
 async fn start(backend: TestBackend) -> Cmdb {
     let db = TestDatabase::create(backend).await;
     let settings = settings_for(&db.url);
-    let server = RunningServer::start(move |listener, shutdown| itsm_cmdb::serve(settings, listener, shutdown.wait())).await;
+    let server =
+        RunningServer::start(move |listener, shutdown| itsm_cmdb::serve(settings, listener, shutdown.wait()))
+            .await;
     let client = CmdbServiceClient::new(internal_channel(&server.url()).await);
     Cmdb { server, client, _db: db }
 }
@@ -34,10 +40,19 @@ fn item(name: &str, class: &str) -> ConfigurationItem {
 }
 
 fn create(ci: ConfigurationItem, request_id: &str) -> tonic::Request<CreateConfigurationItemRequest> {
-    with_context(CreateConfigurationItemRequest { configuration_item: Some(ci), request_id: request_id.into() }, "acme", "alice")
+    with_context(
+        CreateConfigurationItemRequest { configuration_item: Some(ci), request_id: request_id.into() },
+        "acme",
+        "alice",
+    )
 }
 
-fn list(filter: &str, order_by: &str, page_size: i32, page_token: &str) -> tonic::Request<ListConfigurationItemsRequest> {
+fn list(
+    filter: &str,
+    order_by: &str,
+    page_size: i32,
+    page_token: &str,
+) -> tonic::Request<ListConfigurationItemsRequest> {
     with_context(
         ListConfigurationItemsRequest {
             filter: filter.into(),
@@ -62,7 +77,13 @@ fn violations(status: &tonic::Status) -> Vec<String> {
 }
 
 async fn count(cmdb: &mut Cmdb) -> usize {
-    cmdb.client.list_configuration_items(list("", "", 1000, "")).await.unwrap().into_inner().configuration_items.len()
+    cmdb.client
+        .list_configuration_items(list("", "", 1000, ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .configuration_items
+        .len()
 }
 
 async fn validation_rejects_bad_input_and_writes_nothing(backend: TestBackend) {
@@ -70,14 +91,26 @@ async fn validation_rejects_bad_input_and_writes_nothing(backend: TestBackend) {
     let cases: Vec<(ConfigurationItem, &str)> = vec![
         (item("", "server"), "configuration_item.display_name"),
         (item("x", "spaceship"), "configuration_item.ci_class"),
-        (ConfigurationItem { lifecycle_status: 42, ..item("x", "server") }, "configuration_item.lifecycle_status"),
-        (ConfigurationItem { criticality: -3, ..item("x", "server") }, "configuration_item.criticality"),
-        (ConfigurationItem { environment: "PROD; DROP TABLE".into(), ..item("x", "server") }, "configuration_item.environment"),
         (
-            ConfigurationItem { labels: [("Bad Key".to_string(), "v".to_string())].into(), ..item("x", "server") },
+            ConfigurationItem { lifecycle_status: 42, ..item("x", "server") },
+            "configuration_item.lifecycle_status",
+        ),
+        (ConfigurationItem { criticality: -3, ..item("x", "server") }, "configuration_item.criticality"),
+        (
+            ConfigurationItem { environment: "PROD; DROP TABLE".into(), ..item("x", "server") },
+            "configuration_item.environment",
+        ),
+        (
+            ConfigurationItem {
+                labels: [("Bad Key".to_string(), "v".to_string())].into(),
+                ..item("x", "server")
+            },
             "configuration_item.labels[Bad Key]",
         ),
-        (ConfigurationItem { display_name: "x".repeat(10_000), ..item("", "server") }, "configuration_item.display_name"),
+        (
+            ConfigurationItem { display_name: "x".repeat(10_000), ..item("", "server") },
+            "configuration_item.display_name",
+        ),
     ];
     for (ci, field) in cases {
         let err = cmdb.client.create_configuration_item(create(ci, "")).await.unwrap_err();
@@ -91,7 +124,11 @@ async fn validation_rejects_bad_input_and_writes_nothing(backend: TestBackend) {
     assert_eq!(violations(&err), vec!["configuration_item".to_string()]);
     let err = cmdb
         .client
-        .get_configuration_item(with_context(GetConfigurationItemRequest { name: "configurationItems/42".into(), read_time: None }, "acme", "a"))
+        .get_configuration_item(with_context(
+            GetConfigurationItemRequest { name: "configurationItems/42".into(), read_time: None },
+            "acme",
+            "a",
+        ))
         .await
         .unwrap_err();
     assert_eq!(violations(&err), vec!["name".to_string()]);
@@ -107,10 +144,24 @@ async fn validation_rejects_bad_input_and_writes_nothing(backend: TestBackend) {
 async fn idempotent_create(backend: TestBackend) {
     let mut cmdb = start(backend).await;
     let request_id = uuid::Uuid::new_v4().to_string();
-    let first = cmdb.client.create_configuration_item(create(item("web-01", "server"), &request_id)).await.unwrap().into_inner();
-    let again = cmdb.client.create_configuration_item(create(item("web-01", "server"), &request_id)).await.unwrap().into_inner();
+    let first = cmdb
+        .client
+        .create_configuration_item(create(item("web-01", "server"), &request_id))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = cmdb
+        .client
+        .create_configuration_item(create(item("web-01", "server"), &request_id))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first, again, "a retry returns the first result");
-    let err = cmdb.client.create_configuration_item(create(item("web-02", "server"), &request_id)).await.unwrap_err();
+    let err = cmdb
+        .client
+        .create_configuration_item(create(item("web-02", "server"), &request_id))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "same request_id, different body");
     assert_eq!(count(&mut cmdb).await, 1);
 
@@ -121,7 +172,10 @@ async fn idempotent_create(backend: TestBackend) {
         let mut client = cmdb.client.clone();
         let request_id = request_id.clone();
         calls.push(tokio::spawn(async move {
-            client.create_configuration_item(create(item("app-1", "application"), &request_id)).await.map(|r| r.into_inner().name)
+            client
+                .create_configuration_item(create(item("app-1", "application"), &request_id))
+                .await
+                .map(|r| r.into_inner().name)
         }));
     }
     let mut names = HashSet::new();
@@ -134,7 +188,12 @@ async fn idempotent_create(backend: TestBackend) {
 
 async fn update_with_mask_etag_and_history(backend: TestBackend) {
     let mut cmdb = start(backend).await;
-    let created = cmdb.client.create_configuration_item(create(item("web-01", "server"), "")).await.unwrap().into_inner();
+    let created = cmdb
+        .client
+        .create_configuration_item(create(item("web-01", "server"), ""))
+        .await
+        .unwrap()
+        .into_inner();
     let before_update = prost_types::Timestamp::from(std::time::SystemTime::now());
     tokio::time::sleep(Duration::from_millis(5)).await;
 
@@ -142,7 +201,9 @@ async fn update_with_mask_etag_and_history(backend: TestBackend) {
         with_context(
             UpdateConfigurationItemRequest {
                 configuration_item: Some(ci),
-                update_mask: Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_string()).collect() }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| (*p).to_string()).collect(),
+                }),
             },
             "acme",
             "bob",
@@ -152,7 +213,8 @@ async fn update_with_mask_etag_and_history(backend: TestBackend) {
     let mut change = created.clone();
     change.owner = "bob".into();
     change.description = "ignored: not in the mask".into();
-    let updated = cmdb.client.update_configuration_item(update(change, &["owner"])).await.unwrap().into_inner();
+    let updated =
+        cmdb.client.update_configuration_item(update(change, &["owner"])).await.unwrap().into_inner();
     assert_eq!(updated.owner, "bob");
     assert_eq!(updated.description, "");
     assert_eq!(updated.audit.as_ref().unwrap().updater, "bob");
@@ -160,7 +222,10 @@ async fn update_with_mask_etag_and_history(backend: TestBackend) {
     // Stale etag → ABORTED, nothing changes.
     let mut stale = created.clone();
     stale.owner = "carol".into();
-    assert_eq!(cmdb.client.update_configuration_item(update(stale, &["owner"])).await.unwrap_err().code(), Code::Aborted);
+    assert_eq!(
+        cmdb.client.update_configuration_item(update(stale, &["owner"])).await.unwrap_err().code(),
+        Code::Aborted
+    );
 
     // Bad masks and bad values → INVALID_ARGUMENT.
     let err = cmdb.client.update_configuration_item(update(updated.clone(), &["etag"])).await.unwrap_err();
@@ -179,7 +244,9 @@ async fn update_with_mask_etag_and_history(backend: TestBackend) {
         let mut change = updated.clone();
         change.owner = format!("owner-{i}");
         let request = update(change, &["owner"]);
-        calls.push(tokio::spawn(async move { client.update_configuration_item(request).await.map(|r| r.into_inner()) }));
+        calls.push(tokio::spawn(async move {
+            client.update_configuration_item(request).await.map(tonic::Response::into_inner)
+        }));
     }
     let mut winners = 0;
     for call in calls {
@@ -193,7 +260,11 @@ async fn update_with_mask_etag_and_history(backend: TestBackend) {
     let history = cmdb
         .client
         .list_configuration_item_history(with_context(
-            ListConfigurationItemHistoryRequest { name: created.name.clone(), page_size: 1, page_token: String::new() },
+            ListConfigurationItemHistoryRequest {
+                name: created.name.clone(),
+                page_size: 1,
+                page_token: String::new(),
+            },
             "acme",
             "alice",
         ))
@@ -205,7 +276,11 @@ async fn update_with_mask_etag_and_history(backend: TestBackend) {
     let rest = cmdb
         .client
         .list_configuration_item_history(with_context(
-            ListConfigurationItemHistoryRequest { name: created.name.clone(), page_size: 10, page_token: history.next_page_token },
+            ListConfigurationItemHistoryRequest {
+                name: created.name.clone(),
+                page_size: 10,
+                page_token: history.next_page_token,
+            },
             "acme",
             "alice",
         ))
@@ -246,7 +321,10 @@ async fn keyset_paging_filter_and_tokens(backend: TestBackend) {
     // Another tenant's CI is never listed.
     cmdb.client
         .create_configuration_item(with_context(
-            CreateConfigurationItemRequest { configuration_item: Some(item("ci-99", "application")), request_id: String::new() },
+            CreateConfigurationItemRequest {
+                configuration_item: Some(item("ci-99", "application")),
+                request_id: String::new(),
+            },
             "other",
             "eve",
         ))
@@ -257,7 +335,8 @@ async fn keyset_paging_filter_and_tokens(backend: TestBackend) {
         let mut seen = Vec::new();
         let mut token = String::new();
         loop {
-            let page = cmdb.client.list_configuration_items(list("", order, 10, &token)).await.unwrap().into_inner();
+            let page =
+                cmdb.client.list_configuration_items(list("", order, 10, &token)).await.unwrap().into_inner();
             assert!(page.configuration_items.len() <= 10);
             seen.extend(page.configuration_items.into_iter().map(|c| c.display_name));
             if page.next_page_token.is_empty() {
@@ -274,7 +353,11 @@ async fn keyset_paging_filter_and_tokens(backend: TestBackend) {
 
     let page = cmdb.client.list_configuration_items(list("", "", 10, "")).await.unwrap().into_inner();
     // A token is bound to its query: another filter or order → INVALID_ARGUMENT.
-    let err = cmdb.client.list_configuration_items(list("ci_class = server", "", 10, &page.next_page_token)).await.unwrap_err();
+    let err = cmdb
+        .client
+        .list_configuration_items(list("ci_class = server", "", 10, &page.next_page_token))
+        .await
+        .unwrap_err();
     assert_eq!(violations(&err), vec!["page_token".to_string()]);
     // Tampered.
     let mut tampered = page.next_page_token.clone().into_bytes();
@@ -290,7 +373,11 @@ async fn keyset_paging_filter_and_tokens(backend: TestBackend) {
     let err = cmdb
         .client
         .list_configuration_items(with_context(
-            ListConfigurationItemsRequest { page_size: 10, page_token: page.next_page_token.clone(), ..Default::default() },
+            ListConfigurationItemsRequest {
+                page_size: 10,
+                page_token: page.next_page_token.clone(),
+                ..Default::default()
+            },
             "other",
             "eve",
         ))
@@ -301,21 +388,36 @@ async fn keyset_paging_filter_and_tokens(backend: TestBackend) {
     let names = |filter: &'static str| {
         let mut client = cmdb.client.clone();
         async move {
-            client
-                .list_configuration_items(list(filter, "", 1000, ""))
-                .await
-                .map(|r| r.into_inner().configuration_items.into_iter().map(|c| c.display_name).collect::<Vec<_>>())
+            client.list_configuration_items(list(filter, "", 1000, "")).await.map(|r| {
+                r.into_inner().configuration_items.into_iter().map(|c| c.display_name).collect::<Vec<_>>()
+            })
         }
     };
     assert_eq!(names("ci_class = server").await.unwrap().len(), 5, "a class includes its subclasses");
     assert_eq!(names("ci_class != server").await.unwrap().len(), 20);
     assert_eq!(names("labels.team = payments").await.unwrap().len(), 13);
-    assert_eq!(names("ci_class = server AND labels.team = payments").await.unwrap(), ["ci-00", "ci-10", "ci-20"]);
-    assert_eq!(names(r#"display_name = "ci-01" OR display_name = "ci-02""#).await.unwrap(), ["ci-01", "ci-02"]);
+    assert_eq!(
+        names("ci_class = server AND labels.team = payments").await.unwrap(),
+        ["ci-00", "ci-10", "ci-20"]
+    );
+    assert_eq!(
+        names(r#"display_name = "ci-01" OR display_name = "ci-02""#).await.unwrap(),
+        ["ci-01", "ci-02"]
+    );
     assert_eq!(names("NOT labels.team = payments").await.unwrap().len(), 12);
     assert_eq!(names("lifecycle_status = PLANNED").await.unwrap().len(), 25);
-    assert_eq!(names(r#"display_name = "x' OR '1'='1""#).await.unwrap().len(), 0, "values are bound, never spliced");
-    for bad in ["nonsense = 1", "ci_class = spaceship", "display_name > a", "(ci_class = server", "create_time > yesterday"] {
+    assert_eq!(
+        names(r#"display_name = "x' OR '1'='1""#).await.unwrap().len(),
+        0,
+        "values are bound, never spliced"
+    );
+    for bad in [
+        "nonsense = 1",
+        "ci_class = spaceship",
+        "display_name > a",
+        "(ci_class = server",
+        "create_time > yesterday",
+    ] {
         let err = names(bad).await.unwrap_err();
         assert_eq!(violations(&err), vec!["filter".to_string()], "{bad}");
     }
@@ -329,21 +431,35 @@ async fn keyset_paging_filter_and_tokens(backend: TestBackend) {
 
 async fn delete_and_batch_get_and_events(backend: TestBackend) {
     let mut cmdb = start(backend).await;
-    let a = cmdb.client.create_configuration_item(create(item("a", "server"), "")).await.unwrap().into_inner();
-    let b = cmdb.client.create_configuration_item(create(item("b", "server"), "")).await.unwrap().into_inner();
+    let a =
+        cmdb.client.create_configuration_item(create(item("a", "server"), "")).await.unwrap().into_inner();
+    let b =
+        cmdb.client.create_configuration_item(create(item("b", "server"), "")).await.unwrap().into_inner();
     let err = cmdb
         .client
-        .delete_configuration_item(with_context(DeleteConfigurationItemRequest { name: a.name.clone(), etag: "W/\"9\"".into() }, "acme", "alice"))
+        .delete_configuration_item(with_context(
+            DeleteConfigurationItemRequest { name: a.name.clone(), etag: "W/\"9\"".into() },
+            "acme",
+            "alice",
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted);
     cmdb.client
-        .delete_configuration_item(with_context(DeleteConfigurationItemRequest { name: a.name.clone(), etag: a.etag.clone() }, "acme", "alice"))
+        .delete_configuration_item(with_context(
+            DeleteConfigurationItemRequest { name: a.name.clone(), etag: a.etag.clone() },
+            "acme",
+            "alice",
+        ))
         .await
         .unwrap();
     let err = cmdb
         .client
-        .delete_configuration_item(with_context(DeleteConfigurationItemRequest { name: a.name.clone(), etag: String::new() }, "acme", "alice"))
+        .delete_configuration_item(with_context(
+            DeleteConfigurationItemRequest { name: a.name.clone(), etag: String::new() },
+            "acme",
+            "alice",
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -362,7 +478,11 @@ async fn delete_and_batch_get_and_events(backend: TestBackend) {
     assert_eq!(batch.missing_names, vec![a.name.clone()]);
     let foreign = cmdb
         .client
-        .batch_get_configuration_items(with_context(BatchGetConfigurationItemsRequest { names: vec![b.name.clone()] }, "other", "eve"))
+        .batch_get_configuration_items(with_context(
+            BatchGetConfigurationItemsRequest { names: vec![b.name.clone()] },
+            "other",
+            "eve",
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -371,13 +491,27 @@ async fn delete_and_batch_get_and_events(backend: TestBackend) {
     // The feed has create, create, delete in commit order, each naming its CI and actor.
     let mut events = EventServiceClient::new(internal_channel(&cmdb.server.url()).await);
     let mut request = tonic::Request::new(WatchEventsRequest { after_sequence: 0, types: vec![] });
-    request.metadata_mut().insert("x-itsm-internal-token", itsm_runtime::testing::TEST_INTERNAL_TOKEN.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-itsm-internal-token", itsm_runtime::testing::TEST_INTERNAL_TOKEN.parse().unwrap());
     let mut stream = events.watch_events(request).await.unwrap().into_inner();
     let mut got = Vec::new();
     while got.len() < 3 {
-        let event = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap().event.unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap();
         let payload: ConfigurationItemChanged = event.payload.as_ref().unwrap().to_msg().unwrap();
-        got.push((event.sequence, event.resource_name.clone(), payload.action, event.actor.clone(), event.tenant.clone()));
+        got.push((
+            event.sequence,
+            event.resource_name.clone(),
+            payload.action,
+            event.actor.clone(),
+            event.tenant.clone(),
+        ));
     }
     assert_eq!(
         got,
@@ -393,7 +527,9 @@ async fn calls_need_a_tenant(backend: TestBackend) {
     let cmdb = start(backend).await;
     let mut client = cmdb.client.clone();
     let mut request = tonic::Request::new(ListConfigurationItemsRequest::default());
-    request.metadata_mut().insert("x-itsm-internal-token", itsm_runtime::testing::TEST_INTERNAL_TOKEN.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-itsm-internal-token", itsm_runtime::testing::TEST_INTERNAL_TOKEN.parse().unwrap());
     assert_eq!(client.list_configuration_items(request).await.unwrap_err().code(), Code::Unauthenticated);
 }
 

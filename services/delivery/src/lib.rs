@@ -42,13 +42,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    itsm_runtime::service::run::<migration::Migrator>(SERVICE, settings, listener, shutdown, |server, _state| {
-        server
-            .add_service(ServiceLevelServiceServer::new(DeliveryApi))
-            .add_service(AvailabilityServiceServer::new(DeliveryApi))
-            .add_service(CapacityServiceServer::new(DeliveryApi))
-            .add_service(ContinuityServiceServer::new(DeliveryApi))
-            .add_service(FinanceServiceServer::new(DeliveryApi))
-    })
+    itsm_runtime::service::run::<migration::Migrator>(
+        SERVICE,
+        settings,
+        listener,
+        shutdown,
+        |server, _state| {
+            server
+                .add_service(ServiceLevelServiceServer::new(DeliveryApi))
+                .add_service(AvailabilityServiceServer::new(DeliveryApi))
+                .add_service(CapacityServiceServer::new(DeliveryApi))
+                .add_service(ContinuityServiceServer::new(DeliveryApi))
+                .add_service(FinanceServiceServer::new(DeliveryApi))
+        },
+    )
     .await
 }

@@ -49,7 +49,11 @@ pub fn mint_token(
         nbf: now - 60,
         iat: now,
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
 }
 
 /// Checks bearer tokens and writes the trusted call context.
@@ -108,8 +112,9 @@ fn strip_context(headers: &mut HeaderMap) {
 }
 
 fn set(headers: &mut HeaderMap, key: &'static str, value: &str) -> Result<(), tonic::Status> {
-    let value = http::HeaderValue::from_str(value)
-        .map_err(|_| tonic::Status::unauthenticated("token claims contain characters not allowed in metadata"))?;
+    let value = http::HeaderValue::from_str(value).map_err(|_| {
+        tonic::Status::unauthenticated("token claims contain characters not allowed in metadata")
+    })?;
     headers.insert(key, value);
     Ok(())
 }
@@ -125,7 +130,9 @@ impl CallGuard for BearerGuard {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
-            .ok_or_else(|| tonic::Status::unauthenticated("missing bearer token (authorization: Bearer <token>)"))?;
+            .ok_or_else(|| {
+                tonic::Status::unauthenticated("missing bearer token (authorization: Bearer <token>)")
+            })?;
         let claims = self.verify(token).map_err(tonic::Status::unauthenticated)?;
         // Backends get the verified context, never the caller's token.
         headers.remove(http::header::AUTHORIZATION);

@@ -33,7 +33,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     if settings.auth.jwt_secret.len() < 16 {
-        return Err(Error::invalid("auth.jwt_secret", "the gateway needs a token key of at least 16 characters"));
+        return Err(Error::invalid(
+            "auth.jwt_secret",
+            "the gateway needs a token key of at least 16 characters",
+        ));
     }
     let routes = proxy::Routes::from_settings(&settings)?;
     let guard = auth::BearerGuard::new(
@@ -70,7 +73,8 @@ async fn watch_backends(routes: proxy::Routes, health: tonic_health::server::Hea
             }
             let Some((_, channel)) = routes.backend(service) else { continue };
             let mut client = HealthClient::new(channel);
-            let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest { service: (*service).to_string() });
+            let mut request =
+                tonic::Request::new(tonic_health::pb::HealthCheckRequest { service: (*service).to_string() });
             request.set_timeout(Duration::from_secs(1));
             let status = match client.check(request).await {
                 Ok(resp) if resp.get_ref().status == Wire::Serving as i32 => ServingStatus::Serving,

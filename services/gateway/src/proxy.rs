@@ -30,7 +30,9 @@ impl Routes {
             ("delivery", &upstream.delivery),
         ] {
             let endpoint = Endpoint::from_shared(url.clone())
-                .map_err(|e| Error::invalid(format!("upstream.{}", backend.replace('-', "_")), e.to_string()))?
+                .map_err(|e| {
+                    Error::invalid(format!("upstream.{}", backend.replace('-', "_")), e.to_string())
+                })?
                 .connect_timeout(Duration::from_secs(2))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(30));
@@ -38,14 +40,17 @@ impl Routes {
         }
         let by_service = itsm_proto::PUBLIC_SERVICES
             .iter()
-            .filter_map(|(service, backend)| channels.get(backend).map(|ch| (*service, (*backend, ch.clone()))))
+            .filter_map(|(service, backend)| {
+                channels.get(backend).map(|ch| (*service, (*backend, ch.clone())))
+            })
             .collect();
         Ok(Self { by_service: Arc::new(by_service) })
     }
 
     /// Routes from an explicit table (tests, and deployments that route differently).
     pub fn from_channels(table: impl IntoIterator<Item = (&'static str, &'static str, Channel)>) -> Self {
-        let by_service = table.into_iter().map(|(service, backend, channel)| (service, (backend, channel))).collect();
+        let by_service =
+            table.into_iter().map(|(service, backend, channel)| (service, (backend, channel))).collect();
         Self { by_service: Arc::new(by_service) }
     }
 
@@ -57,10 +62,12 @@ impl Routes {
     /// The axum fallback that forwards calls for routed services.
     pub fn into_router(self) -> axum::Router {
         let routes = self;
-        axum::Router::new().fallback_service(tower::service_fn(move |request: http::Request<axum::body::Body>| {
-            let routes = routes.clone();
-            async move { Ok::<_, Infallible>(routes.forward(request).await) }
-        }))
+        axum::Router::new().fallback_service(tower::service_fn(
+            move |request: http::Request<axum::body::Body>| {
+                let routes = routes.clone();
+                async move { Ok::<_, Infallible>(routes.forward(request).await) }
+            },
+        ))
     }
 
     async fn forward(&self, request: http::Request<axum::body::Body>) -> http::Response<tonic::body::Body> {

@@ -32,8 +32,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    itsm_runtime::service::run::<migration::Migrator>(SERVICE, settings, listener, shutdown, |server, _state| {
-        server.add_service(IncidentServiceServer::new(IncidentApi)).add_service(ProblemServiceServer::new(ProblemApi))
-    })
+    itsm_runtime::service::run::<migration::Migrator>(
+        SERVICE,
+        settings,
+        listener,
+        shutdown,
+        |server, _state| {
+            server
+                .add_service(IncidentServiceServer::new(IncidentApi))
+                .add_service(ProblemServiceServer::new(ProblemApi))
+        },
+    )
     .await
 }

@@ -126,13 +126,21 @@ pub struct TokenArgs {
     audience: String,
 }
 
-pub fn token(args: TokenArgs) -> Result<(), String> {
+pub fn token(args: &TokenArgs) -> Result<(), String> {
     let key_path = args.data_dir.join(DEV_KEY_FILE);
     let secret = std::env::var("ITSM__AUTH__JWT_SECRET").ok().filter(|s| !s.is_empty()).map_or_else(
-        || std::fs::read_to_string(&key_path).map(|s| s.trim().to_string()).map_err(|e| format!("cannot read {}: {e} (run `itsm up` first or set ITSM__AUTH__JWT_SECRET)", key_path.display())),
+        || {
+            std::fs::read_to_string(&key_path).map(|s| s.trim().to_string()).map_err(|e| {
+                format!(
+                    "cannot read {}: {e} (run `itsm up` first or set ITSM__AUTH__JWT_SECRET)",
+                    key_path.display()
+                )
+            })
+        },
         Ok,
     )?;
-    let roles: Vec<String> = args.roles.split(',').map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect();
+    let roles: Vec<String> =
+        args.roles.split(',').map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect();
     let token = itsm_gateway::auth::mint_token(
         &secret,
         &args.issuer,
@@ -174,7 +182,9 @@ impl Client {
 
     fn request<T>(&self, message: T) -> Result<tonic::Request<T>, String> {
         let mut request = tonic::Request::new(message);
-        let value = format!("Bearer {}", self.token).parse().map_err(|_| "the token has invalid characters".to_string())?;
+        let value = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(|_| "the token has invalid characters".to_string())?;
         request.metadata_mut().insert("authorization", value);
         Ok(request)
     }
@@ -198,7 +208,11 @@ fn enum_arg(text: &str, parse: impl Fn(&str) -> Option<i32>, what: &str) -> Resu
 fn key_values(items: &[String], what: &str) -> Result<Vec<(String, String)>, String> {
     items
         .iter()
-        .map(|item| item.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{what} `{item}` is not key=value")))
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("{what} `{item}` is not key=value"))
+        })
         .collect()
 }
 
@@ -207,12 +221,21 @@ pub async fn cmdb(command: CmdbCommand) -> Result<(), String> {
     let mut client = Client::connect(&connection).await?;
     match command {
         CiCommand::List { filter, order_by, page_size, page_token } => {
-            let request = client.request(ListConfigurationItemsRequest { page_size, page_token, filter, order_by })?;
-            let response = client.cmdb.list_configuration_items(request).await.map_err(|s| status_text(&s))?.into_inner();
+            let request =
+                client.request(ListConfigurationItemsRequest { page_size, page_token, filter, order_by })?;
+            let response = client
+                .cmdb
+                .list_configuration_items(request)
+                .await
+                .map_err(|s| status_text(&s))?
+                .into_inner();
             match client.output {
                 Output::Json => {
-                    let items: Vec<serde_json::Value> = response.configuration_items.iter().map(ci_json).collect();
-                    print_json(&serde_json::json!({"configurationItems": items, "nextPageToken": response.next_page_token}));
+                    let items: Vec<serde_json::Value> =
+                        response.configuration_items.iter().map(ci_json).collect();
+                    print_json(
+                        &serde_json::json!({"configurationItems": items, "nextPageToken": response.next_page_token}),
+                    );
                 }
                 Output::Table => {
                     print_table(&response.configuration_items);
@@ -225,7 +248,8 @@ pub async fn cmdb(command: CmdbCommand) -> Result<(), String> {
         CiCommand::Get { name } => {
             let name = if name.contains('/') { name } else { format!("configurationItems/{name}") };
             let request = client.request(GetConfigurationItemRequest { name, read_time: None })?;
-            let item = client.cmdb.get_configuration_item(request).await.map_err(|s| status_text(&s))?.into_inner();
+            let item =
+                client.cmdb.get_configuration_item(request).await.map_err(|s| status_text(&s))?.into_inner();
             show(&item, client.output);
         }
         CiCommand::Create {
@@ -242,11 +266,19 @@ pub async fn cmdb(command: CmdbCommand) -> Result<(), String> {
             request_id,
         } => {
             let criticality = match criticality {
-                Some(c) => enum_arg(&c, |s| Criticality::from_str_name(&format!("CRITICALITY_{s}")).map(|v| v as i32), "criticality")?,
+                Some(c) => enum_arg(
+                    &c,
+                    |s| Criticality::from_str_name(&format!("CRITICALITY_{s}")).map(|v| v as i32),
+                    "criticality",
+                )?,
                 None => 0,
             };
             let lifecycle_status = match status {
-                Some(s) => enum_arg(&s, |s| LifecycleStatus::from_str_name(&format!("LIFECYCLE_STATUS_{s}")).map(|v| v as i32), "status")?,
+                Some(s) => enum_arg(
+                    &s,
+                    |s| LifecycleStatus::from_str_name(&format!("LIFECYCLE_STATUS_{s}")).map(|v| v as i32),
+                    "status",
+                )?,
                 None => 0,
             };
             let labels: BTreeMap<String, String> = key_values(&labels, "label")?.into_iter().collect();
@@ -268,8 +300,14 @@ pub async fn cmdb(command: CmdbCommand) -> Result<(), String> {
                 attributes: Some(json_to_struct(&serde_json::Value::Object(attrs))),
                 ..ConfigurationItem::default()
             };
-            let request = client.request(CreateConfigurationItemRequest { configuration_item: Some(item), request_id })?;
-            let item = client.cmdb.create_configuration_item(request).await.map_err(|s| status_text(&s))?.into_inner();
+            let request = client
+                .request(CreateConfigurationItemRequest { configuration_item: Some(item), request_id })?;
+            let item = client
+                .cmdb
+                .create_configuration_item(request)
+                .await
+                .map_err(|s| status_text(&s))?
+                .into_inner();
             show(&item, client.output);
         }
         CiCommand::Delete { name, etag } => {
@@ -292,13 +330,17 @@ fn lifecycle(value: i32) -> String {
 }
 
 fn criticality(value: i32) -> String {
-    Criticality::try_from(value).map(|s| s.as_str_name().trim_start_matches("CRITICALITY_").to_string()).unwrap_or_else(|_| value.to_string())
+    Criticality::try_from(value)
+        .map(|s| s.as_str_name().trim_start_matches("CRITICALITY_").to_string())
+        .unwrap_or_else(|_| value.to_string())
 }
 
 fn ci_json(item: &ConfigurationItem) -> serde_json::Value {
     let audit = item.audit.clone().unwrap_or_default();
     let time = |t: Option<prost_types::Timestamp>| {
-        t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32)).map(|t| t.to_rfc3339()).unwrap_or_default()
+        t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default()
     };
     serde_json::json!({
         "name": item.name,
@@ -344,7 +386,16 @@ fn show(item: &ConfigurationItem, output: Output) {
 fn print_table(items: &[ConfigurationItem]) {
     let rows: Vec<[String; 6]> = items
         .iter()
-        .map(|i| [i.name.clone(), i.display_name.clone(), i.ci_class.clone(), lifecycle(i.lifecycle_status), i.environment.clone(), i.owner.clone()])
+        .map(|i| {
+            [
+                i.name.clone(),
+                i.display_name.clone(),
+                i.ci_class.clone(),
+                lifecycle(i.lifecycle_status),
+                i.environment.clone(),
+                i.owner.clone(),
+            ]
+        })
         .collect();
     let header = ["NAME", "DISPLAY NAME", "CLASS", "STATUS", "ENVIRONMENT", "OWNER"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());

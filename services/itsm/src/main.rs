@@ -78,7 +78,7 @@ fn main() -> ExitCode {
                 let settings = load_settings(cli.config.as_deref())?;
                 suite::migrate(settings, service).await
             }
-            Command::Token(args) => client::token(args),
+            Command::Token(args) => client::token(&args),
             Command::Cmdb { command } => client::cmdb(command).await,
         }
     });

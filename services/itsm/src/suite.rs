@@ -120,9 +120,14 @@ pub const DEV_TOKEN_FILE: &str = "dev-admin.token";
 pub async fn up(base: Settings, args: UpArgs) -> Result<(), String> {
     let started = Instant::now();
     let _telemetry = itsm_runtime::telemetry::init(&base, "itsm");
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir).map_err(|e| e.to_string())?;
-    let jwt_secret = if base.auth.jwt_secret.is_empty() { dev_secret(&data_dir, DEV_KEY_FILE)? } else { base.auth.jwt_secret.clone() };
+    let jwt_secret = if base.auth.jwt_secret.is_empty() {
+        dev_secret(&data_dir, DEV_KEY_FILE)?
+    } else {
+        base.auth.jwt_secret.clone()
+    };
     let paging_secret = dev_secret(&data_dir, "dev-paging.key")?;
     let internal_token = random_hex(32);
 
@@ -131,12 +136,18 @@ pub async fn up(base: Settings, args: UpArgs) -> Result<(), String> {
     for service in ALL {
         let port = if args.base_port == 0 { 0 } else { args.base_port + service.offset() };
         let addr = SocketAddr::new(args.bind, port);
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("{}: cannot bind {addr}: {e}", service.name()))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("{}: cannot bind {addr}: {e}", service.name()))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         listeners.push((service, listener, local));
     }
     let url_of = |wanted: ServiceName| {
-        listeners.iter().find(|(s, _, _)| *s == wanted).map(|(_, _, a)| format!("http://{a}")).unwrap_or_default()
+        listeners
+            .iter()
+            .find(|(s, _, _)| *s == wanted)
+            .map(|(_, _, a)| format!("http://{a}"))
+            .unwrap_or_default()
     };
     let mut upstream = base.upstream.clone();
     upstream.service_desk = url_of(ServiceName::ServiceDesk);
@@ -151,7 +162,8 @@ pub async fn up(base: Settings, args: UpArgs) -> Result<(), String> {
     for (service, listener, addr) in listeners {
         let mut settings = base.clone();
         settings.server.listen_addr = addr.to_string();
-        settings.database.url = format!("sqlite://{}", data_dir.join(format!("{}.db", service.name())).display());
+        settings.database.url =
+            format!("sqlite://{}", data_dir.join(format!("{}.db", service.name())).display());
         settings.auth.internal_token.clone_from(&internal_token);
         settings.auth.jwt_secret.clone_from(&jwt_secret);
         settings.paging.token_secret.clone_from(&paging_secret);
@@ -183,7 +195,11 @@ pub async fn up(base: Settings, args: UpArgs) -> Result<(), String> {
         println!("  {:<13} {addr}", service.name());
     }
     println!("gateway: http://{}   (dev admin token: {})", endpoints[0].1, token_path.display());
-    println!("try:     grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" {} list", token_path.display(), endpoints[0].1);
+    println!(
+        "try:     grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" {} list",
+        token_path.display(),
+        endpoints[0].1
+    );
     println!("stop with Ctrl-C");
 
     shutdown_signal().await;
@@ -209,7 +225,10 @@ pub async fn up(base: Settings, args: UpArgs) -> Result<(), String> {
 
 type ServiceTask = tokio::task::JoinHandle<Result<(), Error>>;
 
-async fn wait_all_serving(endpoints: &[(ServiceName, SocketAddr)], tasks: &[(ServiceName, ServiceTask)]) -> Result<(), String> {
+async fn wait_all_serving(
+    endpoints: &[(ServiceName, SocketAddr)],
+    tasks: &[(ServiceName, ServiceTask)],
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     for (service, addr) in endpoints {
         loop {
@@ -231,7 +250,9 @@ async fn wait_all_serving(endpoints: &[(ServiceName, SocketAddr)], tasks: &[(Ser
 }
 
 async fn is_serving(addr: SocketAddr) -> bool {
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else { return false };
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+        return false;
+    };
     let Ok(channel) = endpoint.connect().await else { return false };
     let mut client = HealthClient::new(channel);
     matches!(

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "ITSM";
 const ENV_SEPARATOR: &str = "__";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -111,20 +111,6 @@ pub struct PagingSettings {
     pub token_secret: String,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::default(),
-            database: DatabaseSettings::default(),
-            log: LogSettings::default(),
-            telemetry: TelemetrySettings::default(),
-            auth: AuthSettings::default(),
-            upstream: UpstreamSettings::default(),
-            paging: PagingSettings::default(),
-        }
-    }
-}
-
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
@@ -212,8 +198,8 @@ pub enum EnvSource {
 impl Settings {
     /// Loads defaults < `file` < environment, then validates.
     pub fn load(file: Option<&Path>, env: EnvSource) -> Result<Self, ConfigError> {
-        let defaults = config::Config::try_from(&Settings::default())
-            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        let defaults =
+            config::Config::try_from(&Settings::default()).map_err(|e| ConfigError::Source(e.to_string()))?;
         let known = known_keys(&defaults);
 
         let mut builder = config::Config::builder().add_source(defaults);
@@ -250,7 +236,8 @@ impl Settings {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: &str| ConfigError::InvalidValue { key: key.into(), reason: reason.into() };
+        let invalid =
+            |key: &str, reason: &str| ConfigError::InvalidValue { key: key.into(), reason: reason.into() };
         if self.server.listen_addr.parse::<SocketAddr>().is_err() {
             return Err(invalid("server.listen_addr", "expected host:port, e.g. 0.0.0.0:50051"));
         }

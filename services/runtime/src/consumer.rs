@@ -40,7 +40,12 @@ pub struct ConsumerOptions {
 
 impl ConsumerOptions {
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), types: Vec::new(), lease: Duration::from_secs(15), internal_token: String::new() }
+        Self {
+            name: name.into(),
+            types: Vec::new(),
+            lease: Duration::from_secs(15),
+            internal_token: String::new(),
+        }
     }
 }
 
@@ -55,7 +60,7 @@ pub struct EventConsumer<H> {
 
 enum Applied {
     Done,
-    AlreadyApplied,
+    Duplicate,
     LostLease,
 }
 
@@ -99,7 +104,10 @@ impl<H: EventHandler> EventConsumer<H> {
         }
         let after = self.cursor().await?;
         let mut client = EventServiceClient::new(self.source.clone());
-        let mut request = tonic::Request::new(WatchEventsRequest { after_sequence: after, types: self.options.types.clone() });
+        let mut request = tonic::Request::new(WatchEventsRequest {
+            after_sequence: after,
+            types: self.options.types.clone(),
+        });
         if !self.options.internal_token.is_empty()
             && let Ok(value) = self.options.internal_token.parse()
         {
@@ -118,7 +126,7 @@ impl<H: EventHandler> EventConsumer<H> {
                     let message = message.map_err(|s| Error::Unavailable(format!("event feed: {}", s.message())))?;
                     let Some(event) = message.and_then(|m| m.event) else { return Ok(()) };
                     match self.apply(&event).await? {
-                        Applied::Done | Applied::AlreadyApplied => {}
+                        Applied::Done | Applied::Duplicate => {}
                         Applied::LostLease => return Ok(()),
                     }
                 }
@@ -140,12 +148,17 @@ impl<H: EventHandler> EventConsumer<H> {
                 backend,
                 "UPDATE consumer_cursors SET last_sequence = $1, lease_expires_at = $2 \
                  WHERE consumer = $3 AND lease_owner = $4 AND last_sequence < $1",
-                [event.sequence.into(), lease_until.into(), self.options.name.as_str().into(), self.replica.as_str().into()],
+                [
+                    event.sequence.into(),
+                    lease_until.into(),
+                    self.options.name.as_str().into(),
+                    self.replica.as_str().into(),
+                ],
             ))
             .await?;
         if advanced.rows_affected() == 0 {
             txn.rollback().await?;
-            return Ok(if self.holds_lease().await? { Applied::AlreadyApplied } else { Applied::LostLease });
+            return Ok(if self.holds_lease().await? { Applied::Duplicate } else { Applied::LostLease });
         }
         match self.handler.handle(&txn, event).await {
             Ok(()) => {}
@@ -165,7 +178,11 @@ impl<H: EventHandler> EventConsumer<H> {
                         backend,
                         "UPDATE consumer_cursors SET last_sequence = $1 \
                          WHERE consumer = $2 AND lease_owner = $3 AND last_sequence < $1",
-                        [event.sequence.into(), self.options.name.as_str().into(), self.replica.as_str().into()],
+                        [
+                            event.sequence.into(),
+                            self.options.name.as_str().into(),
+                            self.replica.as_str().into(),
+                        ],
                     ))
                     .await?;
                 if moved.rows_affected() == 1 {

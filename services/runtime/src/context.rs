@@ -37,7 +37,8 @@ impl CallContext {
         if principal.is_empty() {
             return Err(Error::Unauthenticated("no principal in call context".into()));
         }
-        let roles = get(ROLES_HEADER).split(',').map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect();
+        let roles =
+            get(ROLES_HEADER).split(',').map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect();
         Ok(Self { tenant: tenant.to_string(), principal: principal.to_string(), roles })
     }
 
@@ -79,7 +80,11 @@ mod tests {
 
     #[test]
     fn round_trip_through_metadata() {
-        let ctx = CallContext { tenant: "acme".into(), principal: "alice".into(), roles: vec!["agent".into(), "tier1".into()] };
+        let ctx = CallContext {
+            tenant: "acme".into(),
+            principal: "alice".into(),
+            roles: vec!["agent".into(), "tier1".into()],
+        };
         let mut md = MetadataMap::new();
         ctx.apply(&mut md, "tok");
         assert_eq!(CallContext::from_metadata(&md).unwrap(), ctx);

@@ -130,6 +130,7 @@ fn is_sqlx_connection_error(err: &sqlx::Error) -> bool {
 
 /// Maps a database error to the error a caller sees: unreachable → `UNAVAILABLE`, a unique key
 /// clash → `ALREADY_EXISTS`, anything else is ours → `INTERNAL` (detail logged, not sent).
+#[allow(clippy::needless_pass_by_value)] // called as `.map_err(classify_db_error)` and by `From<DbErr>`
 pub fn classify_db_error(err: DbErr) -> Error {
     if is_connection_error(&err) {
         return Error::Unavailable("database unavailable, retry later".into());

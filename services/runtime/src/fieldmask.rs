@@ -11,7 +11,11 @@ pub struct UpdateMask {
 impl UpdateMask {
     /// `mask` as sent; `updatable` lists the paths a caller may change. An absent or empty mask
     /// is an error (we do not guess which fields were meant); `*` means every updatable field.
-    pub fn parse(mask: Option<&prost_types::FieldMask>, updatable: &[&str], field: &str) -> Result<Self, Error> {
+    pub fn parse(
+        mask: Option<&prost_types::FieldMask>,
+        updatable: &[&str],
+        field: &str,
+    ) -> Result<Self, Error> {
         let paths = mask.map(|m| m.paths.clone()).unwrap_or_default();
         if paths.is_empty() {
             return Err(Error::invalid(field, "is required; name the fields to change, or `*`"));
@@ -26,7 +30,10 @@ impl UpdateMask {
         let mut seen = Vec::new();
         for path in &paths {
             if !updatable.contains(&path.as_str()) {
-                violations.add(field, format!("`{path}` cannot be updated; updatable fields: {}", updatable.join(", ")));
+                violations.add(
+                    field,
+                    format!("`{path}` cannot be updated; updatable fields: {}", updatable.join(", ")),
+                );
             } else if seen.contains(path) {
                 violations.add(field, format!("`{path}` is named twice"));
             } else {

@@ -93,7 +93,10 @@ fn tokenize(input: &str) -> Result<Vec<Token>, Error> {
                     _ => Op::Ge,
                 }));
             }
-            '-' if tokens.last().is_none_or(|t| matches!(t, Token::LParen | Token::Word(_)) && !matches!(t, Token::Word(w) if !is_keyword(w))) => {
+            '-' if tokens.last().is_none_or(|t| {
+                matches!(t, Token::LParen | Token::Word(_)) && !matches!(t, Token::Word(w) if !is_keyword(w))
+            }) =>
+            {
                 chars.next();
                 tokens.push(Token::Minus);
             }
@@ -202,13 +205,13 @@ impl Parser {
             }
             Some(Token::Word(member)) if !is_keyword(&member) => {
                 if !member.split('.').all(|part| {
-                    !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    !part.is_empty()
+                        && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 }) {
                     return Err(invalid(format!("`{member}` is not a field name")));
                 }
-                let op = match self.next() {
-                    Some(Token::Op(op)) => op,
-                    _ => return Err(invalid(format!("expected an operator after `{member}`"))),
+                let Some(Token::Op(op)) = self.next() else {
+                    return Err(invalid(format!("expected an operator after `{member}`")));
                 };
                 let value = match self.next() {
                     Some(Token::Quoted(v)) => v,
@@ -255,7 +258,10 @@ pub fn parse_order_by<'a>(input: &str, allowed: &[&'a str]) -> Result<Option<(&'
     };
     match allowed.iter().find(|a| **a == field) {
         Some(found) => Ok(Some((found, descending))),
-        None => Err(Error::invalid("order_by", format!("cannot order by `{field}`; allowed: {}", allowed.join(", ")))),
+        None => Err(Error::invalid(
+            "order_by",
+            format!("cannot order by `{field}`; allowed: {}", allowed.join(", ")),
+        )),
     }
 }
 

@@ -16,7 +16,9 @@ use tokio::sync::{Notify, mpsc};
 use tonic::{Request, Response, Status};
 
 use itsm_proto::events::event_service_server::{EventService, EventServiceServer};
-use itsm_proto::events::{Event, GetFeedInfoRequest, GetFeedInfoResponse, WatchEventsRequest, WatchEventsResponse};
+use itsm_proto::events::{
+    Event, GetFeedInfoRequest, GetFeedInfoResponse, WatchEventsRequest, WatchEventsResponse,
+};
 
 use crate::db::{now_micros, stmt, timestamp};
 use crate::error::Error;
@@ -43,7 +45,12 @@ pub struct NewEvent<'a> {
 
 impl<'a> NewEvent<'a> {
     /// An event whose type is the payload message's full name (`itsm.cmdb.v1.ConfigurationItemChanged`).
-    pub fn of<M: prost::Name>(payload: &M, resource_name: &'a str, tenant: &'a str, actor: &'a str) -> NewEvent<'a> {
+    pub fn of<M: prost::Name>(
+        payload: &M,
+        resource_name: &'a str,
+        tenant: &'a str,
+        actor: &'a str,
+    ) -> NewEvent<'a> {
         // Leaked once per message type at most, because type names are 'static in practice.
         let full_name: &'static str = Box::leak(M::full_name().into_boxed_str());
         NewEvent {

@@ -58,8 +58,8 @@ impl PageTokens {
     }
 
     fn mac(&self, body: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut mac =
-            HmacSha256::new_from_slice(&self.key).map_err(|e| Error::Internal(format!("page token key: {e}")))?;
+        let mut mac = HmacSha256::new_from_slice(&self.key)
+            .map_err(|e| Error::Internal(format!("page token key: {e}")))?;
         mac.update(body);
         Ok(mac.finalize().into_bytes().to_vec())
     }
@@ -87,8 +87,8 @@ impl PageTokens {
             return Err(invalid());
         }
         let (mac, body) = bytes.split_at(32);
-        let mut verifier =
-            HmacSha256::new_from_slice(&self.key).map_err(|e| Error::Internal(format!("page token key: {e}")))?;
+        let mut verifier = HmacSha256::new_from_slice(&self.key)
+            .map_err(|e| Error::Internal(format!("page token key: {e}")))?;
         verifier.update(body);
         verifier.verify_slice(mac).map_err(|_| invalid())?;
         let body: TokenBody = serde_json::from_slice(body).map_err(|_| invalid())?;

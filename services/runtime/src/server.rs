@@ -174,7 +174,10 @@ impl GrpcServer {
         let local_addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
         tracing::info!(service = self.name, address = %local_addr, "serving gRPC");
         if self.settings.auth.internal_token.is_empty() && self.name != "gateway" {
-            tracing::warn!(service = self.name, "auth.internal_token is empty: calls are not checked for the gateway's credential");
+            tracing::warn!(
+                service = self.name,
+                "auth.internal_token is empty: calls are not checked for the gateway's credential"
+            );
         }
 
         let stopping = Arc::new(Notify::new());
@@ -294,7 +297,8 @@ where
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let path = request.uri().path().to_string();
-        let (rpc_service, rpc_method) = path.trim_start_matches('/').split_once('/').unwrap_or((path.as_str(), ""));
+        let (rpc_service, rpc_method) =
+            path.trim_start_matches('/').split_once('/').unwrap_or((path.as_str(), ""));
         let span = tracing::info_span!(
             "rpc",
             otel.name = %path.trim_start_matches('/'),

@@ -12,7 +12,9 @@ pub fn struct_to_json(s: &Struct) -> serde_json::Value {
 fn value_to_json(value: &Value) -> serde_json::Value {
     match &value.kind {
         None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::NumberValue(n)) => Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Some(Kind::NumberValue(n)) => {
+            Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number)
+        }
         Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
         Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
         Some(Kind::StructValue(s)) => struct_to_json(s),
@@ -38,7 +40,9 @@ fn json_to_value(json: &serde_json::Value) -> Value {
         serde_json::Value::Bool(b) => Kind::BoolValue(*b),
         serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
         serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(items) => Kind::ListValue(ListValue { values: items.iter().map(json_to_value).collect() }),
+        serde_json::Value::Array(items) => {
+            Kind::ListValue(ListValue { values: items.iter().map(json_to_value).collect() })
+        }
         serde_json::Value::Object(map) => Kind::StructValue(object_to_struct(map)),
     };
     Value { kind: Some(kind) }

@@ -39,11 +39,9 @@ pub fn init(settings: &Settings, service_name: &str) -> TelemetryGuard {
         .or_else(|_| EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt_layer = match settings.log.format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .flatten_event(true)
-            .boxed(),
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().json().with_current_span(true).flatten_event(true).boxed()
+        }
         LogFormat::Plain => tracing_subscriber::fmt::layer().with_target(true).boxed(),
     };
 
@@ -76,7 +74,8 @@ fn build_provider(
     settings: &Settings,
     service_name: &str,
 ) -> Result<SdkTracerProvider, Box<dyn std::error::Error>> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
+    let exporter =
+        opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name.to_string())
         .with_attributes([
@@ -86,7 +85,9 @@ fn build_provider(
         .build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.telemetry.sampling_ratio))))
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.telemetry.sampling_ratio,
+        ))))
         .with_resource(resource)
         .build())
 }

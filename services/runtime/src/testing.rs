@@ -57,7 +57,9 @@ pub fn postgres_admin_url() -> String {
 
 fn with_database(admin_url: &str, database: &str) -> String {
     match admin_url.rfind('/') {
-        Some(slash) if admin_url[..slash].contains("://") && slash > admin_url.find("://").unwrap_or(0) + 2 => {
+        Some(slash)
+            if admin_url[..slash].contains("://") && slash > admin_url.find("://").unwrap_or(0) + 2 =>
+        {
             format!("{}/{database}", &admin_url[..slash])
         }
         _ => format!("{admin_url}/{database}"),
@@ -98,10 +100,14 @@ impl Drop for TestDatabase {
         if let Some((admin, name)) = self.postgres.take() {
             // Drop runs outside async context; use a small runtime on a helper thread.
             let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
                 rt.block_on(async move {
                     if let Ok(conn) = Database::connect(admin.as_str()).await {
-                        let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                        let _ = conn
+                            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
                         let _ = conn.close().await;
                     }
                 });
@@ -160,8 +166,10 @@ impl RunningServer {
                 .await
             {
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                if let Ok(resp) = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await
-                    && resp.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                if let Ok(resp) =
+                    health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await
+                    && resp.into_inner().status
+                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
                 {
                     return;
                 }
@@ -223,7 +231,8 @@ pub struct PrivatePostgres {
 }
 
 fn postgres_bin_dir() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path().join("bin")).collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path().join("bin")).collect();
     dirs.sort();
     dirs.into_iter().rev().find(|d| d.join("pg_ctl").exists())
 }
@@ -249,7 +258,9 @@ impl PrivatePostgres {
         let _ = Command::new("chmod").arg("777").arg(dir.path()).status();
         let _ = Command::new("chown").arg("postgres").arg(dir.path()).status();
         let data_str = data.to_string_lossy().to_string();
-        let out = run_as_postgres(&bin, "initdb", &["-D", &data_str, "-A", "trust", "-U", "postgres", "--no-sync"]).ok()?;
+        let out =
+            run_as_postgres(&bin, "initdb", &["-D", &data_str, "-A", "trust", "-U", "postgres", "--no-sync"])
+                .ok()?;
         if !out.status.success() {
             eprintln!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
             return None;
@@ -263,11 +274,19 @@ impl PrivatePostgres {
     }
 
     fn start_server(&self) -> bool {
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
         let log = self.dir.path().join("log").to_string_lossy().to_string();
-        run_as_postgres(&self.bin, "pg_ctl", &["-D", &self.data_dir(), "-o", &options, "-l", &log, "-w", "start"])
-            .map(|o| o.status.success())
-            .unwrap_or(false)
+        run_as_postgres(
+            &self.bin,
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-o", &options, "-l", &log, "-w", "start"],
+        )
+        .map(|o| o.status.success())
+        .unwrap_or(false)
     }
 
     /// Starts the server again after [`stop`](Self::stop).
@@ -289,6 +308,7 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = run_as_postgres(&self.bin, "pg_ctl", &["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"]);
+        let _ =
+            run_as_postgres(&self.bin, "pg_ctl", &["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"]);
     }
 }

@@ -25,8 +25,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    itsm_runtime::service::run::<migration::Migrator>(SERVICE, settings, listener, shutdown, |server, _state| {
-        server.add_service(ServiceDeskServiceServer::new(ServiceDeskApi))
-    })
+    itsm_runtime::service::run::<migration::Migrator>(
+        SERVICE,
+        settings,
+        listener,
+        shutdown,
+        |server, _state| server.add_service(ServiceDeskServiceServer::new(ServiceDeskApi)),
+    )
     .await
 }

@@ -64,10 +64,7 @@ pub fn is_label_key(key: &str) -> bool {
 pub fn enum_value(table: &[(i32, &str)], prefix: &str, text: &str) -> Option<i32> {
     let upper = text.to_ascii_uppercase();
     let bare = upper.strip_prefix(prefix).unwrap_or(&upper);
-    table
-        .iter()
-        .find(|(n, name)| *name == bare || text.parse::<i32>().ok() == Some(*n))
-        .map(|(n, _)| *n)
+    table.iter().find(|(n, name)| *name == bare || text.parse::<i32>().ok() == Some(*n)).map(|(n, _)| *n)
 }
 
 impl CiFields {
@@ -85,13 +82,15 @@ impl CiFields {
         if self.ci_class.is_empty() {
             violations.add(f("ci_class"), "is required");
         } else if !classes::is_known(&self.ci_class) {
-            violations.add(f("ci_class"), format!("unknown class; known classes: {}", classes::names().join(", ")));
+            violations
+                .add(f("ci_class"), format!("unknown class; known classes: {}", classes::names().join(", ")));
         }
         if self.description.chars().count() > MAX_DESCRIPTION {
             violations.add(f("description"), format!("at most {MAX_DESCRIPTION} characters"));
         }
         if !LIFECYCLE_STATUSES.iter().any(|(n, _)| *n == self.lifecycle_status) {
-            violations.add(f("lifecycle_status"), "must be PLANNED, IN_BUILD, IN_USE, MAINTENANCE or RETIRED");
+            violations
+                .add(f("lifecycle_status"), "must be PLANNED, IN_BUILD, IN_USE, MAINTENANCE or RETIRED");
         }
         if self.criticality != 0 && !CRITICALITIES.iter().any(|(n, _)| *n == self.criticality) {
             violations.add(f("criticality"), "must be LOW, MEDIUM, HIGH or CRITICAL");
@@ -117,7 +116,10 @@ impl CiFields {
                 );
             }
             if value.chars().count() > MAX_LABEL_VALUE || has_control_chars(value) {
-                violations.add(format!("{prefix}.labels[{key}]"), format!("values have at most {MAX_LABEL_VALUE} characters"));
+                violations.add(
+                    format!("{prefix}.labels[{key}]"),
+                    format!("values have at most {MAX_LABEL_VALUE} characters"),
+                );
             }
         }
         let attributes_len = self.attributes.to_string().len();
@@ -213,7 +215,8 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(Box<dyn Fn(&mut CiFields)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut CiFields)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|c| c.display_name.clear()), "ci.display_name"),
             (Box::new(|c| c.display_name = "x".repeat(201)), "ci.display_name"),
             (Box::new(|c| c.display_name = " padded".into()), "ci.display_name"),
@@ -223,8 +226,18 @@ mod tests {
             (Box::new(|c| c.lifecycle_status = 99), "ci.lifecycle_status"),
             (Box::new(|c| c.criticality = 7), "ci.criticality"),
             (Box::new(|c| c.environment = "Prod Env".into()), "ci.environment"),
-            (Box::new(|c| { c.labels.insert("Bad Key".into(), "v".into()); }), "ci.labels[Bad Key]"),
-            (Box::new(|c| { c.labels.insert("k".into(), "v".repeat(64)); }), "ci.labels[k]"),
+            (
+                Box::new(|c| {
+                    c.labels.insert("Bad Key".into(), "v".into());
+                }),
+                "ci.labels[Bad Key]",
+            ),
+            (
+                Box::new(|c| {
+                    c.labels.insert("k".into(), "v".repeat(64));
+                }),
+                "ci.labels[k]",
+            ),
             (Box::new(|c| c.owner = "o\u{0}".into()), "ci.owner"),
             (Box::new(|c| c.attributes = serde_json::json!({"a": "x".repeat(70_000)})), "ci.attributes"),
         ];
@@ -241,7 +254,14 @@ mod tests {
         let mut after = valid();
         after.owner = "alice".into();
         let diff = CiFields::diff(Some(&before), Some(&after));
-        assert_eq!(diff, vec![FieldDiff { field: "owner".into(), old_value: "\"\"".into(), new_value: "\"alice\"".into() }]);
+        assert_eq!(
+            diff,
+            vec![FieldDiff {
+                field: "owner".into(),
+                old_value: "\"\"".into(),
+                new_value: "\"alice\"".into()
+            }]
+        );
         assert_eq!(CiFields::diff(None, Some(&after)).len(), UPDATABLE.len());
     }
 

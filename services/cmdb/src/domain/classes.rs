@@ -24,7 +24,8 @@ pub fn is_known(class: &str) -> bool {
 
 /// The class and all its descendants, for `ci_class = "server"` matching virtual machines too.
 pub fn with_descendants(class: &str) -> Vec<&'static str> {
-    let mut out: Vec<&'static str> = DEFAULT_CLASSES.iter().filter(|(n, _)| *n == class).map(|(n, _)| *n).collect();
+    let mut out: Vec<&'static str> =
+        DEFAULT_CLASSES.iter().filter(|(n, _)| *n == class).map(|(n, _)| *n).collect();
     let mut i = 0;
     while i < out.len() {
         let parent = out[i];
