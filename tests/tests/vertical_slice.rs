@@ -123,7 +123,11 @@ async fn crud_through_gateway(backend: TestBackend) {
     assert_eq!(err.code(), Code::NotFound);
 
     cmdb.delete_configuration_item(authed(
-        DeleteConfigurationItemRequest { name: created.name.clone(), etag: updated.etag.clone() },
+        DeleteConfigurationItemRequest {
+            name: created.name.clone(),
+            etag: updated.etag.clone(),
+            cascade: false,
+        },
         &token,
     ))
     .await

@@ -107,3 +107,90 @@ mod tests {
         assert_eq!(parse_name(&format!("configurationItems/{}", id.to_uppercase())), None);
     }
 }
+
+/// CI classes, relationships and baselines.
+pub mod more {
+    use itsm_proto::cmdb::{AttributeDefinition, CiClass, Relationship};
+    use itsm_proto::common::AuditInfo;
+    use itsm_runtime::db::timestamp;
+    use itsm_runtime::structs::json_to_struct;
+
+    use crate::domain::classes::{AttrDef, AttrType, ClassDef, ClassRegistry};
+    use crate::entity::relationship;
+
+    pub const CLASS_PREFIX: &str = "ciClasses/";
+    pub const RELATIONSHIP_PREFIX: &str = "relationships/";
+    pub const BASELINE_PREFIX: &str = "baselines/";
+
+    pub fn attr_to_proto(a: &AttrDef) -> AttributeDefinition {
+        AttributeDefinition {
+            name: a.name.clone(),
+            r#type: a.kind.to_proto(),
+            required: a.required,
+            enum_values: a.enum_values.clone(),
+            reference_class: a.reference_class.clone(),
+            description: a.description.clone(),
+        }
+    }
+
+    /// `None` when the type is unset or unknown.
+    pub fn attr_from_proto(a: &AttributeDefinition) -> Option<AttrDef> {
+        Some(AttrDef {
+            name: a.name.clone(),
+            kind: AttrType::from_proto(a.r#type)?,
+            required: a.required,
+            enum_values: a.enum_values.clone(),
+            reference_class: a.reference_class.clone(),
+            description: a.description.clone(),
+        })
+    }
+
+    pub fn class_to_proto(
+        class: &ClassDef,
+        registry: &ClassRegistry,
+        audit: Option<AuditInfo>,
+        version: i64,
+    ) -> CiClass {
+        CiClass {
+            name: format!("{CLASS_PREFIX}{}", class.id),
+            display_name: class.display_name.clone(),
+            parent: class.parent.clone().unwrap_or_default(),
+            description: class.description.clone(),
+            attributes: class.attributes.iter().map(attr_to_proto).collect(),
+            effective_attributes: registry
+                .effective_attributes(&class.id)
+                .iter()
+                .map(attr_to_proto)
+                .collect(),
+            natural_key: registry.natural_key(&class.id),
+            builtin: class.builtin,
+            etag: super::etag(version),
+            audit,
+        }
+    }
+
+    pub fn relationship_to_proto(model: &relationship::Model) -> Relationship {
+        let properties: serde_json::Value =
+            serde_json::from_str(&model.properties).unwrap_or_else(|_| serde_json::json!({}));
+        Relationship {
+            name: format!("{RELATIONSHIP_PREFIX}{}", model.id),
+            source: super::resource_name(&model.source_id),
+            target: super::resource_name(&model.target_id),
+            r#type: model.rel_type,
+            properties: Some(json_to_struct(&properties)),
+            etag: super::etag(model.version),
+            audit: Some(AuditInfo {
+                create_time: Some(timestamp(model.create_time)),
+                update_time: Some(timestamp(model.update_time)),
+                creator: model.creator.clone(),
+                updater: model.updater.clone(),
+            }),
+        }
+    }
+
+    /// `{prefix}{uuid}` → the id.
+    pub fn parse_uuid_name(name: &str, prefix: &str) -> Option<String> {
+        let id = name.strip_prefix(prefix)?;
+        uuid::Uuid::parse_str(id).ok().filter(|u| u.hyphenated().to_string() == id).map(|_| id.to_string())
+    }
+}

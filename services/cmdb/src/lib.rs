@@ -7,6 +7,7 @@ pub mod api;
 pub mod convert;
 pub mod domain;
 pub mod entity;
+pub mod import;
 pub mod migration;
 pub mod repo;
 

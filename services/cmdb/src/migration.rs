@@ -37,13 +37,14 @@ CREATE TABLE configuration_items (
     support_group TEXT NOT NULL,
     labels TEXT NOT NULL,
     attributes TEXT NOT NULL,
+    natural_key TEXT NOT NULL,
     version BIGINT NOT NULL,
     create_time BIGINT NOT NULL,
     update_time BIGINT NOT NULL,
     creator TEXT NOT NULL,
     updater TEXT NOT NULL
 );
-CREATE UNIQUE INDEX configuration_items_class_name ON configuration_items (tenant_id, ci_class, display_name);
+CREATE UNIQUE INDEX configuration_items_natural_key ON configuration_items (tenant_id, ci_class, natural_key);
 CREATE INDEX configuration_items_by_name ON configuration_items (tenant_id, display_name, id);
 CREATE INDEX configuration_items_by_create ON configuration_items (tenant_id, create_time, id);
 CREATE INDEX configuration_items_by_update ON configuration_items (tenant_id, update_time, id);
@@ -55,7 +56,50 @@ CREATE TABLE ci_labels (
     value TEXT NOT NULL,
     PRIMARY KEY (ci_id, key)
 );
-CREATE INDEX ci_labels_by_value ON ci_labels (tenant_id, key, value, ci_id)";
+CREATE INDEX ci_labels_by_value ON ci_labels (tenant_id, key, value, ci_id);
+CREATE TABLE ci_classes (
+    tenant_id TEXT NOT NULL,
+    class_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    description TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    natural_key TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, class_id)
+);
+CREATE TABLE ci_relationships (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    rel_type INTEGER NOT NULL,
+    redundant BOOLEAN NOT NULL,
+    properties TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX ci_relationships_unique ON ci_relationships (tenant_id, source_id, target_id, rel_type);
+CREATE INDEX ci_relationships_by_target ON ci_relationships (tenant_id, target_id, rel_type, source_id);
+CREATE INDEX ci_relationships_by_source ON ci_relationships (tenant_id, source_id, rel_type, target_id);
+CREATE TABLE baselines (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    filter TEXT NOT NULL,
+    item_count INTEGER NOT NULL,
+    snapshot TEXT NOT NULL,
+    create_time BIGINT NOT NULL,
+    creator TEXT NOT NULL
+);
+CREATE INDEX baselines_by_time ON baselines (tenant_id, create_time, id)";
 
 #[async_trait::async_trait]
 impl MigrationTrait for CreateConfigurationItems {
@@ -75,7 +119,22 @@ CREATE TABLE ci_history (
     changes TEXT NOT NULL,
     snapshot TEXT NOT NULL
 );
-CREATE UNIQUE INDEX ci_history_by_ci ON ci_history (tenant_id, ci_id, version)";
+CREATE UNIQUE INDEX ci_history_by_ci ON ci_history (tenant_id, ci_id, version);
+CREATE TABLE relationship_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL,
+    relationship_id TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    rel_type INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    change_time BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    source INTEGER NOT NULL,
+    source_reference TEXT NOT NULL,
+    properties TEXT NOT NULL
+);
+CREATE INDEX relationship_history_by_ci ON relationship_history (tenant_id, source_id, change_time)";
         let history_postgres = history_sqlite
             .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY");
         execute_for_backend(
@@ -88,7 +147,15 @@ CREATE UNIQUE INDEX ci_history_by_ci ON ci_history (tenant_id, ci_id, version)";
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        for table in ["ci_history", "ci_labels", "configuration_items"] {
+        for table in [
+            "relationship_history",
+            "baselines",
+            "ci_relationships",
+            "ci_classes",
+            "ci_history",
+            "ci_labels",
+            "configuration_items",
+        ] {
             db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
         Ok(())

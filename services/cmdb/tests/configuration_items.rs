@@ -438,7 +438,7 @@ async fn delete_and_batch_get_and_events(backend: TestBackend) {
     let err = cmdb
         .client
         .delete_configuration_item(with_context(
-            DeleteConfigurationItemRequest { name: a.name.clone(), etag: "W/\"9\"".into() },
+            DeleteConfigurationItemRequest { name: a.name.clone(), etag: "W/\"9\"".into(), cascade: false },
             "acme",
             "alice",
         ))
@@ -447,7 +447,7 @@ async fn delete_and_batch_get_and_events(backend: TestBackend) {
     assert_eq!(err.code(), Code::Aborted);
     cmdb.client
         .delete_configuration_item(with_context(
-            DeleteConfigurationItemRequest { name: a.name.clone(), etag: a.etag.clone() },
+            DeleteConfigurationItemRequest { name: a.name.clone(), etag: a.etag.clone(), cascade: false },
             "acme",
             "alice",
         ))
@@ -456,7 +456,7 @@ async fn delete_and_batch_get_and_events(backend: TestBackend) {
     let err = cmdb
         .client
         .delete_configuration_item(with_context(
-            DeleteConfigurationItemRequest { name: a.name.clone(), etag: String::new() },
+            DeleteConfigurationItemRequest { name: a.name.clone(), etag: String::new(), cascade: false },
             "acme",
             "alice",
         ))

@@ -32,7 +32,7 @@ pub struct ServerSettings {
     pub listen_addr: String,
     /// Deadline applied to a call that brings none of its own.
     pub request_timeout_ms: u64,
-    /// Calls handled at once per connection; more wait.
+    /// Calls handled at once per connection; beyond it calls are shed (answered at once with an error).
     pub concurrency_limit: usize,
     /// Largest request or response message in bytes.
     pub max_message_bytes: usize,

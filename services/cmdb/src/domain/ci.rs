@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use itsm_runtime::error::Violations;
 
-use super::classes;
+use super::classes::ClassRegistry;
 
 pub const MAX_DISPLAY_NAME: usize = 200;
 pub const MAX_DESCRIPTION: usize = 4000;
@@ -68,8 +68,9 @@ pub fn enum_value(table: &[(i32, &str)], prefix: &str, text: &str) -> Option<i32
 }
 
 impl CiFields {
-    /// Checks every field; `prefix` is the request path of the CI (`configuration_item`).
-    pub fn validate(&self, prefix: &str, violations: &mut Violations) {
+    /// Checks every field but the attributes (see `attributes::check`); `prefix` is the request
+    /// path of the CI (`configuration_item`).
+    pub fn validate(&self, classes: &ClassRegistry, prefix: &str, violations: &mut Violations) {
         let f = |name: &str| format!("{prefix}.{name}");
         let name = self.display_name.trim();
         if name.is_empty() {
@@ -81,9 +82,9 @@ impl CiFields {
         }
         if self.ci_class.is_empty() {
             violations.add(f("ci_class"), "is required");
-        } else if !classes::is_known(&self.ci_class) {
+        } else if classes.get(&self.ci_class).is_none() {
             violations
-                .add(f("ci_class"), format!("unknown class; known classes: {}", classes::names().join(", ")));
+                .add(f("ci_class"), format!("unknown class; known classes: {}", classes.ids().join(", ")));
         }
         if self.description.chars().count() > MAX_DESCRIPTION {
             violations.add(f("description"), format!("at most {MAX_DESCRIPTION} characters"));
@@ -200,7 +201,7 @@ mod tests {
 
     fn errors(fields: &CiFields) -> Vec<String> {
         let mut v = Violations::new();
-        fields.validate("ci", &mut v);
+        fields.validate(&ClassRegistry::builtins(), "ci", &mut v);
         match v.into_result() {
             Ok(()) => vec![],
             Err(itsm_runtime::Error::InvalidArgument(list)) => list.into_iter().map(|v| v.field).collect(),

@@ -19,6 +19,8 @@ pub struct Model {
     pub labels: String,
     /// JSON object of class attributes.
     pub attributes: String,
+    /// The class's natural-key values joined by `/`; unique per tenant and class.
+    pub natural_key: String,
     pub version: i64,
     pub create_time: i64,
     pub update_time: i64,

@@ -3,57 +3,54 @@
 
 use sea_orm::sea_query::{Expr, Query, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
-    IntoActiveModel, Order, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, ExprTrait, IntoActiveModel,
+    Order, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
 };
 
 use itsm_proto::cmdb::{ConfigurationItem, ConfigurationItemChanged};
-use itsm_proto::common::{ChangeSource, FieldChange, HistoryEntry};
+use itsm_proto::common::{FieldChange, HistoryEntry};
 use itsm_runtime::db::{now_micros, timestamp};
+use itsm_runtime::error::Violations;
 use itsm_runtime::filter::{self, Expr as Filter, Op};
 use itsm_runtime::idempotency::{self, Claim};
-use itsm_runtime::outbox::{self, EventFeed, NewEvent};
+use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
 
-use crate::convert::{apply_fields, etag, fields_from_model, resource_name, to_proto};
+use super::{IN_CHUNK, Page, Repository, WriteSource};
+use crate::convert::{apply_fields, etag, fields_from_model, parse_name, resource_name, to_proto};
+use crate::domain::attributes;
 use crate::domain::ci::{CRITICALITIES, CiFields, FieldDiff, LIFECYCLE_STATUSES, enum_value};
-use crate::domain::classes;
-use crate::entity::{ci_history, ci_label, configuration_item as ci};
+use crate::domain::classes::ClassRegistry;
+use crate::entity::{ci_history, ci_label, configuration_item as ci, relationship};
 
 const CREATE_METHOD: &str = "CreateConfigurationItem";
-
-/// Who and what caused a write, for history.
-pub struct WriteSource {
-    pub source: ChangeSource,
-    pub reference: String,
-}
-
-impl WriteSource {
-    pub fn user() -> Self {
-        Self { source: ChangeSource::User, reference: String::new() }
-    }
-}
-
-pub struct Repository {
-    pub db: DatabaseConnection,
-    pub feed: EventFeed,
-}
-
-/// One page of a listing.
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Sort key of the last item when there may be more.
-    pub next_key: Option<Vec<serde_json::Value>>,
-}
 
 /// Sort orders a listing accepts.
 pub const ORDER_FIELDS: &[&str] = &["display_name", "create_time", "update_time"];
 
 impl Repository {
-    async fn find(db: &impl ConnectionTrait, tenant: &str, id: &str) -> Result<Option<ci::Model>, Error> {
+    pub(crate) async fn find(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<ci::Model>, Error> {
         Ok(ci::Entity::find()
             .filter(ci::Column::TenantId.eq(tenant))
             .filter(ci::Column::Id.eq(id))
+            .one(db)
+            .await?)
+    }
+
+    pub(crate) async fn find_by_key(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        class: &str,
+        natural_key: &str,
+    ) -> Result<Option<ci::Model>, Error> {
+        Ok(ci::Entity::find()
+            .filter(ci::Column::TenantId.eq(tenant))
+            .filter(ci::Column::CiClass.eq(class))
+            .filter(ci::Column::NaturalKey.eq(natural_key))
             .one(db)
             .await?)
     }
@@ -84,6 +81,42 @@ impl Repository {
         }
     }
 
+    /// Checks the fields against the tenant's classes, including that referenced CIs exist.
+    pub(crate) async fn check_fields(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        registry: &ClassRegistry,
+        fields: &CiFields,
+        prefix: &str,
+    ) -> Result<(), Error> {
+        let mut violations = Violations::new();
+        fields.validate(registry, prefix, &mut violations);
+        let references = attributes::check(
+            registry,
+            &fields.ci_class,
+            &fields.attributes,
+            &format!("{prefix}.attributes"),
+            &mut violations,
+        );
+        for reference in references {
+            let target = match parse_name(&reference.target) {
+                Some(id) => Self::find(db, tenant, &id).await?,
+                None => None,
+            };
+            match target {
+                None => violations.add(reference.field, format!("{} does not exist", reference.target)),
+                Some(t) if !reference.class.is_empty() && !registry.is_a(&t.ci_class, &reference.class) => {
+                    violations.add(
+                        reference.field,
+                        format!("must reference a {} (found a {})", reference.class, t.ci_class),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        violations.into_result()
+    }
+
     pub async fn create(
         &self,
         ctx: &CallContext,
@@ -108,32 +141,9 @@ impl Repository {
                     continue;
                 }
             }
-            self.ensure_unique_name(&txn, &ctx.tenant, &fields, None).await?;
-            let now = now_micros();
-            let mut model = ci::Model {
-                id: uuid::Uuid::now_v7().to_string(),
-                tenant_id: ctx.tenant.clone(),
-                display_name: String::new(),
-                ci_class: String::new(),
-                description: String::new(),
-                lifecycle_status: 0,
-                environment: String::new(),
-                criticality: 0,
-                owner: String::new(),
-                support_group: String::new(),
-                labels: String::new(),
-                attributes: String::new(),
-                version: 1,
-                create_time: now,
-                update_time: now,
-                creator: ctx.principal.clone(),
-                updater: ctx.principal.clone(),
-            };
-            apply_fields(&mut model, &fields);
-            model.clone().into_active_model().reset_all().insert(&txn).await?;
-            write_labels(&txn, &model, &fields, true).await?;
-            let diff = CiFields::diff(None, Some(&fields));
-            self.record_change(&txn, ctx, &model, "create", &diff, source).await?;
+            let registry = Self::registry(&txn, &ctx.tenant).await?;
+            Self::check_fields(&txn, &ctx.tenant, &registry, &fields, "configuration_item").await?;
+            let model = self.create_in(&txn, ctx, &registry, &fields, source).await?;
             idempotency::complete(&txn, &ctx.tenant, CREATE_METHOD, request_id, &resource_name(&model.id))
                 .await?;
             txn.commit().await?;
@@ -143,13 +153,53 @@ impl Repository {
         Err(Error::Aborted("concurrent creates with the same request_id; retry".into()))
     }
 
+    /// Inserts a checked CI with its labels, history and event, in the caller's transaction.
+    pub(crate) async fn create_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        ctx: &CallContext,
+        registry: &ClassRegistry,
+        fields: &CiFields,
+        source: &WriteSource,
+    ) -> Result<ci::Model, Error> {
+        let key =
+            attributes::natural_key(registry, &fields.ci_class, &fields.display_name, &fields.attributes);
+        self.ensure_unique_key(txn, &ctx.tenant, &fields.ci_class, &key, None).await?;
+        let now = now_micros();
+        let mut model = ci::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: ctx.tenant.clone(),
+            display_name: String::new(),
+            ci_class: String::new(),
+            description: String::new(),
+            lifecycle_status: 0,
+            environment: String::new(),
+            criticality: 0,
+            owner: String::new(),
+            support_group: String::new(),
+            labels: String::new(),
+            attributes: String::new(),
+            natural_key: key,
+            version: 1,
+            create_time: now,
+            update_time: now,
+            creator: ctx.principal.clone(),
+            updater: ctx.principal.clone(),
+        };
+        apply_fields(&mut model, fields);
+        model.clone().into_active_model().reset_all().insert(txn).await?;
+        write_labels(txn, &model, fields, true).await?;
+        let diff = CiFields::diff(None, Some(fields));
+        self.record_change(txn, ctx, &model, "create", &diff, source).await?;
+        Ok(model)
+    }
+
     pub async fn update(
         &self,
         ctx: &CallContext,
         id: &str,
         expected_etag: &str,
         change: impl FnOnce(&mut CiFields),
-        validate: impl FnOnce(&CiFields) -> Result<(), Error>,
         source: &WriteSource,
     ) -> Result<ConfigurationItem, Error> {
         let txn = self.db.begin().await?;
@@ -162,20 +212,39 @@ impl Repository {
                 etag(current.version)
             )));
         }
-        let before = fields_from_model(&current);
-        let mut after = before.clone();
+        let registry = Self::registry(&txn, &ctx.tenant).await?;
+        let mut after = fields_from_model(&current);
         change(&mut after);
-        validate(&after)?;
-        let diff = CiFields::diff(Some(&before), Some(&after));
+        Self::check_fields(&txn, &ctx.tenant, &registry, &after, "configuration_item").await?;
+        let model = self.update_in(&txn, ctx, &registry, &current, &after, source).await?;
+        txn.commit().await?;
+        self.feed.notify_committed();
+        Ok(to_proto(&model))
+    }
+
+    /// Applies checked fields to `current` (no-op when nothing differs), in the caller's
+    /// transaction. Returns the record as stored afterwards.
+    pub(crate) async fn update_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        ctx: &CallContext,
+        registry: &ClassRegistry,
+        current: &ci::Model,
+        after: &CiFields,
+        source: &WriteSource,
+    ) -> Result<ci::Model, Error> {
+        let before = fields_from_model(current);
+        let diff = CiFields::diff(Some(&before), Some(after));
         if diff.is_empty() {
-            txn.commit().await?;
-            return Ok(to_proto(&current));
+            return Ok(current.clone());
         }
-        if after.display_name != before.display_name || after.ci_class != before.ci_class {
-            self.ensure_unique_name(&txn, &ctx.tenant, &after, Some(id)).await?;
+        let key = attributes::natural_key(registry, &after.ci_class, &after.display_name, &after.attributes);
+        if key != current.natural_key || after.ci_class != current.ci_class {
+            self.ensure_unique_key(txn, &ctx.tenant, &after.ci_class, &key, Some(&current.id)).await?;
         }
         let mut model = current.clone();
-        apply_fields(&mut model, &after);
+        apply_fields(&mut model, after);
+        model.natural_key = key;
         model.version = current.version + 1;
         model.update_time = std::cmp::max(now_micros(), current.update_time + 1);
         model.updater.clone_from(&ctx.principal);
@@ -185,23 +254,21 @@ impl Repository {
         let result = ci::Entity::update_many()
             .set(active)
             .filter(ci::Column::TenantId.eq(ctx.tenant.as_str()))
-            .filter(ci::Column::Id.eq(id))
+            .filter(ci::Column::Id.eq(current.id.as_str()))
             .filter(ci::Column::Version.eq(current.version))
-            .exec(&txn)
+            .exec(txn)
             .await?;
         if result.rows_affected != 1 {
             return Err(Error::Aborted(format!(
                 "{} was changed concurrently; read it again",
-                resource_name(id)
+                resource_name(&current.id)
             )));
         }
         if after.labels != before.labels {
-            write_labels(&txn, &model, &after, false).await?;
+            write_labels(txn, &model, after, false).await?;
         }
-        self.record_change(&txn, ctx, &model, "update", &diff, source).await?;
-        txn.commit().await?;
-        self.feed.notify_committed();
-        Ok(to_proto(&model))
+        self.record_change(txn, ctx, &model, "update", &diff, source).await?;
+        Ok(model)
     }
 
     pub async fn delete(
@@ -209,6 +276,7 @@ impl Repository {
         ctx: &CallContext,
         id: &str,
         expected_etag: &str,
+        cascade: bool,
         source: &WriteSource,
     ) -> Result<(), Error> {
         let txn = self.db.begin().await?;
@@ -216,6 +284,25 @@ impl Repository {
             Self::find(&txn, &ctx.tenant, id).await?.ok_or_else(|| Error::NotFound(resource_name(id)))?;
         if !expected_etag.is_empty() && expected_etag != etag(current.version) {
             return Err(Error::Aborted(format!("etag mismatch: current etag is {}", etag(current.version))));
+        }
+        let related = relationship::Entity::find()
+            .filter(relationship::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(
+                Condition::any()
+                    .add(relationship::Column::SourceId.eq(id))
+                    .add(relationship::Column::TargetId.eq(id)),
+            )
+            .all(&txn)
+            .await?;
+        if !related.is_empty() && !cascade {
+            return Err(Error::FailedPrecondition(format!(
+                "{} has {} relationship(s); delete them first or set cascade to delete them with it",
+                resource_name(id),
+                related.len()
+            )));
+        }
+        for rel in &related {
+            self.delete_relationship_in(&txn, ctx, rel, source).await?;
         }
         let result = ci::Entity::delete_many()
             .filter(ci::Column::TenantId.eq(ctx.tenant.as_str()))
@@ -242,25 +329,19 @@ impl Repository {
         Ok(())
     }
 
-    async fn ensure_unique_name(
+    async fn ensure_unique_key(
         &self,
         db: &impl ConnectionTrait,
         tenant: &str,
-        fields: &CiFields,
+        class: &str,
+        key: &str,
         except_id: Option<&str>,
     ) -> Result<(), Error> {
-        let mut query = ci::Entity::find()
-            .filter(ci::Column::TenantId.eq(tenant))
-            .filter(ci::Column::CiClass.eq(fields.ci_class.as_str()))
-            .filter(ci::Column::DisplayName.eq(fields.display_name.as_str()));
-        if let Some(id) = except_id {
-            query = query.filter(ci::Column::Id.ne(id));
-        }
-        if let Some(existing) = query.one(db).await? {
+        if let Some(existing) = Self::find_by_key(db, tenant, class, key).await?
+            && except_id != Some(existing.id.as_str())
+        {
             return Err(Error::AlreadyExists(format!(
-                "a {} named {:?} already exists: {}",
-                fields.ci_class,
-                fields.display_name,
+                "a {class} with natural key {key:?} already exists: {}",
                 resource_name(&existing.id)
             )));
         }
@@ -332,11 +413,26 @@ impl Repository {
     }
 
     pub async fn batch_get(&self, ctx: &CallContext, ids: &[String]) -> Result<Vec<ci::Model>, Error> {
-        Ok(ci::Entity::find()
-            .filter(ci::Column::TenantId.eq(ctx.tenant.as_str()))
-            .filter(ExprTrait::is_in(Expr::col(ci::Column::Id), ids.iter().map(String::as_str)))
-            .all(&self.db)
-            .await?)
+        Self::find_many(&self.db, &ctx.tenant, ids).await
+    }
+
+    /// The CIs with these ids in the tenant (any order; missing ones are absent).
+    pub(crate) async fn find_many(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<Vec<ci::Model>, Error> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            out.extend(
+                ci::Entity::find()
+                    .filter(ci::Column::TenantId.eq(tenant))
+                    .filter(ExprTrait::is_in(Expr::col(ci::Column::Id), chunk.iter().map(String::as_str)))
+                    .all(db)
+                    .await?,
+            );
+        }
+        Ok(out)
     }
 
     /// A page of CIs matching `filter`, in `order` (field, descending), after `after` (the last
@@ -357,7 +453,8 @@ impl Repository {
         };
         let mut query = ci::Entity::find().filter(ci::Column::TenantId.eq(ctx.tenant.as_str()));
         if let Some(filter) = filter {
-            query = query.filter(condition(filter, &ctx.tenant)?);
+            let registry = Self::registry(&self.db, &ctx.tenant).await?;
+            query = query.filter(condition(filter, &ctx.tenant, &registry)?);
         }
         if let Some(key) = after {
             let (value, id) = match key.as_slice() {
@@ -394,6 +491,21 @@ impl Repository {
             _ => None,
         };
         Ok(Page { items: rows.iter().map(to_proto).collect(), next_key })
+    }
+
+    /// Every CI matching a filter (baselines), at most `limit`.
+    pub(crate) async fn all_matching(
+        db: &impl ConnectionTrait,
+        ctx: &CallContext,
+        registry: &ClassRegistry,
+        filter: Option<&Filter>,
+        limit: u64,
+    ) -> Result<Vec<ci::Model>, Error> {
+        let mut query = ci::Entity::find().filter(ci::Column::TenantId.eq(ctx.tenant.as_str()));
+        if let Some(filter) = filter {
+            query = query.filter(condition(filter, &ctx.tenant, registry)?);
+        }
+        Ok(query.order_by(ci::Column::Id, Order::Asc).limit(limit).all(db).await?)
     }
 }
 
@@ -468,17 +580,17 @@ pub const FILTER_FIELDS: &[&str] = &[
 ];
 
 /// Filter AST → SQL condition. Values are always bound parameters, never spliced into SQL.
-fn condition(expr: &Filter, tenant: &str) -> Result<Condition, Error> {
+fn condition(expr: &Filter, tenant: &str, registry: &ClassRegistry) -> Result<Condition, Error> {
     Ok(match expr {
-        Filter::And(parts) => {
-            parts.iter().try_fold(Condition::all(), |c, p| Ok::<_, Error>(c.add(condition(p, tenant)?)))?
-        }
-        Filter::Or(parts) => {
-            parts.iter().try_fold(Condition::any(), |c, p| Ok::<_, Error>(c.add(condition(p, tenant)?)))?
-        }
-        Filter::Not(inner) => condition(inner, tenant)?.not(),
+        Filter::And(parts) => parts
+            .iter()
+            .try_fold(Condition::all(), |c, p| Ok::<_, Error>(c.add(condition(p, tenant, registry)?)))?,
+        Filter::Or(parts) => parts
+            .iter()
+            .try_fold(Condition::any(), |c, p| Ok::<_, Error>(c.add(condition(p, tenant, registry)?)))?,
+        Filter::Not(inner) => condition(inner, tenant, registry)?.not(),
         Filter::Compare { member, op, value } => {
-            Condition::all().add(comparison(member, *op, value, tenant)?)
+            Condition::all().add(comparison(member, *op, value, tenant, registry)?)
         }
     })
 }
@@ -502,7 +614,13 @@ fn compare(column: ci::Column, op: Op, value: Value) -> SimpleExpr {
     }
 }
 
-fn comparison(member: &str, op: Op, value: &str, tenant: &str) -> Result<SimpleExpr, Error> {
+fn comparison(
+    member: &str,
+    op: Op,
+    value: &str,
+    tenant: &str,
+    registry: &ClassRegistry,
+) -> Result<SimpleExpr, Error> {
     if let Some(key) = member.strip_prefix("labels.") {
         only_equality(member, op)?;
         let matching = Query::select()
@@ -527,7 +645,7 @@ fn comparison(member: &str, op: Op, value: &str, tenant: &str) -> Result<SimpleE
         "support_group" => text(ci::Column::SupportGroup),
         "ci_class" => {
             only_equality(member, op)?;
-            let family = classes::with_descendants(value);
+            let family = registry.with_descendants(value);
             if family.is_empty() {
                 return Err(Error::invalid("filter", format!("unknown class `{value}`")));
             }
@@ -562,11 +680,17 @@ fn comparison(member: &str, op: Op, value: &str, tenant: &str) -> Result<SimpleE
     }
 }
 
-/// Parses and checks a filter before any query runs.
+/// Parses and checks a filter before any query runs (class names are checked when it runs).
 pub fn parse_filter(text: &str, tenant: &str) -> Result<Option<Filter>, Error> {
     let parsed = filter::parse(text)?;
     if let Some(expr) = &parsed {
-        condition(expr, tenant)?;
+        condition(expr, tenant, &ClassRegistry::builtins()).or_else(|err| match err {
+            // A custom class is only known once the tenant's classes are loaded.
+            Error::InvalidArgument(ref v) if v.iter().all(|x| x.description.starts_with("unknown class")) => {
+                Ok(Condition::all())
+            }
+            other => Err(other),
+        })?;
     }
     Ok(parsed)
 }

@@ -1,0 +1,394 @@
+//! Impact analysis as a bounded, level-by-level walk of the relationship graph (one query per
+//! level, not a recursive CTE that explodes on dense graphs). Cycles end because every CI is
+//! visited once. Downstream, a CI with redundant providers is only down when all of them are.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::relationships::RelKind;
+
+/// One stored relationship: `source` —kind→ `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub source: String,
+    pub target: String,
+    pub kind: RelKind,
+    pub redundant: bool,
+}
+
+/// Which end of an edge a lookup matches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Source,
+    Target,
+}
+
+/// Where the walk reads edges from (the repository, or a map in tests).
+pub trait Graph {
+    type Error;
+    /// Every edge of one of `kinds` whose `end` is one of `ids`.
+    fn edges(
+        &self,
+        ids: &[String],
+        end: End,
+        kinds: &[RelKind],
+    ) -> impl Future<Output = Result<Vec<Edge>, Self::Error>> + Send;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// What breaks when the root fails.
+    Downstream,
+    /// What the root needs: possible causes.
+    Upstream,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImpactQuery {
+    pub root: String,
+    pub direction: Direction,
+    pub max_depth: u32,
+    pub kinds: Vec<RelKind>,
+    /// Other CIs down at the same time (downstream).
+    pub also_failed: Vec<String>,
+    /// Stop (and say so) after this many CIs.
+    pub max_nodes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    pub id: String,
+    pub depth: u32,
+    /// One shortest path from where the walk started to this CI (both ends included).
+    pub path: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Degraded {
+    pub id: String,
+    pub failed: Vec<String>,
+    pub remaining: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImpactResult {
+    pub reached: Vec<Reached>,
+    pub degraded: Vec<Degraded>,
+    pub truncated: bool,
+}
+
+/// How failure travels along an edge kind, for a direction: the end the known CI is on.
+/// Downstream: a dependant fails with what it depends on / runs on / is owned by; a whole
+/// fails with its part. Upstream is the reverse. CONNECTS_TO goes both ways.
+fn known_ends(kind: RelKind, direction: Direction) -> &'static [End] {
+    match (kind, direction) {
+        (RelKind::ConnectsTo, _) => &[End::Source, End::Target],
+        (RelKind::PartOf, Direction::Downstream) => &[End::Source],
+        (RelKind::PartOf, Direction::Upstream) => &[End::Target],
+        (_, Direction::Downstream) => &[End::Target],
+        (_, Direction::Upstream) => &[End::Source],
+    }
+}
+
+fn other(edge: &Edge, known: End) -> &str {
+    match known {
+        End::Source => &edge.target,
+        End::Target => &edge.source,
+    }
+}
+
+/// The ends a candidate's redundant providers are on, for the edge that reached it.
+fn provider_lookup(kind: RelKind) -> (End, End) {
+    // (end the candidate is on, end the providers are on)
+    match kind {
+        RelKind::PartOf => (End::Target, End::Source),
+        _ => (End::Source, End::Target),
+    }
+}
+
+struct Walk {
+    parent: HashMap<String, Option<String>>,
+    depth: HashMap<String, u32>,
+    order: Vec<String>,
+}
+
+impl Walk {
+    fn mark(&mut self, id: &str, parent: Option<&str>, depth: u32) {
+        self.parent.insert(id.to_string(), parent.map(String::from));
+        self.depth.insert(id.to_string(), depth);
+        self.order.push(id.to_string());
+    }
+
+    fn path(&self, id: &str) -> Vec<String> {
+        let mut path = vec![id.to_string()];
+        let mut at = id.to_string();
+        while let Some(Some(parent)) = self.parent.get(&at) {
+            path.push(parent.clone());
+            at = parent.clone();
+            if path.len() > 64 {
+                break;
+            }
+        }
+        path.reverse();
+        path
+    }
+}
+
+pub async fn analyze<G: Graph>(graph: &G, query: &ImpactQuery) -> Result<ImpactResult, G::Error> {
+    let mut walk = Walk { parent: HashMap::new(), depth: HashMap::new(), order: Vec::new() };
+    let mut starts = vec![query.root.clone()];
+    if query.direction == Direction::Downstream {
+        for id in &query.also_failed {
+            if !starts.contains(id) {
+                starts.push(id.clone());
+            }
+        }
+    }
+    for id in &starts {
+        walk.mark(id, None, 0);
+    }
+    let mut frontier = starts.clone();
+    let mut degraded: BTreeMap<String, (RelKind, Vec<String>)> = BTreeMap::new();
+    let mut truncated = false;
+
+    'levels: for depth in 1..=query.max_depth {
+        // Candidates of this level: (candidate, reached from, edge kind, redundant).
+        let mut candidates: Vec<(String, String, RelKind, bool)> = Vec::new();
+        for kind in &query.kinds {
+            for end in known_ends(*kind, query.direction) {
+                for edge in graph.edges(&frontier, *end, &[*kind]).await? {
+                    let known = match end {
+                        End::Source => &edge.source,
+                        End::Target => &edge.target,
+                    };
+                    let candidate = other(&edge, *end).to_string();
+                    candidates.push((candidate, known.clone(), edge.kind, edge.redundant));
+                }
+            }
+        }
+        candidates.sort();
+        candidates.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+
+        // Redundant providers of candidates reached over a redundant edge (downstream only).
+        let mut providers: HashMap<(String, RelKind), Vec<String>> = HashMap::new();
+        if query.direction == Direction::Downstream {
+            let mut by_kind: BTreeMap<RelKind, Vec<String>> = BTreeMap::new();
+            for (candidate, _, kind, redundant) in &candidates {
+                if *redundant && !walk.depth.contains_key(candidate) {
+                    by_kind.entry(*kind).or_default().push(candidate.clone());
+                }
+            }
+            for (kind, ids) in by_kind {
+                let (candidate_end, provider_end) = provider_lookup(kind);
+                for edge in graph.edges(&ids, candidate_end, &[kind]).await? {
+                    if edge.redundant {
+                        let candidate = match candidate_end {
+                            End::Source => edge.source.clone(),
+                            End::Target => edge.target.clone(),
+                        };
+                        let provider = match provider_end {
+                            End::Source => edge.source,
+                            End::Target => edge.target,
+                        };
+                        providers.entry((candidate, kind)).or_default().push(provider);
+                    }
+                }
+            }
+        }
+
+        let mut next = Vec::new();
+        for (candidate, from, kind, redundant) in candidates {
+            if walk.depth.contains_key(&candidate) {
+                continue;
+            }
+            if redundant && query.direction == Direction::Downstream {
+                let all = providers.get(&(candidate.clone(), kind)).cloned().unwrap_or_default();
+                if all.iter().any(|p| !walk.depth.contains_key(p)) {
+                    degraded.insert(candidate, (kind, all));
+                    continue;
+                }
+            }
+            degraded.remove(&candidate);
+            walk.mark(&candidate, Some(&from), depth);
+            next.push(candidate);
+            if walk.order.len() >= query.max_nodes {
+                truncated = true;
+                break 'levels;
+            }
+        }
+        // A degraded CI whose last redundant provider went down on this level is down too.
+        loop {
+            let promote: Vec<(String, String)> = degraded
+                .iter()
+                .filter(|(_, (_, all))| all.iter().all(|p| walk.depth.contains_key(p)))
+                .filter_map(|(id, (_, all))| all.first().map(|p| (id.clone(), p.clone())))
+                .collect();
+            if promote.is_empty() {
+                break;
+            }
+            for (id, via) in promote {
+                degraded.remove(&id);
+                walk.mark(&id, Some(&via), depth);
+                next.push(id);
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+
+    let starts: HashSet<&String> = starts.iter().collect();
+    let reached = walk
+        .order
+        .iter()
+        .filter(|id| !starts.contains(id))
+        .map(|id| Reached {
+            id: id.clone(),
+            depth: walk.depth.get(id).copied().unwrap_or_default(),
+            path: walk.path(id),
+        })
+        .collect();
+    let degraded = degraded
+        .into_iter()
+        .map(|(id, (_, all))| {
+            let (failed, remaining): (Vec<String>, Vec<String>) =
+                all.into_iter().partition(|p| walk.depth.contains_key(p));
+            Degraded { id, failed, remaining }
+        })
+        .collect();
+    Ok(ImpactResult { reached, degraded, truncated })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct MapGraph(Vec<Edge>);
+
+    impl Graph for MapGraph {
+        type Error = ();
+        async fn edges(&self, ids: &[String], end: End, kinds: &[RelKind]) -> Result<Vec<Edge>, ()> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|e| kinds.contains(&e.kind))
+                .filter(|e| {
+                    ids.contains(match end {
+                        End::Source => &e.source,
+                        End::Target => &e.target,
+                    })
+                })
+                .cloned()
+                .collect())
+        }
+    }
+
+    fn edge(source: &str, kind: RelKind, target: &str) -> Edge {
+        Edge { source: source.into(), target: target.into(), kind, redundant: false }
+    }
+
+    fn redundant(source: &str, kind: RelKind, target: &str) -> Edge {
+        Edge { redundant: true, ..edge(source, kind, target) }
+    }
+
+    fn query(root: &str, direction: Direction) -> ImpactQuery {
+        ImpactQuery {
+            root: root.into(),
+            direction,
+            max_depth: 5,
+            kinds: RelKind::default_impact(),
+            also_failed: vec![],
+            max_nodes: 10_000,
+        }
+    }
+
+    fn ids(result: &ImpactResult) -> Vec<(&str, u32)> {
+        result.reached.iter().map(|r| (r.id.as_str(), r.depth)).collect()
+    }
+
+    fn run(graph: &MapGraph, q: &ImpactQuery) -> ImpactResult {
+        futures::executor::block_on(analyze(graph, q)).unwrap()
+    }
+
+    #[test]
+    fn downstream_follows_dependants_hosts_and_wholes() {
+        use RelKind::*;
+        let g = MapGraph(vec![
+            edge("app", RunsOn, "vm"),
+            edge("vm", RunsOn, "host"),
+            edge("shop", DependsOn, "app"),
+            edge("app", PartOf, "platform"),
+            edge("unrelated", DependsOn, "other"),
+            edge("host", OwnedBy, "team"),
+        ]);
+        let r = run(&g, &query("host", Direction::Downstream));
+        assert_eq!(ids(&r), [("vm", 1), ("app", 2), ("platform", 3), ("shop", 3)]);
+        let shop = r.reached.iter().find(|x| x.id == "shop").unwrap();
+        assert_eq!(shop.path, ["host", "vm", "app", "shop"]);
+        let up = run(&g, &query("shop", Direction::Upstream));
+        assert_eq!(ids(&up), [("app", 1), ("vm", 2), ("host", 3)]);
+    }
+
+    #[test]
+    fn cycles_terminate_and_depth_is_bounded() {
+        use RelKind::*;
+        let g =
+            MapGraph(vec![edge("a", DependsOn, "b"), edge("b", DependsOn, "c"), edge("c", DependsOn, "a")]);
+        let r = run(&g, &query("a", Direction::Downstream));
+        assert_eq!(ids(&r), [("c", 1), ("b", 2)]);
+        let chain: Vec<Edge> =
+            (0..20).map(|i| edge(&format!("n{}", i + 1), DependsOn, &format!("n{i}"))).collect();
+        let r = run(&MapGraph(chain), &query("n0", Direction::Downstream));
+        assert_eq!(r.reached.len(), 5);
+        assert!(!r.truncated);
+    }
+
+    #[test]
+    fn redundancy_degrades_until_every_provider_is_down() {
+        use RelKind::*;
+        let g = MapGraph(vec![
+            redundant("app", DependsOn, "db-primary"),
+            redundant("app", DependsOn, "db-replica"),
+            edge("shop", DependsOn, "app"),
+        ]);
+        let r = run(&g, &query("db-primary", Direction::Downstream));
+        assert!(r.reached.is_empty(), "one redundant provider down: app is degraded, not down");
+        assert_eq!(
+            r.degraded,
+            [Degraded {
+                id: "app".into(),
+                failed: vec!["db-primary".into()],
+                remaining: vec!["db-replica".into()]
+            }]
+        );
+        let mut both = query("db-primary", Direction::Downstream);
+        both.also_failed = vec!["db-replica".into()];
+        let r = run(&g, &both);
+        assert_eq!(ids(&r), [("app", 1), ("shop", 2)]);
+        assert!(r.degraded.is_empty());
+    }
+
+    #[test]
+    fn redundant_parts_of_a_cluster() {
+        use RelKind::*;
+        let g = MapGraph(vec![
+            redundant("node1", PartOf, "cluster"),
+            redundant("node2", PartOf, "cluster"),
+            edge("svc", RunsOn, "cluster"),
+        ]);
+        let r = run(&g, &query("node1", Direction::Downstream));
+        assert!(r.reached.is_empty());
+        assert_eq!(r.degraded.len(), 1);
+    }
+
+    #[test]
+    fn node_limit_truncates() {
+        use RelKind::*;
+        let fan: Vec<Edge> = (0..50).map(|i| edge(&format!("d{i}"), DependsOn, "root")).collect();
+        let mut q = query("root", Direction::Downstream);
+        q.max_nodes = 10;
+        let r = run(&MapGraph(fan), &q);
+        assert!(r.truncated);
+        assert_eq!(r.reached.len(), 9);
+    }
+}

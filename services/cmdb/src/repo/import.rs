@@ -1,0 +1,205 @@
+//! Bulk import: rows upserted by natural key, each in its own transaction, so a rejected row
+//! never half-applies; a dry run does the same work and rolls every row back.
+
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, TransactionTrait};
+
+use itsm_proto::cmdb::{
+    CiReference, ImportOutcome, ImportRelationship, ImportRow, ImportRowResult, import_row,
+};
+use itsm_runtime::structs::struct_to_json;
+use itsm_runtime::{CallContext, Error};
+
+use super::relationships::{NewRelationship, Related};
+use super::{Repository, WriteSource};
+use crate::convert::more::RELATIONSHIP_PREFIX;
+use crate::convert::{fields_from_proto, resource_name};
+use crate::domain::attributes;
+use crate::domain::classes::ClassRegistry;
+use crate::domain::relationships::{RelKind, check_properties};
+
+/// State of one import call.
+pub struct ImportSession {
+    pub registry: ClassRegistry,
+    pub dry_run: bool,
+    pub source: WriteSource,
+    /// CIs a dry run would have created, by (class, natural key), so later relationship rows can
+    /// refer to them.
+    planned: HashMap<(String, String), String>,
+}
+
+impl ImportSession {
+    pub fn new(registry: ClassRegistry, dry_run: bool, source: WriteSource) -> Self {
+        Self { registry, dry_run, source, planned: HashMap::new() }
+    }
+}
+
+fn rejected(row_id: &str, reason: impl Into<String>) -> ImportRowResult {
+    ImportRowResult {
+        row_id: row_id.to_string(),
+        outcome: ImportOutcome::Rejected as i32,
+        resource: String::new(),
+        reason: reason.into(),
+    }
+}
+
+fn outcome(row_id: &str, outcome: ImportOutcome, resource: String) -> ImportRowResult {
+    ImportRowResult { row_id: row_id.to_string(), outcome: outcome as i32, resource, reason: String::new() }
+}
+
+/// Errors that mean "this row is wrong" (reported per row) rather than "we cannot work now".
+fn row_error(err: &Error) -> bool {
+    !matches!(err, Error::Unavailable(_) | Error::Internal(_))
+}
+
+impl Repository {
+    /// Applies one row. `Err` only for failures of the service itself (the call then fails).
+    pub async fn import_row(
+        &self,
+        ctx: &CallContext,
+        session: &mut ImportSession,
+        row: ImportRow,
+    ) -> Result<ImportRowResult, Error> {
+        let row_id = row.row_id.clone();
+        let txn = self.db.begin().await?;
+        let result = match row.kind {
+            Some(import_row::Kind::ConfigurationItem(item)) => {
+                self.import_item(&txn, ctx, session, &item).await
+            }
+            Some(import_row::Kind::Relationship(rel)) => {
+                self.import_relationship(&txn, ctx, session, &rel).await
+            }
+            None => Err(Error::invalid("row", "a row holds a configuration_item or a relationship")),
+        };
+        match result {
+            Ok((kind, resource)) => {
+                if session.dry_run {
+                    txn.rollback().await?;
+                } else {
+                    txn.commit().await?;
+                    if kind != ImportOutcome::Unchanged {
+                        self.feed.notify_committed();
+                    }
+                }
+                Ok(outcome(&row_id, kind, resource))
+            }
+            Err(err) if row_error(&err) => {
+                txn.rollback().await?;
+                Ok(rejected(&row_id, err.to_string()))
+            }
+            Err(err) => {
+                txn.rollback().await?;
+                Err(err)
+            }
+        }
+    }
+
+    async fn import_item(
+        &self,
+        txn: &impl ConnectionTrait,
+        ctx: &CallContext,
+        session: &mut ImportSession,
+        item: &itsm_proto::cmdb::ConfigurationItem,
+    ) -> Result<(ImportOutcome, String), Error> {
+        let mut fields = fields_from_proto(item);
+        let key = attributes::natural_key(
+            &session.registry,
+            &fields.ci_class,
+            &fields.display_name,
+            &fields.attributes,
+        );
+        let existing = Self::find_by_key(txn, &ctx.tenant, &fields.ci_class, &key).await?;
+        match existing {
+            None => {
+                if fields.lifecycle_status == 0 {
+                    fields.lifecycle_status = 1; // PLANNED
+                }
+                Self::check_fields(txn, &ctx.tenant, &session.registry, &fields, "configuration_item")
+                    .await?;
+                let model = self.create_in(txn, ctx, &session.registry, &fields, &session.source).await?;
+                if session.dry_run {
+                    session.planned.insert((fields.ci_class.clone(), key), model.id.clone());
+                }
+                Ok((ImportOutcome::Created, resource_name(&model.id)))
+            }
+            Some(current) => {
+                // Unset enums keep what is stored; everything else is what the source says.
+                if fields.lifecycle_status == 0 {
+                    fields.lifecycle_status = current.lifecycle_status;
+                }
+                if fields.criticality == 0 {
+                    fields.criticality = current.criticality;
+                }
+                Self::check_fields(txn, &ctx.tenant, &session.registry, &fields, "configuration_item")
+                    .await?;
+                let model =
+                    self.update_in(txn, ctx, &session.registry, &current, &fields, &session.source).await?;
+                let kind = if model.version == current.version {
+                    ImportOutcome::Unchanged
+                } else {
+                    ImportOutcome::Updated
+                };
+                Ok((kind, resource_name(&model.id)))
+            }
+        }
+    }
+
+    async fn resolve(
+        &self,
+        txn: &impl ConnectionTrait,
+        ctx: &CallContext,
+        session: &ImportSession,
+        reference: Option<&CiReference>,
+        end: &str,
+    ) -> Result<(String, bool), Error> {
+        let Some(reference) = reference else {
+            return Err(Error::invalid(format!("relationship.{end}"), "is required"));
+        };
+        if let Some(found) =
+            Self::find_by_key(txn, &ctx.tenant, &reference.ci_class, &reference.natural_key).await?
+        {
+            return Ok((found.id, false));
+        }
+        if let Some(planned) =
+            session.planned.get(&(reference.ci_class.clone(), reference.natural_key.clone()))
+        {
+            return Ok((planned.clone(), true));
+        }
+        Err(Error::FailedPrecondition(format!(
+            "relationship.{end}: no {} with natural key {:?} (dangling reference)",
+            reference.ci_class, reference.natural_key
+        )))
+    }
+
+    async fn import_relationship(
+        &self,
+        txn: &impl ConnectionTrait,
+        ctx: &CallContext,
+        session: &ImportSession,
+        rel: &ImportRelationship,
+    ) -> Result<(ImportOutcome, String), Error> {
+        let kind = RelKind::from_proto(rel.r#type)
+            .ok_or_else(|| Error::invalid("relationship.type", "is required"))?;
+        let properties = rel.properties.as_ref().map_or_else(|| serde_json::json!({}), struct_to_json);
+        check_properties(&properties)
+            .map_err(|(field, reason)| Error::invalid(format!("relationship.{field}"), reason))?;
+        let (source_id, source_planned) =
+            self.resolve(txn, ctx, session, rel.source.as_ref(), "source").await?;
+        let (target_id, target_planned) =
+            self.resolve(txn, ctx, session, rel.target.as_ref(), "target").await?;
+        if source_planned || target_planned {
+            // Dry run: an end exists only in this run's plan, so there is nothing to check it against.
+            return Ok((ImportOutcome::Created, String::new()));
+        }
+        let new = NewRelationship { source_id, target_id, kind, properties };
+        match self.relate_in(txn, ctx, &new, &session.source, "relationship").await? {
+            Related::Created(model) => {
+                Ok((ImportOutcome::Created, format!("{RELATIONSHIP_PREFIX}{}", model.id)))
+            }
+            Related::Existing(model) => {
+                Ok((ImportOutcome::Unchanged, format!("{RELATIONSHIP_PREFIX}{}", model.id)))
+            }
+        }
+    }
+}

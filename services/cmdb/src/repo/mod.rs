@@ -1,0 +1,48 @@
+//! Persistence of the CMDB. Every write runs in one transaction with its history entry, its
+//! outbox event and (for creates) its idempotency key.
+
+pub mod baselines;
+pub mod classes;
+pub mod impact;
+pub mod import;
+pub mod items;
+pub mod relationships;
+
+use sea_orm::DatabaseConnection;
+
+use itsm_proto::common::ChangeSource;
+use itsm_runtime::outbox::EventFeed;
+
+/// What caused a write, for history.
+#[derive(Debug, Clone)]
+pub struct WriteSource {
+    pub source: ChangeSource,
+    pub reference: String,
+}
+
+impl WriteSource {
+    pub fn user() -> Self {
+        Self { source: ChangeSource::User, reference: String::new() }
+    }
+
+    pub fn import(reference: &str) -> Self {
+        Self { source: ChangeSource::Import, reference: reference.to_string() }
+    }
+}
+
+/// The CMDB's database and event feed.
+#[derive(Clone)]
+pub struct Repository {
+    pub db: DatabaseConnection,
+    pub feed: EventFeed,
+}
+
+/// One page of a listing.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Sort key of the last item when there may be more.
+    pub next_key: Option<Vec<serde_json::Value>>,
+}
+
+/// Splits id lists for `IN (...)` queries (SQLite allows 32,766 parameters; stay far below).
+pub const IN_CHUNK: usize = 500;
