@@ -11,7 +11,9 @@ use itsm_cmdb::import;
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::*;
 use itsm_runtime::structs::json_to_struct;
-use itsm_runtime::testing::{RunningServer, TestBackend, TestDatabase, internal_channel, settings_for, with_context};
+use itsm_runtime::testing::{
+    RunningServer, TestBackend, TestDatabase, internal_channel, settings_for, with_context,
+};
 
 struct Cmdb {
     _server: RunningServer,
@@ -22,7 +24,9 @@ struct Cmdb {
 async fn start(backend: TestBackend) -> Cmdb {
     let db = TestDatabase::create(backend).await;
     let settings = settings_for(&db.url);
-    let server = RunningServer::start(move |listener, shutdown| itsm_cmdb::serve(settings, listener, shutdown.wait())).await;
+    let server =
+        RunningServer::start(move |listener, shutdown| itsm_cmdb::serve(settings, listener, shutdown.wait()))
+            .await;
     let client = CmdbServiceClient::new(internal_channel(&server.url()).await);
     Cmdb { _server: server, client, _db: db }
 }
@@ -43,7 +47,12 @@ fn violations(status: &tonic::Status) -> Vec<String> {
 }
 
 impl Cmdb {
-    async fn ci(&mut self, name: &str, class: &str, attributes: serde_json::Value) -> Result<ConfigurationItem, tonic::Status> {
+    async fn ci(
+        &mut self,
+        name: &str,
+        class: &str,
+        attributes: serde_json::Value,
+    ) -> Result<ConfigurationItem, tonic::Status> {
         let item = ConfigurationItem {
             display_name: name.into(),
             ci_class: class.into(),
@@ -51,12 +60,21 @@ impl Cmdb {
             ..Default::default()
         };
         self.client
-            .create_configuration_item(req(CreateConfigurationItemRequest { configuration_item: Some(item), request_id: String::new() }))
+            .create_configuration_item(req(CreateConfigurationItemRequest {
+                configuration_item: Some(item),
+                request_id: String::new(),
+            }))
             .await
             .map(tonic::Response::into_inner)
     }
 
-    async fn relate(&mut self, source: &str, kind: RelationshipType, target: &str, properties: serde_json::Value) -> Result<Relationship, tonic::Status> {
+    async fn relate(
+        &mut self,
+        source: &str,
+        kind: RelationshipType,
+        target: &str,
+        properties: serde_json::Value,
+    ) -> Result<Relationship, tonic::Status> {
         let relationship = Relationship {
             source: source.into(),
             target: target.into(),
@@ -65,12 +83,20 @@ impl Cmdb {
             ..Default::default()
         };
         self.client
-            .create_relationship(req(CreateRelationshipRequest { relationship: Some(relationship), request_id: String::new() }))
+            .create_relationship(req(CreateRelationshipRequest {
+                relationship: Some(relationship),
+                request_id: String::new(),
+            }))
             .await
             .map(tonic::Response::into_inner)
     }
 
-    async fn impact(&mut self, root: &str, direction: ImpactDirection, also_failed: &[&str]) -> AnalyzeImpactResponse {
+    async fn impact(
+        &mut self,
+        root: &str,
+        direction: ImpactDirection,
+        also_failed: &[&str],
+    ) -> AnalyzeImpactResponse {
         self.client
             .analyze_impact(req(AnalyzeImpactRequest {
                 configuration_item: root.into(),
@@ -86,7 +112,11 @@ impl Cmdb {
 
     async fn count(&mut self, filter: &str) -> usize {
         self.client
-            .list_configuration_items(req(ListConfigurationItemsRequest { filter: filter.into(), page_size: 1000, ..Default::default() }))
+            .list_configuration_items(req(ListConfigurationItemsRequest {
+                filter: filter.into(),
+                page_size: 1000,
+                ..Default::default()
+            }))
             .await
             .unwrap()
             .into_inner()
@@ -101,9 +131,9 @@ impl Cmdb {
                 source_reference: "test".into(),
             })),
         }];
-        messages.extend(
-            rows.into_iter().map(|row| ImportConfigurationItemsRequest { message: Some(import_configuration_items_request::Message::Row(row)) }),
-        );
+        messages.extend(rows.into_iter().map(|row| ImportConfigurationItemsRequest {
+            message: Some(import_configuration_items_request::Message::Row(row)),
+        }));
         self.client.import_configuration_items(req(tokio_stream::iter(messages))).await.unwrap().into_inner()
     }
 }
@@ -112,21 +142,34 @@ use RelationshipType::{DependsOn, PartOf, RunsOn};
 
 async fn classes_and_typed_attributes(backend: TestBackend) {
     let mut cmdb = start(backend).await;
-    let attr = |name: &str, kind: AttributeType| AttributeDefinition { name: name.into(), r#type: kind as i32, ..Default::default() };
+    let attr = |name: &str, kind: AttributeType| AttributeDefinition {
+        name: name.into(),
+        r#type: kind as i32,
+        ..Default::default()
+    };
     let class = CiClass {
         display_name: "Rack server".into(),
         parent: "server".into(),
         attributes: vec![
             AttributeDefinition { required: true, ..attr("serial", AttributeType::String) },
-            AttributeDefinition { enum_values: vec!["gold".into(), "silver".into()], ..attr("tier", AttributeType::Enum) },
-            AttributeDefinition { reference_class: "location".into(), ..attr("site", AttributeType::Reference) },
+            AttributeDefinition {
+                enum_values: vec!["gold".into(), "silver".into()],
+                ..attr("tier", AttributeType::Enum)
+            },
+            AttributeDefinition {
+                reference_class: "location".into(),
+                ..attr("site", AttributeType::Reference)
+            },
         ],
         natural_key: vec!["serial".into()],
         ..Default::default()
     };
     let created = cmdb
         .client
-        .create_ci_class(req(CreateCiClassRequest { ci_class: Some(class.clone()), ci_class_id: "rack_server".into() }))
+        .create_ci_class(req(CreateCiClassRequest {
+            ci_class: Some(class.clone()),
+            ci_class_id: "rack_server".into(),
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -135,7 +178,10 @@ async fn classes_and_typed_attributes(backend: TestBackend) {
     assert!(effective.contains(&"serial") && effective.contains(&"os"), "{effective:?}");
     let err = cmdb
         .client
-        .create_ci_class(req(CreateCiClassRequest { ci_class: Some(class), ci_class_id: "rack_server".into() }))
+        .create_ci_class(req(CreateCiClassRequest {
+            ci_class: Some(class),
+            ci_class_id: "rack_server".into(),
+        }))
         .await
         .unwrap_err();
     assert_eq!(violations(&err), ["ci_class_id"]);
@@ -144,11 +190,17 @@ async fn classes_and_typed_attributes(backend: TestBackend) {
     let other = cmdb.ci("web-1", "server", serde_json::json!({})).await.unwrap();
     let cases = [
         (serde_json::json!({}), "configuration_item.attributes.serial"),
-        (serde_json::json!({"serial": "S1", "cpu_count": "eight"}), "configuration_item.attributes.cpu_count"),
+        (
+            serde_json::json!({"serial": "S1", "cpu_count": "eight"}),
+            "configuration_item.attributes.cpu_count",
+        ),
         (serde_json::json!({"serial": "S1", "cpu_count": 2.5}), "configuration_item.attributes.cpu_count"),
         (serde_json::json!({"serial": "S1", "tier": "bronze"}), "configuration_item.attributes.tier"),
         (serde_json::json!({"serial": "S1", "colour": "red"}), "configuration_item.attributes.colour"),
-        (serde_json::json!({"serial": "S1", "site": format!("configurationItems/{}", uuid::Uuid::now_v7())}), "configuration_item.attributes.site"),
+        (
+            serde_json::json!({"serial": "S1", "site": format!("configurationItems/{}", uuid::Uuid::now_v7())}),
+            "configuration_item.attributes.site",
+        ),
         (serde_json::json!({"serial": "S1", "site": other.name}), "configuration_item.attributes.site"),
     ];
     for (attributes, field) in cases {
@@ -159,13 +211,22 @@ async fn classes_and_typed_attributes(backend: TestBackend) {
     let ok = serde_json::json!({"serial": "S1", "cpu_count": 8, "tier": "gold", "site": dc.name});
     cmdb.ci("rack-1", "rack_server", ok).await.unwrap();
     // The natural key is the serial: another name with the same serial is the same CI.
-    let err = cmdb.ci("rack-1-renamed", "rack_server", serde_json::json!({"serial": "S1"})).await.unwrap_err();
+    let err =
+        cmdb.ci("rack-1-renamed", "rack_server", serde_json::json!({"serial": "S1"})).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     assert_eq!(cmdb.count("ci_class = server").await, 2, "a class includes its custom subclasses");
 
-    let err = cmdb.client.delete_ci_class(req(DeleteCiClassRequest { name: "ciClasses/rack_server".into() })).await.unwrap_err();
+    let err = cmdb
+        .client
+        .delete_ci_class(req(DeleteCiClassRequest { name: "ciClasses/rack_server".into() }))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    let err = cmdb.client.delete_ci_class(req(DeleteCiClassRequest { name: "ciClasses/server".into() })).await.unwrap_err();
+    let err = cmdb
+        .client
+        .delete_ci_class(req(DeleteCiClassRequest { name: "ciClasses/server".into() }))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     let list = cmdb.client.list_ci_classes(req(ListCiClassesRequest::default())).await.unwrap().into_inner();
     assert!(list.ci_classes.iter().any(|c| c.name == "ciClasses/rack_server" && !c.builtin));
@@ -173,7 +234,11 @@ async fn classes_and_typed_attributes(backend: TestBackend) {
     // Another tenant does not see the custom class.
     let err = cmdb
         .client
-        .get_ci_class(with_context(GetCiClassRequest { name: "ciClasses/rack_server".into() }, "other", "eve"))
+        .get_ci_class(with_context(
+            GetCiClassRequest { name: "ciClasses/rack_server".into() },
+            "other",
+            "eve",
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -189,9 +254,15 @@ async fn relationship_rules(backend: TestBackend) {
     let ghost = format!("configurationItems/{}", uuid::Uuid::now_v7());
     let err = cmdb.relate(&a.name, DependsOn, &ghost, serde_json::json!({})).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "dangling: {err:?}");
-    let err = cmdb.relate(&a.name, RelationshipType::Unspecified, &b.name, serde_json::json!({})).await.unwrap_err();
+    let err = cmdb
+        .relate(&a.name, RelationshipType::Unspecified, &b.name, serde_json::json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(violations(&err), ["relationship.type"]);
-    let err = cmdb.relate(&a.name, DependsOn, &b.name, serde_json::json!({"redundant": "maybe"})).await.unwrap_err();
+    let err = cmdb
+        .relate(&a.name, DependsOn, &b.name, serde_json::json!({"redundant": "maybe"}))
+        .await
+        .unwrap_err();
     assert_eq!(violations(&err), ["relationship.properties.redundant"]);
 
     // Cross-tenant: a CI of another tenant is not there for this one.
@@ -199,7 +270,11 @@ async fn relationship_rules(backend: TestBackend) {
         .client
         .create_configuration_item(with_context(
             CreateConfigurationItemRequest {
-                configuration_item: Some(ConfigurationItem { display_name: "x".into(), ci_class: "application".into(), ..Default::default() }),
+                configuration_item: Some(ConfigurationItem {
+                    display_name: "x".into(),
+                    ci_class: "application".into(),
+                    ..Default::default()
+                }),
                 request_id: String::new(),
             },
             "other",
@@ -222,24 +297,33 @@ async fn relationship_rules(backend: TestBackend) {
 
     let of_b = cmdb
         .client
-        .list_relationships(req(ListRelationshipsRequest { filter: format!("ci = \"{}\"", b.name), ..Default::default() }))
+        .list_relationships(req(ListRelationshipsRequest {
+            filter: format!("ci = \"{}\"", b.name),
+            ..Default::default()
+        }))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(of_b.relationships.len(), 2);
     let part_of = cmdb
         .client
-        .list_relationships(req(ListRelationshipsRequest { filter: "type = PART_OF".into(), ..Default::default() }))
+        .list_relationships(req(ListRelationshipsRequest {
+            filter: "type = PART_OF".into(),
+            ..Default::default()
+        }))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(part_of.relationships.len(), 2);
 
-    let delete = |name: &str, cascade: bool| req(DeleteConfigurationItemRequest { name: name.into(), etag: String::new(), cascade });
+    let delete = |name: &str, cascade: bool| {
+        req(DeleteConfigurationItemRequest { name: name.into(), etag: String::new(), cascade })
+    };
     let err = cmdb.client.delete_configuration_item(delete(&b.name, false)).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     cmdb.client.delete_configuration_item(delete(&b.name, true)).await.unwrap();
-    let left = cmdb.client.list_relationships(req(ListRelationshipsRequest::default())).await.unwrap().into_inner();
+    let left =
+        cmdb.client.list_relationships(req(ListRelationshipsRequest::default())).await.unwrap().into_inner();
     assert_eq!(left.relationships.len(), 1, "only c DEPENDS_ON a is left");
 }
 
@@ -278,20 +362,33 @@ async fn impact_analysis(backend: TestBackend) {
 
     let err = cmdb
         .client
-        .analyze_impact(req(AnalyzeImpactRequest { configuration_item: vm.clone(), direction: 1, max_depth: 11, ..Default::default() }))
+        .analyze_impact(req(AnalyzeImpactRequest {
+            configuration_item: vm.clone(),
+            direction: 1,
+            max_depth: 11,
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert_eq!(violations(&err), ["max_depth"]);
     let err = cmdb
         .client
-        .analyze_impact(req(AnalyzeImpactRequest { configuration_item: vm.clone(), direction: 0, ..Default::default() }))
+        .analyze_impact(req(AnalyzeImpactRequest {
+            configuration_item: vm.clone(),
+            direction: 0,
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert_eq!(violations(&err), ["direction"]);
     let ghost = format!("configurationItems/{}", uuid::Uuid::now_v7());
     let err = cmdb
         .client
-        .analyze_impact(req(AnalyzeImpactRequest { configuration_item: ghost, direction: 1, ..Default::default() }))
+        .analyze_impact(req(AnalyzeImpactRequest {
+            configuration_item: ghost,
+            direction: 1,
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -309,7 +406,10 @@ async fn baselines(backend: TestBackend) {
         };
         let ci = cmdb
             .client
-            .create_configuration_item(req(CreateConfigurationItemRequest { configuration_item: Some(item), request_id: String::new() }))
+            .create_configuration_item(req(CreateConfigurationItemRequest {
+                configuration_item: Some(item),
+                request_id: String::new(),
+            }))
             .await
             .unwrap()
             .into_inner();
@@ -318,7 +418,11 @@ async fn baselines(backend: TestBackend) {
     let baseline = cmdb
         .client
         .create_baseline(req(CreateBaselineRequest {
-            baseline: Some(Baseline { display_name: "before release".into(), filter: "labels.env = prod".into(), ..Default::default() }),
+            baseline: Some(Baseline {
+                display_name: "before release".into(),
+                filter: "labels.env = prod".into(),
+                ..Default::default()
+            }),
         }))
         .await
         .unwrap()
@@ -334,7 +438,11 @@ async fn baselines(backend: TestBackend) {
         .await
         .unwrap();
     cmdb.client
-        .delete_configuration_item(req(DeleteConfigurationItemRequest { name: names[1].name.clone(), etag: String::new(), cascade: false }))
+        .delete_configuration_item(req(DeleteConfigurationItemRequest {
+            name: names[1].name.clone(),
+            etag: String::new(),
+            cascade: false,
+        }))
         .await
         .unwrap();
     let item = ConfigurationItem {
@@ -345,11 +453,19 @@ async fn baselines(backend: TestBackend) {
     };
     let added = cmdb
         .client
-        .create_configuration_item(req(CreateConfigurationItemRequest { configuration_item: Some(item), request_id: String::new() }))
+        .create_configuration_item(req(CreateConfigurationItemRequest {
+            configuration_item: Some(item),
+            request_id: String::new(),
+        }))
         .await
         .unwrap()
         .into_inner();
-    let diff = cmdb.client.compare_baseline(req(CompareBaselineRequest { name: baseline.name.clone() })).await.unwrap().into_inner();
+    let diff = cmdb
+        .client
+        .compare_baseline(req(CompareBaselineRequest { name: baseline.name.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(diff.added, [added.name]);
     assert_eq!(diff.removed, [names[1].name.clone()]);
     assert_eq!(diff.changed.len(), 1);
@@ -358,7 +474,13 @@ async fn baselines(backend: TestBackend) {
     assert_eq!(diff.unchanged_count, 1);
     let err = cmdb
         .client
-        .create_baseline(req(CreateBaselineRequest { baseline: Some(Baseline { display_name: "x".into(), filter: "nonsense = 1".into(), ..Default::default() }) }))
+        .create_baseline(req(CreateBaselineRequest {
+            baseline: Some(Baseline {
+                display_name: "x".into(),
+                filter: "nonsense = 1".into(),
+                ..Default::default()
+            }),
+        }))
         .await
         .unwrap_err();
     assert_eq!(violations(&err), ["baseline.filter"]);
@@ -376,11 +498,21 @@ async fn import_kubernetes_fixture(backend: TestBackend) {
     // A dry run reports what would happen and writes nothing.
     let dry = cmdb.import(batch.rows.clone(), true).await;
     assert!(dry.dry_run);
-    assert_eq!((dry.created as usize, dry.rejected), (items + relationships, 0), "{:?}", dry.results.iter().find(|r| r.outcome == 4));
+    assert_eq!(
+        (dry.created as usize, dry.rejected),
+        (items + relationships, 0),
+        "{:?}",
+        dry.results.iter().find(|r| r.outcome == 4)
+    );
     assert_eq!(cmdb.count("").await, 0);
 
     let report = cmdb.import(batch.rows.clone(), false).await;
-    assert_eq!(report.rejected, 0, "{:?}", report.results.iter().filter(|r| r.outcome == 4).collect::<Vec<_>>());
+    assert_eq!(
+        report.rejected,
+        0,
+        "{:?}",
+        report.results.iter().filter(|r| r.outcome == 4).collect::<Vec<_>>()
+    );
     assert_eq!(report.created as usize, items + relationships);
     assert_eq!(cmdb.count("ci_class = k8s_workload").await, 12);
     assert_eq!(cmdb.count("ci_class = k8s_service").await, 12);
@@ -412,7 +544,12 @@ async fn import_rejects_bad_rows_without_half_applying(backend: TestBackend) {
     let item = |name: &str, class: &str, attributes: serde_json::Value| {
         import::item_row(
             format!("row {name}"),
-            ConfigurationItem { display_name: name.into(), ci_class: class.into(), attributes: Some(json_to_struct(&attributes)), ..Default::default() },
+            ConfigurationItem {
+                display_name: name.into(),
+                ci_class: class.into(),
+                attributes: Some(json_to_struct(&attributes)),
+                ..Default::default()
+            },
         )
     };
     let rows = vec![
@@ -420,8 +557,18 @@ async fn import_rejects_bad_rows_without_half_applying(backend: TestBackend) {
         item("bad-class", "spaceship", serde_json::json!({})),
         item("bad-type", "server", serde_json::json!({"cpu_count": "four"})),
         item("good-2", "application", serde_json::json!({})),
-        import::relationship_row("rel ok".into(), DependsOn, import::reference("application", "good-2"), import::reference("server", "good-1")),
-        import::relationship_row("rel dangling".into(), DependsOn, import::reference("application", "good-2"), import::reference("server", "nope")),
+        import::relationship_row(
+            "rel ok".into(),
+            DependsOn,
+            import::reference("application", "good-2"),
+            import::reference("server", "good-1"),
+        ),
+        import::relationship_row(
+            "rel dangling".into(),
+            DependsOn,
+            import::reference("application", "good-2"),
+            import::reference("server", "nope"),
+        ),
         ImportRow { row_id: "empty".into(), kind: None },
     ];
     let report = cmdb.import(rows, false).await;
@@ -444,12 +591,16 @@ async fn import_rejects_bad_rows_without_half_applying(backend: TestBackend) {
     assert_eq!(cmdb.count("").await, 2);
 
     // An update through import is recorded with the import as its source.
-    let report = cmdb.import(vec![item("good-1", "server", serde_json::json!({"cpu_count": 8}))], false).await;
+    let report =
+        cmdb.import(vec![item("good-1", "server", serde_json::json!({"cpu_count": 8}))], false).await;
     assert_eq!(report.updated, 1);
     let name = report.results[0].resource.clone();
     let history = cmdb
         .client
-        .list_configuration_item_history(req(ListConfigurationItemHistoryRequest { name, ..Default::default() }))
+        .list_configuration_item_history(req(ListConfigurationItemHistoryRequest {
+            name,
+            ..Default::default()
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -458,7 +609,47 @@ async fn import_rejects_bad_rows_without_half_applying(backend: TestBackend) {
     assert_eq!(history.entries[1].source_reference, "test");
 }
 
+async fn import_backstage_fixture(backend: TestBackend) {
+    let mut cmdb = start(backend).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/backstage");
+    let batch = import::backstage::read(&import::yaml_files(&dir).unwrap());
+    // The intentionally invalid component is reported with its file, and not imported.
+    assert_eq!(batch.problems.len(), 1, "{:?}", batch.problems);
+    assert!(batch.problems[0].file.ends_with("invalid-component.yaml"));
+    let report = cmdb.import(batch.rows.clone(), false).await;
+    // The only rejected row is the dangling owner `guest` of playback-order.
+    let rejected: Vec<&ImportRowResult> =
+        report.results.iter().filter(|r| r.outcome == ImportOutcome::Rejected as i32).collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].row_id.contains("playback-order") && rejected[0].reason.contains("guest"),
+        "{rejected:?}"
+    );
+    assert_eq!(report.created as usize, batch.rows.len() - 1);
+    // 14 valid components, plus the artists-db resource: a database, which is an application.
+    assert_eq!(cmdb.count("ci_class = application AND labels.source = backstage").await, 15);
+    assert_eq!(cmdb.count("ci_class = database").await, 1);
+    assert_eq!(cmdb.count("ci_class = business_service").await, 3);
+    // A failing component takes down the API it provides and the system it is part of.
+    let search = cmdb
+        .client
+        .list_configuration_items(req(ListConfigurationItemsRequest {
+            filter: "display_name = \"wayback-archive\" AND ci_class = application".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .configuration_items
+        .remove(0);
+    let impact = cmdb.impact(&search.name, ImpactDirection::Downstream, &[]).await;
+    let names: Vec<(&str, &str)> =
+        impact.items.iter().map(|i| (i.ci_class.as_str(), i.display_name.as_str())).collect();
+    assert!(names.contains(&("api", "wayback-archive")), "{names:?}");
+}
+
 itsm_runtime::db_tests!(
+    import_backstage_fixture,
     classes_and_typed_attributes,
     relationship_rules,
     impact_analysis,

@@ -47,8 +47,35 @@ pub enum CmdbCommand {
         #[command(flatten)]
         connection: Connection,
         #[command(subcommand)]
-        command: CiCommand,
+        command: Box<CiCommand>,
     },
+    /// Import CIs and relationships from other tools' files.
+    Import {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ImportSource {
+    /// Kubernetes manifests (Namespace, Deployment, StatefulSet, DaemonSet, Service, Ingress).
+    K8s(ImportArgs),
+    /// Backstage catalog entities (Domain, System, Component, API, Resource, Group).
+    Backstage(ImportArgs),
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// A YAML file, or a directory read recursively.
+    path: PathBuf,
+    /// Report what would change without writing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// Rows per call (each call's report must fit in one message).
+    #[arg(long, default_value_t = 5_000)]
+    chunk: usize,
 }
 
 #[derive(Subcommand)]
@@ -103,6 +130,9 @@ pub enum CiCommand {
         name: String,
         #[arg(long, default_value = "")]
         etag: String,
+        /// Also delete its relationships.
+        #[arg(long)]
+        cascade: bool,
     },
 }
 
@@ -217,7 +247,10 @@ fn key_values(items: &[String], what: &str) -> Result<Vec<(String, String)>, Str
 }
 
 pub async fn cmdb(command: CmdbCommand) -> Result<(), String> {
-    let CmdbCommand::Ci { connection, command } = command;
+    let (connection, command) = match command {
+        CmdbCommand::Ci { connection, command } => (connection, *command),
+        CmdbCommand::Import { connection, source } => return import(&connection, source).await,
+    };
     let mut client = Client::connect(&connection).await?;
     match command {
         CiCommand::List { filter, order_by, page_size, page_token } => {
@@ -310,9 +343,10 @@ pub async fn cmdb(command: CmdbCommand) -> Result<(), String> {
                 .into_inner();
             show(&item, client.output);
         }
-        CiCommand::Delete { name, etag } => {
+        CiCommand::Delete { name, etag, cascade } => {
             let name = if name.contains('/') { name } else { format!("configurationItems/{name}") };
-            let request = client.request(DeleteConfigurationItemRequest { name: name.clone(), etag })?;
+            let request =
+                client.request(DeleteConfigurationItemRequest { name: name.clone(), etag, cascade })?;
             client.cmdb.delete_configuration_item(request).await.map_err(|s| status_text(&s))?;
             match client.output {
                 Output::Json => print_json(&serde_json::json!({"deleted": name})),
@@ -411,4 +445,84 @@ fn print_table(items: &[ConfigurationItem]) {
     if rows.is_empty() {
         println!("(no configuration items)");
     }
+}
+
+async fn import(connection: &Connection, source: ImportSource) -> Result<(), String> {
+    use itsm_cmdb::import;
+    use itsm_proto::cmdb::{
+        ImportConfigurationItemsRequest, ImportOptions, ImportOutcome,
+        import_configuration_items_request::Message,
+    };
+
+    let (kind, args) = match &source {
+        ImportSource::K8s(args) => ("k8s", args),
+        ImportSource::Backstage(args) => ("backstage", args),
+    };
+    let files =
+        import::yaml_files(&args.path).map_err(|e| format!("cannot read {}: {e}", args.path.display()))?;
+    if files.is_empty() {
+        return Err(format!("no .yaml or .yml files in {}", args.path.display()));
+    }
+    let batch = match source {
+        ImportSource::K8s(_) => import::kubernetes::read(&files),
+        ImportSource::Backstage(_) => import::backstage::read(&files),
+    };
+    let mut client = Client::connect(connection).await?;
+    let bar = indicatif::ProgressBar::new(batch.rows.len() as u64);
+    if client.output == Output::Json || batch.rows.len() < 1_000 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let source_reference = format!("{kind}:{}", args.path.display());
+    let mut totals = [0i64; 5];
+    let mut rejected = Vec::new();
+    for chunk in batch.rows.chunks(args.chunk.max(1)) {
+        let mut messages = vec![ImportConfigurationItemsRequest {
+            message: Some(Message::Options(ImportOptions {
+                dry_run: args.dry_run,
+                source_reference: source_reference.clone(),
+            })),
+        }];
+        messages.extend(
+            chunk
+                .iter()
+                .cloned()
+                .map(|row| ImportConfigurationItemsRequest { message: Some(Message::Row(row)) }),
+        );
+        let request = client.request(tokio_stream::iter(messages))?;
+        let report =
+            client.cmdb.import_configuration_items(request).await.map_err(|s| status_text(&s))?.into_inner();
+        for result in report.results {
+            let outcome = ImportOutcome::try_from(result.outcome).unwrap_or(ImportOutcome::Unspecified);
+            totals[outcome as usize] += 1;
+            if outcome == ImportOutcome::Rejected {
+                rejected.push((result.row_id, result.reason));
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let [_, created, updated, unchanged, rejected_count] = totals;
+    match client.output {
+        Output::Json => print_json(&serde_json::json!({
+            "dryRun": args.dry_run,
+            "created": created, "updated": updated, "unchanged": unchanged, "rejected": rejected_count,
+            "skippedDocuments": batch.skipped,
+            "rejectedRows": rejected.iter().map(|(row, reason)| serde_json::json!({"row": row, "reason": reason})).collect::<Vec<_>>(),
+            "invalidEntities": batch.problems.iter().map(|p| serde_json::json!({"file": p.file, "entity": p.entity, "reason": p.reason})).collect::<Vec<_>>(),
+        })),
+        Output::Table => {
+            let mode = if args.dry_run { " (dry run: nothing written)" } else { "" };
+            println!(
+                "{created} created, {updated} updated, {unchanged} unchanged, {rejected_count} rejected{mode}"
+            );
+            println!("{} documents of other kinds skipped", batch.skipped);
+            for p in &batch.problems {
+                println!("invalid: {} {}: {}", p.file, p.entity, p.reason);
+            }
+            for (row, reason) in &rejected {
+                println!("rejected: {row}: {reason}");
+            }
+        }
+    }
+    Ok(())
 }

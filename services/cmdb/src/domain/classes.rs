@@ -277,7 +277,7 @@ impl ClassRegistry {
         }
         match class.parent.as_deref() {
             Some(parent) if !self.classes.contains_key(parent) => {
-                add("ci_class.parent", format!("unknown class {parent}"))
+                add("ci_class.parent", format!("unknown class {parent}"));
             }
             _ => {}
         }

@@ -56,8 +56,8 @@ fn find_kind(kind: &str) -> Option<&'static (&'static str, &'static str, &'stati
 
 /// CI class of an entity of `kind`; None for kinds that are not imported (User, Location...).
 fn class_of(kind: &str, database: bool) -> Option<&'static str> {
-    let (canonical, class, _) = find_kind(kind)?;
-    Some(if *canonical == "Resource" && database { "database" } else { class })
+    let &(canonical, class, _) = find_kind(kind)?;
+    Some(if canonical == "Resource" && database { "database" } else { class })
 }
 
 /// Display name and natural key: the bare name in the default namespace, as Backstage shows it.
@@ -79,7 +79,8 @@ fn is_entity_name(text: &str) -> bool {
 fn is_tag(tag: &str) -> bool {
     tag.len() <= 63
         && tag.split('-').all(|word| {
-            !word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ":+#".contains(c))
+            !word.is_empty()
+                && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ":+#".contains(c))
         })
 }
 
@@ -106,7 +107,7 @@ impl EntityRef {
 
     /// e.g. "Component/default/artist-lookup", for row ids.
     fn label(&self) -> String {
-        let kind = find_kind(&self.kind).map_or(self.kind.as_str(), |(k, ..)| k);
+        let kind = find_kind(&self.kind).map_or(self.kind.as_str(), |&(k, ..)| k);
         format!("{kind}/{}/{}", self.namespace, self.name)
     }
 
@@ -141,7 +142,11 @@ impl Entity {
     }
 
     fn me(&self) -> EntityRef {
-        EntityRef { kind: self.kind.to_ascii_lowercase(), namespace: self.namespace.clone(), name: self.name.clone() }
+        EntityRef {
+            kind: self.kind.to_ascii_lowercase(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
     }
 
     fn key(&self) -> String {
@@ -167,7 +172,8 @@ impl Entity {
             Some("deprecated") => LifecycleStatus::Maintenance,
             _ => LifecycleStatus::InUse,
         };
-        let description = self.doc.pointer("/metadata/description").and_then(Value::as_str).unwrap_or_default();
+        let description =
+            self.doc.pointer("/metadata/description").and_then(Value::as_str).unwrap_or_default();
         // Tags that cannot be label keys (`c++`, `tag.` + 63 characters) are left out.
         let tags = self.doc.pointer("/metadata/tags").and_then(Value::as_array).into_iter().flatten();
         let mut labels: HashMap<String, String> = tags
@@ -200,7 +206,7 @@ impl Entity {
         if let Some(owner) = self.spec("owner").map(|o| parse(o, "group")).filter(|o| o.kind == "group") {
             out.push((me.clone(), OwnedBy, owner));
         }
-        for (_, field, kind) in PART_OF.iter().filter(|(k, ..)| *k == self.kind) {
+        for &(_, field, kind) in PART_OF.iter().filter(|(k, ..)| *k == self.kind) {
             if let Some(target) = self.spec(field) {
                 out.push((me.clone(), PartOf, parse(target, kind)));
             }
@@ -230,7 +236,11 @@ pub fn read(files: &[PathBuf]) -> ImportBatch {
         match std::fs::read_to_string(path) {
             Ok(text) => entities.extend(parse(&file, &text, &mut batch)),
             Err(err) => {
-                batch.problems.push(Problem { file, entity: "file".into(), reason: format!("cannot read: {err}") });
+                batch.problems.push(Problem {
+                    file,
+                    entity: "file".into(),
+                    reason: format!("cannot read: {err}"),
+                });
             }
         }
     }
@@ -267,6 +277,10 @@ fn entity(file: &str, document: &str, doc: Value) -> Result<Option<Entity>, Prob
         return Err(problem(document.to_string(), "kind is required (a string)".into()));
     };
     let Some(&(kind, _, required)) = find_kind(kind_text) else { return Ok(None) };
+    // Backstage matches the kind of a document exactly (only refs ignore case).
+    if kind != kind_text {
+        return Err(problem(document.to_string(), format!("kind {kind_text:?} must be spelled {kind:?}")));
+    }
     let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
     let label = if name.is_empty() { format!("{kind} in {document}") } else { format!("{kind}/{name}") };
     let mut errors: Vec<String> = Vec::new();
@@ -277,11 +291,12 @@ fn entity(file: &str, document: &str, doc: Value) -> Result<Option<Entity>, Prob
     if !doc.get("metadata").is_some_and(Value::is_object) {
         errors.push("metadata is required (a mapping)".into());
     }
-    if !is_entity_name(&name) {
-        errors.push(format!(
-            "metadata.name {:?} must be 1-63 letters, digits and `-_.`, starting and ending with a letter or digit",
-            doc.pointer("/metadata/name").unwrap_or(&Value::Null)
-        ));
+    match doc.pointer("/metadata/name") {
+        Some(Value::String(valid)) if is_entity_name(valid) => {}
+        None | Some(Value::Null) => errors.push("metadata.name is required".into()),
+        Some(other) => errors.push(format!(
+            "metadata.name {other} must be 1-63 letters, digits and `-_.`, starting and ending alphanumeric"
+        )),
     }
     let namespace = match doc.pointer("/metadata/namespace") {
         None | Some(Value::Null) => "default".to_string(),
@@ -299,7 +314,7 @@ fn entity(file: &str, document: &str, doc: Value) -> Result<Option<Entity>, Prob
         Some(Value::Array(tags)) => {
             for (i, tag) in tags.iter().enumerate().filter(|(_, tag)| !tag.as_str().is_some_and(is_tag)) {
                 errors.push(format!(
-                    "metadata.tags[{i}] {tag} must be at most 63 characters: words of a-z, 0-9, `:+#` joined by `-`"
+                    "metadata.tags[{i}] {tag} must be at most 63 of a-z, 0-9, `:+#`, in words joined by `-`"
                 ));
             }
         }
@@ -320,12 +335,14 @@ fn entity(file: &str, document: &str, doc: Value) -> Result<Option<Entity>, Prob
 /// The spec checks of Backstage's kind schemas.
 fn check_spec(kind: &str, required: &[&str], spec: &Map<String, Value>, errors: &mut Vec<String>) {
     let text = |field: &str| spec.get(field).and_then(Value::as_str).filter(|s| !s.is_empty());
-    for field in required.iter().filter(|f| text(f).is_none()) {
-        errors.push(format!("spec.{field} is required (a non-empty string)"));
+    for &field in required {
+        if text(field).is_none() {
+            errors.push(format!("spec.{field} is required (a non-empty string)"));
+        }
     }
     if kind == "API" {
         if text("type").is_some_and(|t| REMOTE_API_TYPES.contains(&t)) {
-            if !spec.get("remotes").and_then(Value::as_array).is_some_and(|r| !r.is_empty()) {
+            if spec.get("remotes").and_then(Value::as_array).is_none_or(Vec::is_empty) {
                 errors.push("spec.remotes is required (a non-empty list)".into());
             }
         // A `$text`/`$json` placeholder (an object) is how catalogs point at a definition file.
@@ -333,14 +350,18 @@ fn check_spec(kind: &str, required: &[&str], spec: &Map<String, Value>, errors: 
             errors.push("spec.definition is required".into());
         }
     }
-    if kind == "Group" && !spec.get("children").and_then(Value::as_array).is_some_and(|c| c.iter().all(Value::is_string)) {
+    if kind == "Group"
+        && !spec.get("children").and_then(Value::as_array).is_some_and(|c| c.iter().all(Value::is_string))
+    {
         errors.push("spec.children is required (a list of refs, may be empty)".into());
     }
-    for field in REF_FIELDS.iter().filter(|f| spec.get(**f).is_some_and(|v| !v.is_null()) && text(f).is_none()) {
-        errors.push(format!("spec.{field} must be an entity ref (a string)"));
+    for &field in REF_FIELDS {
+        if spec.get(field).is_some_and(|v| !v.is_null()) && text(field).is_none() {
+            errors.push(format!("spec.{field} must be an entity ref (a string)"));
+        }
     }
-    for field in REF_LISTS {
-        let valid = match spec.get(*field) {
+    for &field in REF_LISTS {
+        let valid = match spec.get(field) {
             None | Some(Value::Null) => true,
             Some(Value::Array(refs)) => refs.iter().all(|r| r.as_str().is_some_and(|r| !r.is_empty())),
             Some(_) => false,
@@ -390,7 +411,12 @@ mod tests {
         batch.items().find(|ci| ci.ci_class == class && ci.display_name == name).unwrap()
     }
 
-    fn related(batch: &ImportBatch, kind: RelationshipType, source: (&str, &str), target: (&str, &str)) -> bool {
+    fn related(
+        batch: &ImportBatch,
+        kind: RelationshipType,
+        source: (&str, &str),
+        target: (&str, &str),
+    ) -> bool {
         batch.relationships().any(|r| {
             r.r#type == kind as i32
                 && r.source == Some(reference(source.0, source.1))
@@ -399,7 +425,10 @@ mod tests {
     }
 
     fn outgoing(batch: &ImportBatch, kind: RelationshipType, source: (&str, &str)) -> usize {
-        batch.relationships().filter(|r| r.r#type == kind as i32 && r.source == Some(reference(source.0, source.1))).count()
+        batch
+            .relationships()
+            .filter(|r| r.r#type == kind as i32 && r.source == Some(reference(source.0, source.1)))
+            .count()
     }
 
     fn read_text(text: &str) -> ImportBatch {
@@ -428,13 +457,28 @@ mod tests {
 
         use RelationshipType::{DependsOn, OwnedBy, PartOf};
         assert!(related(&batch, OwnedBy, ("application", "playback-order"), ("team", "guest")));
-        assert!(related(&batch, PartOf, ("application", "artist-lookup"), ("technical_service", "artist-engagement-portal")));
+        assert!(related(
+            &batch,
+            PartOf,
+            ("application", "artist-lookup"),
+            ("technical_service", "artist-engagement-portal")
+        ));
         assert!(related(&batch, DependsOn, ("application", "wayback-search"), ("api", "wayback-archive")));
         assert!(related(&batch, DependsOn, ("api", "wayback-search"), ("application", "wayback-search")));
         assert!(related(&batch, PartOf, ("business_service", "artists"), ("business_service", "audio")));
         assert!(related(&batch, PartOf, ("technical_service", "podcast"), ("business_service", "playback")));
-        assert!(related(&batch, PartOf, ("application", "wayback-archive-ingestion"), ("application", "wayback-archive")));
-        assert!(related(&batch, PartOf, ("database", "artists-db"), ("technical_service", "artist-engagement-portal")));
+        assert!(related(
+            &batch,
+            PartOf,
+            ("application", "wayback-archive-ingestion"),
+            ("application", "wayback-archive")
+        ));
+        assert!(related(
+            &batch,
+            PartOf,
+            ("database", "artists-db"),
+            ("technical_service", "artist-engagement-portal")
+        ));
         assert!(related(&batch, PartOf, ("team", "team-a"), ("team", "backstage")));
         assert!(related(&batch, OwnedBy, ("business_service", "audio"), ("team", "acme-corp")));
 
@@ -453,11 +497,15 @@ mod tests {
         let attributes = struct_to_json(lookup.attributes.as_ref().unwrap());
         assert_eq!(attributes, serde_json::json!({"type": "service", "lifecycle": "experimental"}));
         let labels: std::collections::BTreeMap<_, _> = lookup.labels.iter().collect();
-        assert_eq!(format!("{labels:?}"), r#"{"source": "backstage", "tag.data": "true", "tag.java": "true"}"#);
+        assert_eq!(
+            format!("{labels:?}"),
+            r#"{"source": "backstage", "tag.data": "true", "tag.java": "true"}"#
+        );
         assert_eq!(item(&batch, "api", "hello-world").lifecycle_status, LifecycleStatus::Maintenance as i32);
         let team = struct_to_json(item(&batch, "team", "team-a").attributes.as_ref().unwrap());
         assert_eq!(team, serde_json::json!({"type": "team", "email": "team-a@example.com"}));
-        let system = struct_to_json(item(&batch, "technical_service", "audio-playback").attributes.as_ref().unwrap());
+        let system =
+            struct_to_json(item(&batch, "technical_service", "audio-playback").attributes.as_ref().unwrap());
         assert_eq!(system, serde_json::json!({}), "technical_service has no attributes");
 
         for ci in batch.items() {
@@ -520,7 +568,8 @@ metadata: {name: fine}
 spec: {type: service, lifecycle: production, owner: team-a}
 ",
         );
-        let reason = |entity: &str| batch.problems.iter().find(|p| p.entity == entity).unwrap().reason.clone();
+        let reason =
+            |entity: &str| batch.problems.iter().find(|p| p.entity == entity).unwrap().reason.clone();
         assert_eq!(batch.problems.len(), 4, "{:?}", batch.problems);
         assert!(reason("Component/ownerless").contains("spec.owner"));
         assert!(reason("Component/tagged").contains("metadata.tags[1]"));
@@ -536,42 +585,31 @@ spec: {type: service, lifecycle: production, owner: team-a}
             "apiVersion: backstage.io/v1alpha1
 kind: Resource
 metadata: {name: orders-db, namespace: shop}
-spec: {type: database, owner: group:default/dba}
+spec: {type: database, owner: \"group:default/dba\"}
 ---
 apiVersion: backstage.io/v1beta1
-kind: component
+kind: Component
 metadata: {name: orders, namespace: shop}
 spec:
   type: service
   lifecycle: production
   owner: payments
-  dependsOn: [resource:orders-db, resource:default/bucket, Component:default/auth, users]
+  dependsOn:
+  - resource:orders-db
+  - resource:default/bucket
+  - Component:default/auth
+  - users
   consumesApis: [pricing]
   providesApis: [default/orders-api]
-- not reached
-",
-        );
-        // The last line makes document 2 invalid YAML; read the part that is valid instead.
-        assert_eq!(batch.problems.len(), 1);
-        let batch = read_text(
-            "apiVersion: backstage.io/v1alpha1
-kind: Resource
-metadata: {name: orders-db, namespace: shop}
-spec: {type: database, owner: group:default/dba}
 ---
-apiVersion: backstage.io/v1beta1
+apiVersion: backstage.io/v1alpha1
 kind: component
-metadata: {name: orders, namespace: shop}
-spec:
-  type: service
-  lifecycle: production
-  owner: payments
-  dependsOn: [resource:orders-db, resource:default/bucket, Component:default/auth, users]
-  consumesApis: [pricing]
-  providesApis: [default/orders-api]
+metadata: {name: lower-case-kind}
+spec: {type: service, lifecycle: production, owner: team-a}
 ",
         );
-        assert!(batch.problems.is_empty(), "{:?}", batch.problems);
+        assert_eq!(batch.problems.len(), 1, "{:?}", batch.problems);
+        assert!(batch.problems[0].reason.contains("must be spelled \"Component\""));
         use RelationshipType::{DependsOn, OwnedBy};
         let orders = ("application", "shop/orders");
         assert!(related(&batch, OwnedBy, ("database", "shop/orders-db"), ("team", "dba")));
@@ -582,7 +620,12 @@ spec:
         assert!(related(&batch, DependsOn, orders, ("application", "shop/users")));
         assert!(related(&batch, DependsOn, orders, ("api", "shop/pricing")));
         assert!(related(&batch, DependsOn, ("api", "orders-api"), orders));
-        assert!(batch.rows.iter().any(|r| r.row_id == "catalog.yaml#API/default/orders-api->DEPENDS_ON->shop/orders"));
+        assert!(
+            batch
+                .rows
+                .iter()
+                .any(|r| r.row_id == "catalog.yaml#API/default/orders-api->DEPENDS_ON->shop/orders")
+        );
         assert!(batch.rows.iter().any(|r| r.row_id == "catalog.yaml#Component/shop/orders"));
     }
 
@@ -599,6 +642,8 @@ spec:
         assert_eq!(parse("User:guest"), expect("user", "shop", "guest"));
         assert_eq!(parse("component:default/x"), expect("component", "default", "x"));
         assert!(is_entity_name("a.b_c-1") && !is_entity_name("invalid component") && !is_entity_name("-a"));
-        assert!(is_tag("c++") && is_tag("go-1") && !is_tag("Java") && !is_tag("go 1.15.3") && !is_tag("a--b"));
+        assert!(
+            is_tag("c++") && is_tag("go-1") && !is_tag("Java") && !is_tag("go 1.15.3") && !is_tag("a--b")
+        );
     }
 }

@@ -88,13 +88,14 @@ impl Object {
         let each = |pointer: &str, field: &str| -> Vec<Value> {
             self.at(pointer).as_array().into_iter().flatten().filter_map(|v| v.get(field).cloned()).collect()
         };
+        // Kubernetes runs one replica when none is given; a DaemonSet runs one per node.
+        let replicas = (self.kind != "DaemonSet").then(|| self.at("/spec/replicas").as_i64().unwrap_or(1));
         let attributes = match self.class {
             Class::Namespace => json!({}),
             Class::Workload => json!({
                 "kind": self.kind,
                 "namespace": ns,
-                // Kubernetes runs one replica when none is given; a DaemonSet runs one per node.
-                "replicas": (self.kind != "DaemonSet").then(|| self.at("/spec/replicas").as_i64().unwrap_or(1)),
+                "replicas": replicas,
                 "images": each("/spec/template/spec/containers", "image"),
                 "service_account": self.at("/spec/template/spec/serviceAccountName"),
             }),
@@ -285,7 +286,7 @@ fn collect(file: &str, entity: &str, mut doc: Value, batch: &mut ImportBatch, ob
         Ok(Some(object)) => objects.push(object),
         Ok(None) => batch.skipped += 1,
         Err(reason) => {
-            batch.problems.push(Problem { file: file.to_string(), entity: entity.to_string(), reason })
+            batch.problems.push(Problem { file: file.to_string(), entity: entity.to_string(), reason });
         }
     }
 }
@@ -406,7 +407,7 @@ pub(super) fn documents(file: &str, text: &str, problems: &mut Vec<Problem>) -> 
         let mut problem = |entity: &str, reason: String| {
             problems.push(Problem { file: file.to_string(), entity: entity.to_string(), reason });
         };
-        let items = match serde_yaml::from_str::<serde_yaml::Value>(&chunk) {
+        let items: Vec<(String, serde_yaml::Value)> = match serde_yaml::from_str(&chunk) {
             Ok(serde_yaml::Value::Null) => continue,
             Ok(serde_yaml::Value::Sequence(items)) => items
                 .into_iter()
@@ -587,7 +588,8 @@ mod tests {
     #[test]
     fn a_broken_document_does_not_hide_the_others() {
         let batch = read_text(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n---\nkind: Service\nmetadata: [unclosed\n\
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n\
+             ---\nkind: Service\nmetadata: [unclosed\n\
              ---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\n",
         );
         assert_eq!(batch.problems.len(), 1, "{:?}", batch.problems);
@@ -646,7 +648,12 @@ spec:
         let batch = read_text(
             "- apiVersion: v1
   kind: Namespace
-  metadata: {name: shop, labels: {Team: payments, \"weird key!\": x, toolong: \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}
+  metadata:
+    name: shop
+    labels:
+      Team: payments
+      \"weird key!\": x
+      toolong: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
 - apiVersion: apps/v1
   kind: StatefulSet
   metadata: {name: db, namespace: shop}
@@ -658,7 +665,13 @@ spec:
 - apiVersion: apps/v1
   kind: DaemonSet
   metadata: {name: agent, namespace: shop}
-  spec: {template: {spec: {containers: [{name: a, image: agent, env: [{name: DB, value: \"db.shop.svc.cluster.local:5432\"}]}]}}}
+  spec:
+    template:
+      spec:
+        containers:
+        - name: a
+          image: agent
+          env: [{name: DB, value: \"db.shop.svc.cluster.local:5432\"}]
 - apiVersion: v1
   kind: Service
   metadata: {name: db, namespace: shop}

@@ -2,7 +2,7 @@
 //! manifests and Backstage catalog entities. Plain Rust over YAML; the client streams the rows,
 //! the service reconciles them by natural key.
 
-// pub mod backstage;
+pub mod backstage;
 pub mod kubernetes;
 
 use std::path::{Path, PathBuf};
