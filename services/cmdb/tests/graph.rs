@@ -350,7 +350,7 @@ async fn impact_analysis(backend: TestBackend) {
     let one_db = cmdb.impact(&primary, ImpactDirection::Downstream, &[]).await;
     assert!(one_db.items.is_empty(), "a redundant provider alone does not take the app down");
     assert_eq!(one_db.degraded.len(), 1);
-    assert_eq!(one_db.degraded[0].remaining_providers, [replica.clone()]);
+    assert_eq!(one_db.degraded[0].remaining_providers, std::slice::from_ref(&replica));
     let both = cmdb.impact(&primary, ImpactDirection::Downstream, &[&replica]).await;
     let names: Vec<&str> = both.items.iter().map(|i| i.display_name.as_str()).collect();
     assert_eq!(names, ["shop-app", "shop", "vm-1"], "shop depends on the app; vm-1 depends on shop");
