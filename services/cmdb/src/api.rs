@@ -12,7 +12,7 @@ use itsm_proto::cmdb::{
     DeleteConfigurationItemResponse, DeleteRelationshipRequest, DeleteRelationshipResponse,
     GetBaselineRequest, GetCiClassRequest, GetConfigurationItemRequest, GetRelationshipRequest,
     ImpactDirection, ImportConfigurationItemsRequest, ImportConfigurationItemsResponse, ImportOutcome,
-    ListBaselinesRequest, ListBaselinesResponse, ListCiClassesRequest, ListCiClassesResponse,
+    ImportRow, ListBaselinesRequest, ListBaselinesResponse, ListCiClassesRequest, ListCiClassesResponse,
     ListConfigurationItemHistoryRequest, ListConfigurationItemHistoryResponse, ListConfigurationItemsRequest,
     ListConfigurationItemsResponse, ListRelationshipsRequest, ListRelationshipsResponse, Relationship,
     UpdateConfigurationItemRequest, import_configuration_items_request,
@@ -61,6 +61,9 @@ fn uuid_name(name: &str, prefix: &str, field: &str) -> Result<String, Error> {
 
 /// Most rows one import call takes; larger imports are split by the client.
 pub const MAX_IMPORT_ROWS: usize = 50_000;
+/// Rows applied per transaction (each in its own savepoint). Bounded because the outbox lock is
+/// held from a batch's first event to its commit.
+pub const IMPORT_BATCH: usize = 200;
 
 #[tonic::async_trait]
 impl CmdbService for CmdbApi {
@@ -515,10 +518,15 @@ impl CmdbService for CmdbApi {
         let mut session: Option<ImportSession> = None;
         let mut response = ImportConfigurationItemsResponse::default();
         let mut rows = 0usize;
-        while let Some(message) = stream.message().await? {
-            match message.message {
-                Some(import_configuration_items_request::Message::Options(options)) => {
-                    if session.is_some() {
+        let mut pending: Vec<ImportRow> = Vec::with_capacity(IMPORT_BATCH);
+        loop {
+            let message = stream.message().await?;
+            let done = message.is_none();
+            match message.map(|m| m.message) {
+                None => {}
+                Some(None) => return Err(Error::invalid("message", "is empty").into()),
+                Some(Some(import_configuration_items_request::Message::Options(options))) => {
+                    if session.is_some() || rows > 0 {
                         return Err(
                             Error::invalid("options", "options come once, in the first message").into()
                         );
@@ -535,7 +543,7 @@ impl CmdbService for CmdbApi {
                         WriteSource::import(&options.source_reference),
                     ));
                 }
-                Some(import_configuration_items_request::Message::Row(row)) => {
+                Some(Some(import_configuration_items_request::Message::Row(row))) => {
                     rows += 1;
                     if rows > MAX_IMPORT_ROWS {
                         return Err(Error::invalid(
@@ -544,10 +552,14 @@ impl CmdbService for CmdbApi {
                         )
                         .into());
                     }
-                    let session = session.get_or_insert_with(|| {
-                        ImportSession::new(registry.clone(), false, WriteSource::import(""))
-                    });
-                    let result = self.repo.import_row(&ctx, session, row).await?;
+                    pending.push(row);
+                }
+            }
+            if pending.len() >= IMPORT_BATCH || (done && !pending.is_empty()) {
+                let session = session.get_or_insert_with(|| {
+                    ImportSession::new(registry.clone(), false, WriteSource::import(""))
+                });
+                for result in self.repo.import_batch(&ctx, session, std::mem::take(&mut pending)).await? {
                     match ImportOutcome::try_from(result.outcome) {
                         Ok(ImportOutcome::Created) => response.created += 1,
                         Ok(ImportOutcome::Updated) => response.updated += 1,
@@ -556,7 +568,9 @@ impl CmdbService for CmdbApi {
                     }
                     response.results.push(result);
                 }
-                None => return Err(Error::invalid("message", "is empty").into()),
+            }
+            if done {
+                break;
             }
         }
         Ok(Response::new(response))

@@ -8,32 +8,16 @@ use std::time::Duration;
 
 use tokio_stream::StreamExt;
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::*;
 use itsm_proto::events::WatchEventsRequest;
 use itsm_proto::events::event_service_client::EventServiceClient;
-use itsm_runtime::testing::{
-    RunningServer, TestBackend, TestDatabase, internal_channel, settings_for, with_context,
-};
+use itsm_runtime::testing::{TestBackend, internal_channel, with_context};
 
-struct Cmdb {
-    server: RunningServer,
-    client: CmdbServiceClient<Channel>,
-    _db: TestDatabase,
-}
+mod common;
 
-async fn start(backend: TestBackend) -> Cmdb {
-    let db = TestDatabase::create(backend).await;
-    let settings = settings_for(&db.url);
-    let server =
-        RunningServer::start(move |listener, shutdown| itsm_cmdb::serve(settings, listener, shutdown.wait()))
-            .await;
-    let client = CmdbServiceClient::new(internal_channel(&server.url()).await);
-    Cmdb { server, client, _db: db }
-}
+use common::{Cmdb, start};
 
 fn item(name: &str, class: &str) -> ConfigurationItem {
     ConfigurationItem { display_name: name.into(), ci_class: class.into(), ..Default::default() }

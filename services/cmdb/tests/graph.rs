@@ -4,32 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use itsm_cmdb::import;
-use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::*;
 use itsm_runtime::structs::json_to_struct;
-use itsm_runtime::testing::{
-    RunningServer, TestBackend, TestDatabase, internal_channel, settings_for, with_context,
-};
+use itsm_runtime::testing::{TestBackend, with_context};
 
-struct Cmdb {
-    _server: RunningServer,
-    client: CmdbServiceClient<Channel>,
-    _db: TestDatabase,
-}
+mod common;
 
-async fn start(backend: TestBackend) -> Cmdb {
-    let db = TestDatabase::create(backend).await;
-    let settings = settings_for(&db.url);
-    let server =
-        RunningServer::start(move |listener, shutdown| itsm_cmdb::serve(settings, listener, shutdown.wait()))
-            .await;
-    let client = CmdbServiceClient::new(internal_channel(&server.url()).await);
-    Cmdb { _server: server, client, _db: db }
-}
+use common::{Cmdb, start};
 
 fn req<T>(message: T) -> tonic::Request<T> {
     with_context(message, "acme", "alice")

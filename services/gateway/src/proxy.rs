@@ -35,6 +35,8 @@ impl Routes {
                 })?
                 .connect_timeout(Duration::from_secs(2))
                 .tcp_nodelay(true)
+                .initial_stream_window_size(4 << 20)
+                .initial_connection_window_size(8 << 20)
                 .http2_keep_alive_interval(Duration::from_secs(30));
             channels.insert(backend, endpoint.connect_lazy());
         }

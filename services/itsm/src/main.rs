@@ -1,6 +1,7 @@
 //! `itsm`: run the whole suite (`up`), one service (`serve`), migrations, dev tokens, and a
 //! client for people (`itsm cmdb ci list`).
 
+mod bench;
 mod client;
 mod suite;
 
@@ -40,6 +41,11 @@ enum Command {
     Version,
     /// Mint a development bearer token signed with the local key.
     Token(client::TokenArgs),
+    /// Load benchmarks with same-run baselines (loopback only, bounded).
+    Bench {
+        #[command(subcommand)]
+        scenario: bench::Scenario,
+    },
     /// Configuration items and the rest of the CMDB.
     Cmdb {
         #[command(subcommand)]
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
             }
             Command::Token(args) => client::token(&args),
             Command::Cmdb { command } => client::cmdb(command).await,
+            Command::Bench { scenario } => bench::run(scenario).await,
         }
     });
     // Shut the runtime down here, so telemetry guards dropped inside have flushed already.

@@ -147,3 +147,69 @@ fn version_prints_the_version() {
     assert!(output.status.success());
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("itsm {}", env!("CARGO_PKG_VERSION")));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_one_service_from_environment_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cmdb.db").display());
+    let migrate = Command::new(env!("CARGO_BIN_EXE_itsm"))
+        .args(["migrate", "cmdb"])
+        .env("ITSM__DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("cmdb: migrations applied"));
+
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_itsm"))
+        .args(["serve", "cmdb"])
+        .env("ITSM__SERVER__LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("ITSM__DATABASE__URL", &url)
+        .env("ITSM__AUTH__INTERNAL_TOKEN", "secret-internal-token")
+        .env("ITSM__LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let channel = loop {
+        if let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            break channel;
+        }
+        assert!(Instant::now() < deadline, "itsm serve cmdb did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "itsm.cmdb.v1.CmdbService".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status, 1);
+    // Without the internal token the service refuses; with it, the call goes through.
+    let mut cmdb = CmdbServiceClient::new(channel);
+    let err = cmdb.list_configuration_items(ListConfigurationItemsRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let mut request = tonic::Request::new(ListConfigurationItemsRequest::default());
+    for (key, value) in [
+        ("x-itsm-internal-token", "secret-internal-token"),
+        ("x-itsm-tenant", "acme"),
+        ("x-itsm-principal", "alice"),
+    ] {
+        request.metadata_mut().insert(key, value.parse().unwrap());
+    }
+    cmdb.list_configuration_items(request).await.unwrap();
+    terminate(Up {
+        child: std::mem::replace(&mut child, Command::new("true").spawn().unwrap()),
+        endpoints: vec![],
+    });
+    let _ = child.wait();
+}

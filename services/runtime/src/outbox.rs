@@ -67,9 +67,6 @@ impl<'a> NewEvent<'a> {
 /// Appends an event; call it with the transaction that makes the change. Returns the sequence.
 pub async fn append(db: &impl ConnectionTrait, event: NewEvent<'_>) -> Result<i64, Error> {
     let backend = db.get_database_backend();
-    if backend == DatabaseBackend::Postgres {
-        db.execute_raw(stmt(backend, "SELECT pg_advisory_xact_lock($1)", [OUTBOX_LOCK_KEY.into()])).await?;
-    }
     let (traceparent, tracestate) = crate::telemetry::current_trace_context();
     let values: [Value; 10] = [
         uuid::Uuid::now_v7().to_string().into(),
@@ -83,14 +80,22 @@ pub async fn append(db: &impl ConnectionTrait, event: NewEvent<'_>) -> Result<i6
         event.payload_type.into(),
         event.payload.into(),
     ];
-    let row = db
-        .query_one_raw(stmt(
-            backend,
-            "INSERT INTO outbox (event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
+    let sql = if backend == DatabaseBackend::Postgres {
+        // Lock and insert in one round trip; the lock is held until the transaction ends.
+        format!(
+            "WITH serialised AS (SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})) \
+             INSERT INTO outbox (event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
              traceparent, tracestate, payload_type, payload) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING sequence",
-            values,
-        ))
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM serialised RETURNING sequence"
+        )
+    } else {
+        "INSERT INTO outbox (event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
+         traceparent, tracestate, payload_type, payload) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING sequence"
+            .to_string()
+    };
+    let row = db
+        .query_one_raw(stmt(backend, &sql, values))
         .await?
         .ok_or_else(|| Error::Internal("outbox insert returned no sequence".into()))?;
     Ok(row.try_get("", "sequence")?)

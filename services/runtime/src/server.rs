@@ -201,9 +201,12 @@ impl GrpcServer {
             .concurrency_limit_per_connection(server_settings.concurrency_limit)
             .load_shed(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            // Large responses (impact analyses, list pages) should not stall on 64 KiB windows.
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(8 << 20))
             .layer(CallLayer::new(self.name, self.guard.clone()))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(incoming(listener), signal);
 
         let grace = Duration::from_millis(server_settings.shutdown_grace_ms);
         tokio::select! {
@@ -215,6 +218,18 @@ impl GrpcServer {
         tracing::info!(service = self.name, "stopped");
         Ok(())
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: `serve_with_incoming` ignores the builder's
+/// TCP settings, and small gRPC responses would otherwise wait for delayed ACKs (~40 ms).
+fn incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        if let Ok(stream) = &accepted {
+            let _ = stream.set_nodelay(true);
+        }
+        accepted
+    })
 }
 
 /// Paths any caller may use without credentials (probes, reflection).

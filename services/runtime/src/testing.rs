@@ -209,6 +209,8 @@ impl Drop for RunningServer {
 pub async fn internal_channel(url: &str) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(url.to_string())
         .unwrap_or_else(|e| panic!("endpoint: {e}"))
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20)
         .connect()
         .await
         .unwrap_or_else(|e| panic!("connect {url}: {e}"))

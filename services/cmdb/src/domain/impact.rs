@@ -153,16 +153,24 @@ pub async fn analyze<G: Graph>(graph: &G, query: &ImpactQuery) -> Result<ImpactR
     'levels: for depth in 1..=query.max_depth {
         // Candidates of this level: (candidate, reached from, edge kind, redundant).
         let mut candidates: Vec<(String, String, RelKind, bool)> = Vec::new();
-        for kind in &query.kinds {
-            for end in known_ends(*kind, query.direction) {
-                for edge in graph.edges(&frontier, *end, &[*kind]).await? {
-                    let known = match end {
-                        End::Source => &edge.source,
-                        End::Target => &edge.target,
-                    };
-                    let candidate = other(&edge, *end).to_string();
-                    candidates.push((candidate, known.clone(), edge.kind, edge.redundant));
-                }
+        // One query per end: kinds that travel the same way share it.
+        for end in [End::Source, End::Target] {
+            let kinds: Vec<RelKind> = query
+                .kinds
+                .iter()
+                .copied()
+                .filter(|k| known_ends(*k, query.direction).contains(&end))
+                .collect();
+            if kinds.is_empty() {
+                continue;
+            }
+            for edge in graph.edges(&frontier, end, &kinds).await? {
+                let known = match end {
+                    End::Source => &edge.source,
+                    End::Target => &edge.target,
+                };
+                let candidate = other(&edge, end).to_string();
+                candidates.push((candidate, known.clone(), edge.kind, edge.redundant));
             }
         }
         candidates.sort();

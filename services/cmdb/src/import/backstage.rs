@@ -13,8 +13,7 @@ use itsm_proto::cmdb::{CiReference, ConfigurationItem, LifecycleStatus, Relation
 use itsm_runtime::structs::json_to_struct;
 use serde_json::{Map, Value};
 
-use super::kubernetes::documents;
-use super::{ImportBatch, Problem, item_row, reference, relationship_row};
+use super::{ImportBatch, Problem, documents, item_row, reference, relationship_row};
 use crate::domain::ci::{MAX_DESCRIPTION, MAX_LABELS, is_label_key};
 
 const API_VERSIONS: &[&str] = &["backstage.io/v1alpha1", "backstage.io/v1beta1"];
@@ -229,24 +228,7 @@ impl Entity {
 
 /// Reads catalog files; a file that cannot be read is a Problem and the others are still read.
 pub fn read(files: &[PathBuf]) -> ImportBatch {
-    let mut batch = ImportBatch::default();
-    let mut entities = Vec::new();
-    for path in files {
-        let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => entities.extend(parse(&file, &text, &mut batch)),
-            Err(err) => {
-                batch.problems.push(Problem {
-                    file,
-                    entity: "file".into(),
-                    reason: format!("cannot read: {err}"),
-                });
-            }
-        }
-    }
-    emit(&entities, &mut batch);
-    batch.order_rows();
-    batch
+    super::read_files(files, parse, emit)
 }
 
 /// Reads the entities of one file into `batch`. A ref to a Resource that is neither in this

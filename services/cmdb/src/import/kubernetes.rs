@@ -12,7 +12,7 @@ use itsm_proto::cmdb::{CiReference, ConfigurationItem, LifecycleStatus, Relation
 use itsm_runtime::structs::json_to_struct;
 use serde_json::{Value, json};
 
-use super::{ImportBatch, Problem, item_row, reference, relationship_row};
+use super::{ImportBatch, Problem, documents, item_row, reference, relationship_row};
 use crate::domain::ci::{MAX_LABEL_VALUE, MAX_LABELS, is_label_key};
 
 /// What an imported manifest becomes.
@@ -235,24 +235,7 @@ fn addresses(value: &str, name: &str, namespace: &str) -> bool {
 
 /// Reads manifest files; a file that cannot be read is a Problem and the others are still read.
 pub fn read(files: &[PathBuf]) -> ImportBatch {
-    let mut batch = ImportBatch::default();
-    let mut objects = Vec::new();
-    for path in files {
-        let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => objects.extend(parse(&file, &text, &mut batch)),
-            Err(err) => {
-                batch.problems.push(Problem {
-                    file,
-                    entity: "file".into(),
-                    reason: format!("cannot read: {err}"),
-                });
-            }
-        }
-    }
-    emit(&objects, &mut batch);
-    batch.order_rows();
-    batch
+    super::read_files(files, parse, emit)
 }
 
 /// Reads the manifests of one file into `batch`. Relationships only see the objects of this
@@ -386,85 +369,6 @@ fn relate(batch: &mut ImportBatch, source: &Object, kind: RelationshipType, targ
     let type_name = kind.as_str_name().trim_start_matches("RELATIONSHIP_TYPE_");
     let row_id = format!("{}->{type_name}->{}", source.row_id(), target.natural_key);
     batch.rows.push(relationship_row(row_id, kind, source.reference(), target));
-}
-
-/// Parses a YAML file into its objects as JSON, each named for problems: "document N" for the
-/// N-th document of a `---` stream, "document N, item M" for the items of a top-level list.
-/// Null documents are ignored; a document that is not valid YAML, or not a mapping, is a Problem.
-///
-/// The text is split at document markers and each document parsed on its own, because the YAML
-/// parser behind serde_yaml cannot continue a stream after a syntax error, and one broken
-/// manifest must not hide the ones after it.
-pub(super) fn documents(file: &str, text: &str, problems: &mut Vec<Problem>) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let mut number = 0;
-    for (start, chunk) in split_documents(text) {
-        if is_blank(&chunk) {
-            continue;
-        }
-        number += 1;
-        let document = format!("document {number}");
-        let mut problem = |entity: &str, reason: String| {
-            problems.push(Problem { file: file.to_string(), entity: entity.to_string(), reason });
-        };
-        let items: Vec<(String, serde_yaml::Value)> = match serde_yaml::from_str(&chunk) {
-            Ok(serde_yaml::Value::Null) => continue,
-            Ok(serde_yaml::Value::Sequence(items)) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| (format!("{document}, item {}", i + 1), item))
-                .collect(),
-            Ok(value) => vec![(document, value)],
-            Err(first) => {
-                // Parse again behind the lines that precede the document, so that the error
-                // names a line of the file rather than of the document.
-                let padded = format!("{}{chunk}", "\n".repeat(start));
-                let err = serde_yaml::from_str::<serde_yaml::Value>(&padded).err().unwrap_or(first);
-                problem(&document, format!("invalid YAML: {err}"));
-                continue;
-            }
-        };
-        for (entity, item) in items {
-            match item {
-                serde_yaml::Value::Null => {}
-                serde_yaml::Value::Mapping(_) => match serde_json::to_value(&item) {
-                    Ok(json) => out.push((entity, json)),
-                    Err(err) => problem(&entity, format!("cannot be read as JSON: {err}")),
-                },
-                _ => problem(&entity, "expected a mapping (an object with `kind`)".into()),
-            }
-        }
-    }
-    out
-}
-
-/// Splits a YAML stream at its document markers (`---` and `...` at the start of a line, which
-/// YAML forbids inside any content), with the 0-based line where each part starts. A `---` line
-/// stays at the start of its document, since it may carry content (`--- |`).
-fn split_documents(text: &str) -> Vec<(usize, String)> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut chunks = vec![(0, String::new())];
-    for (number, line) in text.split_inclusive('\n').enumerate() {
-        let marker = |m: &str| {
-            line.strip_prefix(m).is_some_and(|rest| rest.trim().is_empty() || rest.starts_with([' ', '\t']))
-        };
-        if marker("---") {
-            chunks.push((number, line.to_string()));
-        } else if marker("...") {
-            chunks.push((number + 1, String::new()));
-        } else if let Some((_, chunk)) = chunks.last_mut() {
-            chunk.push_str(line);
-        }
-    }
-    chunks
-}
-
-/// Only markers, comments, directives and blank lines: not a document (e.g. a license header).
-fn is_blank(chunk: &str) -> bool {
-    chunk.lines().all(|line| {
-        let line = line.strip_prefix("---").unwrap_or(line).trim();
-        line.is_empty() || line.starts_with('#') || line.starts_with('%')
-    })
 }
 
 #[cfg(test)]

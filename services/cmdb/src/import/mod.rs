@@ -7,6 +7,8 @@ pub mod kubernetes;
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
 use itsm_proto::cmdb::{CiReference, ImportRelationship, ImportRow, RelationshipType, import_row};
 
 /// Rows ready to stream, plus what could not be read.
@@ -75,6 +77,112 @@ pub fn relationship_row(
 /// A CI row.
 pub fn item_row(row_id: String, item: itsm_proto::cmdb::ConfigurationItem) -> ImportRow {
     ImportRow { row_id, kind: Some(import_row::Kind::ConfigurationItem(item)) }
+}
+
+/// Reads every file (a file that cannot be read is a Problem; the others are still read), then
+/// builds the rows from everything read, so relationships can cross files.
+fn read_files<T>(
+    files: &[PathBuf],
+    mut parse: impl FnMut(&str, &str, &mut ImportBatch) -> Vec<T>,
+    emit: impl FnOnce(&[T], &mut ImportBatch),
+) -> ImportBatch {
+    let mut batch = ImportBatch::default();
+    let mut parsed = Vec::new();
+    for path in files {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => parsed.extend(parse(&file, &text, &mut batch)),
+            Err(err) => {
+                batch.problems.push(Problem {
+                    file,
+                    entity: "file".into(),
+                    reason: format!("cannot read: {err}"),
+                });
+            }
+        }
+    }
+    emit(&parsed, &mut batch);
+    batch.order_rows();
+    batch
+}
+
+/// Parses a YAML file into its objects as JSON, each named for problems: "document N" for the
+/// N-th document of a `---` stream, "document N, item M" for the items of a top-level list.
+/// Null documents are ignored; a document that is not valid YAML, or not a mapping, is a Problem.
+///
+/// The text is split at document markers and each document parsed on its own, because the YAML
+/// parser behind serde_yaml cannot continue a stream after a syntax error, and one broken
+/// manifest must not hide the ones after it.
+pub(crate) fn documents(file: &str, text: &str, problems: &mut Vec<Problem>) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let mut number = 0;
+    for (start, chunk) in split_documents(text) {
+        if is_blank(&chunk) {
+            continue;
+        }
+        number += 1;
+        let document = format!("document {number}");
+        let mut problem = |entity: &str, reason: String| {
+            problems.push(Problem { file: file.to_string(), entity: entity.to_string(), reason });
+        };
+        let items: Vec<(String, serde_yaml::Value)> = match serde_yaml::from_str(&chunk) {
+            Ok(serde_yaml::Value::Null) => continue,
+            Ok(serde_yaml::Value::Sequence(items)) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| (format!("{document}, item {}", i + 1), item))
+                .collect(),
+            Ok(value) => vec![(document, value)],
+            Err(first) => {
+                // Parse again behind the lines that precede the document, so that the error
+                // names a line of the file rather than of the document.
+                let padded = format!("{}{chunk}", "\n".repeat(start));
+                let err = serde_yaml::from_str::<serde_yaml::Value>(&padded).err().unwrap_or(first);
+                problem(&document, format!("invalid YAML: {err}"));
+                continue;
+            }
+        };
+        for (entity, item) in items {
+            match item {
+                serde_yaml::Value::Null => {}
+                serde_yaml::Value::Mapping(_) => match serde_json::to_value(&item) {
+                    Ok(json) => out.push((entity, json)),
+                    Err(err) => problem(&entity, format!("cannot be read as JSON: {err}")),
+                },
+                _ => problem(&entity, "expected a mapping (an object with `kind`)".into()),
+            }
+        }
+    }
+    out
+}
+
+/// Splits a YAML stream at its document markers (`---` and `...` at the start of a line, which
+/// YAML forbids inside any content), with the 0-based line where each part starts. A `---` line
+/// stays at the start of its document, since it may carry content (`--- |`).
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut chunks = vec![(0, String::new())];
+    for (number, line) in text.split_inclusive('\n').enumerate() {
+        let marker = |m: &str| {
+            line.strip_prefix(m).is_some_and(|rest| rest.trim().is_empty() || rest.starts_with([' ', '\t']))
+        };
+        if marker("---") {
+            chunks.push((number, line.to_string()));
+        } else if marker("...") {
+            chunks.push((number + 1, String::new()));
+        } else if let Some((_, chunk)) = chunks.last_mut() {
+            chunk.push_str(line);
+        }
+    }
+    chunks
+}
+
+/// Only markers, comments, directives and blank lines: not a document (e.g. a license header).
+fn is_blank(chunk: &str) -> bool {
+    chunk.lines().all(|line| {
+        let line = line.strip_prefix("---").unwrap_or(line).trim();
+        line.is_empty() || line.starts_with('#') || line.starts_with('%')
+    })
 }
 
 /// `path` itself when it is a file, else every `*.yaml` / `*.yml` below it, sorted.

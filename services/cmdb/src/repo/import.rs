@@ -54,45 +54,49 @@ fn row_error(err: &Error) -> bool {
 }
 
 impl Repository {
-    /// Applies one row. `Err` only for failures of the service itself (the call then fails).
-    pub async fn import_row(
+    /// Applies a batch of rows in one transaction, each row inside its own savepoint: a rejected
+    /// row is rolled back alone and never half-applies, while the batch pays for one commit.
+    /// `Err` only for failures of the service itself (the call then fails and nothing of the
+    /// batch is kept).
+    pub async fn import_batch(
         &self,
         ctx: &CallContext,
         session: &mut ImportSession,
-        row: ImportRow,
-    ) -> Result<ImportRowResult, Error> {
-        let row_id = row.row_id.clone();
+        rows: Vec<ImportRow>,
+    ) -> Result<Vec<ImportRowResult>, Error> {
         let txn = self.db.begin().await?;
-        let result = match row.kind {
-            Some(import_row::Kind::ConfigurationItem(item)) => {
-                self.import_item(&txn, ctx, session, &item).await
-            }
-            Some(import_row::Kind::Relationship(rel)) => {
-                self.import_relationship(&txn, ctx, session, &rel).await
-            }
-            None => Err(Error::invalid("row", "a row holds a configuration_item or a relationship")),
-        };
-        match result {
-            Ok((kind, resource)) => {
-                if session.dry_run {
-                    txn.rollback().await?;
-                } else {
-                    txn.commit().await?;
-                    if kind != ImportOutcome::Unchanged {
-                        self.feed.notify_committed();
-                    }
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows {
+            let row_id = row.row_id.clone();
+            let savepoint = txn.begin().await?;
+            let result = match row.kind {
+                Some(import_row::Kind::ConfigurationItem(item)) => {
+                    self.import_item(&savepoint, ctx, session, &item).await
                 }
-                Ok(outcome(&row_id, kind, resource))
-            }
-            Err(err) if row_error(&err) => {
-                txn.rollback().await?;
-                Ok(rejected(&row_id, err.to_string()))
-            }
-            Err(err) => {
-                txn.rollback().await?;
-                Err(err)
+                Some(import_row::Kind::Relationship(rel)) => {
+                    self.import_relationship(&savepoint, ctx, session, &rel).await
+                }
+                None => Err(Error::invalid("row", "a row holds a configuration_item or a relationship")),
+            };
+            match result {
+                Ok((kind, resource)) => {
+                    savepoint.commit().await?;
+                    results.push(outcome(&row_id, kind, resource));
+                }
+                Err(err) if row_error(&err) => {
+                    savepoint.rollback().await?;
+                    results.push(rejected(&row_id, err.to_string()));
+                }
+                Err(err) => return Err(err),
             }
         }
+        if session.dry_run {
+            txn.rollback().await?;
+        } else {
+            txn.commit().await?;
+            self.feed.notify_committed();
+        }
+        Ok(results)
     }
 
     async fn import_item(
@@ -117,7 +121,8 @@ impl Repository {
                 }
                 Self::check_fields(txn, &ctx.tenant, &session.registry, &fields, "configuration_item")
                     .await?;
-                let model = self.create_in(txn, ctx, &session.registry, &fields, &session.source).await?;
+                let model =
+                    self.create_in(txn, ctx, &session.registry, &fields, &session.source, false).await?;
                 if session.dry_run {
                     session.planned.insert((fields.ci_class.clone(), key), model.id.clone());
                 }

@@ -361,9 +361,9 @@ impl<C: ConnectionTrait + Sync> Graph for TenantGraph<'_, C> {
             End::Target => relationship::Column::TargetId,
         };
         let kinds: Vec<i32> = kinds.iter().map(|k| *k as i32).collect();
-        let mut edges = Vec::new();
-        for chunk in ids.chunks(IN_CHUNK) {
-            let rows: Vec<(String, String, i32, bool)> = relationship::Entity::find()
+        // Chunks run concurrently on the pool: one level of a wide walk is many chunks.
+        let queries = ids.chunks(IN_CHUNK).map(|chunk| {
+            relationship::Entity::find()
                 .select_only()
                 .column(relationship::Column::SourceId)
                 .column(relationship::Column::TargetId)
@@ -372,9 +372,11 @@ impl<C: ConnectionTrait + Sync> Graph for TenantGraph<'_, C> {
                 .filter(relationship::Column::TenantId.eq(self.tenant))
                 .filter(ExprTrait::is_in(Expr::col(column), chunk.iter().map(String::as_str)))
                 .filter(ExprTrait::is_in(Expr::col(relationship::Column::RelType), kinds.clone()))
-                .into_tuple()
+                .into_tuple::<(String, String, i32, bool)>()
                 .all(self.db)
-                .await?;
+        });
+        let mut edges = Vec::new();
+        for rows in futures::future::try_join_all(queries).await? {
             edges.extend(rows.into_iter().filter_map(|(source, target, kind, redundant)| {
                 RelKind::from_proto(kind).map(|kind| Edge { source, target, kind, redundant })
             }));

@@ -1,0 +1,25 @@
+//! A CMDB server on port 0 with a fresh database, and a client that calls it as the gateway would.
+
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+use tonic::transport::Channel;
+
+use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
+use itsm_runtime::testing::{RunningServer, TestBackend, TestDatabase, internal_channel, settings_for};
+
+pub struct Cmdb {
+    pub server: RunningServer,
+    pub client: CmdbServiceClient<Channel>,
+    _db: TestDatabase,
+}
+
+pub async fn start(backend: TestBackend) -> Cmdb {
+    let db = TestDatabase::create(backend).await;
+    let settings = settings_for(&db.url);
+    let server =
+        RunningServer::start(move |listener, shutdown| itsm_cmdb::serve(settings, listener, shutdown.wait()))
+            .await;
+    let client = CmdbServiceClient::new(internal_channel(&server.url()).await);
+    Cmdb { server, client, _db: db }
+}
