@@ -427,6 +427,11 @@ impl CmdbService for CmdbApi {
             }
         }
         violations.check(also_failed.len() <= 100, "also_failed", "at most 100 CIs");
+        violations.check(
+            (0..=10_000).contains(&request.max_items),
+            "max_items",
+            "must be between 1 and 10000 (0 = 1000)",
+        );
         violations.into_result()?;
         let (Some(root), Some(direction)) = (root, direction) else {
             return Err(Error::invalid("configuration_item", "is invalid").into());
@@ -439,7 +444,8 @@ impl CmdbService for CmdbApi {
             also_failed,
             max_nodes: MAX_IMPACT_NODES,
         };
-        Ok(Response::new(self.repo.analyze_impact(&ctx, query).await?))
+        let max_items = if request.max_items == 0 { 1_000 } else { request.max_items as usize };
+        Ok(Response::new(self.repo.analyze_impact(&ctx, query, max_items).await?))
     }
 
     async fn create_baseline(

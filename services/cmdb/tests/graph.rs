@@ -88,6 +88,7 @@ impl Cmdb {
                 max_depth: 0,
                 relationship_types: vec![],
                 also_failed: also_failed.iter().map(|s| (*s).to_string()).collect(),
+                max_items: 0,
             }))
             .await
             .unwrap()

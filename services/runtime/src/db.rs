@@ -63,11 +63,14 @@ async fn connect_once(settings: &DatabaseSettings) -> Result<DatabaseConnection,
                 .foreign_keys(true)
         });
     } else {
-        // JIT compilation pays off for analytics, not for short OLTP queries: on queries with
-        // long IN lists (impact analysis) it added ~40 ms of LLVM work to a 2 ms query.
-        options
-            .max_connections(settings.max_connections)
-            .map_sqlx_postgres_opts(|opts| opts.options([("jit", "off")]));
+        // - jit off: LLVM compilation pays off for analytics, not for short OLTP statements.
+        // - force_custom_plan: sqlx keeps statements prepared; a generic plan chosen while a
+        //   table was nearly empty (a fresh tenant, the start of an import) stays a sequential
+        //   scan as the table grows, making a bulk import quadratic. Planning per execution
+        //   sees the table's current size.
+        options.max_connections(settings.max_connections).map_sqlx_postgres_opts(|opts| {
+            opts.options([("jit", "off"), ("plan_cache_mode", "force_custom_plan")])
+        });
     }
     let db = Database::connect(options).await?;
     // Fail now rather than on the first request when the server refuses us.

@@ -18,6 +18,7 @@ impl Repository {
         &self,
         ctx: &CallContext,
         query: ImpactQuery,
+        max_items: usize,
     ) -> Result<AnalyzeImpactResponse, Error> {
         let mut wanted = vec![query.root.clone()];
         wanted.extend(query.also_failed.iter().cloned());
@@ -29,28 +30,38 @@ impl Repository {
         let result = analyze(&graph, &query).await?;
 
         let ids: Vec<String> = result.reached.iter().map(|r| r.id.clone()).collect();
-        let models: HashMap<String, _> = Self::find_many(&self.db, &ctx.tenant, &ids)
-            .await?
-            .into_iter()
-            .map(|m| (m.id.clone(), m))
-            .collect();
+        let names: HashMap<String, (String, String)> = Self::find_names(&self.db, &ctx.tenant, &ids).await?;
         let registry = Self::registry(&self.db, &ctx.tenant).await?;
-        let mut items = Vec::with_capacity(result.reached.len());
-        let mut business_services = Vec::new();
-        for reached in &result.reached {
-            let Some(model) = models.get(&reached.id) else { continue };
-            let item = ImpactedItem {
+        let item = |reached: &crate::domain::impact::Reached, with_path: bool| {
+            let (display_name, ci_class) = names.get(&reached.id).cloned().unwrap_or_default();
+            ImpactedItem {
                 configuration_item: resource_name(&reached.id),
-                display_name: model.display_name.clone(),
-                ci_class: model.ci_class.clone(),
+                display_name,
+                ci_class,
                 depth: reached.depth as i32,
-                path: reached.path.iter().map(|id| resource_name(id)).collect(),
-            };
-            if registry.is_a(&model.ci_class, "business_service") {
-                business_services.push(item.clone());
+                path: if with_path {
+                    reached.path.iter().map(|id| resource_name(id)).collect()
+                } else {
+                    Vec::new()
+                },
+                reached_from: reached
+                    .path
+                    .len()
+                    .checked_sub(2)
+                    .and_then(|i| reached.path.get(i))
+                    .map(|id| resource_name(id))
+                    .unwrap_or_default(),
             }
-            items.push(item);
-        }
+        };
+        let items: Vec<ImpactedItem> =
+            result.reached.iter().take(max_items).map(|r| item(r, false)).collect();
+        let business_services: Vec<ImpactedItem> = result
+            .reached
+            .iter()
+            .filter(|r| names.get(&r.id).is_some_and(|(_, class)| registry.is_a(class, "business_service")))
+            .take(max_items)
+            .map(|r| item(r, true))
+            .collect();
         let degraded = result
             .degraded
             .iter()
@@ -60,6 +71,14 @@ impl Repository {
                 remaining_providers: d.remaining.iter().map(|id| resource_name(id)).collect(),
             })
             .collect();
-        Ok(AnalyzeImpactResponse { items, business_services, degraded, truncated: result.truncated })
+        Ok(AnalyzeImpactResponse {
+            truncated: result.truncated
+                || result.reached.len() > items.len()
+                || business_services.len() == max_items,
+            total_reached: result.reached.len() as i32,
+            items,
+            business_services,
+            degraded,
+        })
     }
 }

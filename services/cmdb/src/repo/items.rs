@@ -437,6 +437,31 @@ impl Repository {
         Ok(out)
     }
 
+    /// Display name and class of each of these CIs (impact analysis needs no more).
+    pub(crate) async fn find_names(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, (String, String)>, Error> {
+        let queries = ids.chunks(IN_CHUNK).map(|chunk| {
+            ci::Entity::find()
+                .select_only()
+                .column(ci::Column::Id)
+                .column(ci::Column::DisplayName)
+                .column(ci::Column::CiClass)
+                .filter(ci::Column::TenantId.eq(tenant))
+                .filter(ExprTrait::is_in(Expr::col(ci::Column::Id), chunk.iter().map(String::as_str)))
+                .into_tuple::<(String, String, String)>()
+                .all(db)
+        });
+        Ok(futures::future::try_join_all(queries)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|(id, name, class)| (id, (name, class)))
+            .collect())
+    }
+
     /// A page of CIs matching `filter`, in `order` (field, descending), after `after` (the last
     /// sort key of the previous page).
     pub async fn list(

@@ -409,17 +409,14 @@ async fn measure_impact(
             max_depth: 5,
             relationship_types: vec![],
             also_failed: vec![],
+            max_items: 0,
         })
     };
     let mut reached = 0;
     for _ in 0..3 {
-        reached = client
-            .analyze_impact(request())
-            .await
-            .map_err(|s| format!("impact: {s}"))?
-            .into_inner()
-            .items
-            .len();
+        let response =
+            client.analyze_impact(request()).await.map_err(|s| format!("impact: {s}"))?.into_inner();
+        reached = response.total_reached as usize;
     }
     let mut samples = Vec::with_capacity(iterations);
     for _ in 0..iterations {
