@@ -14,8 +14,9 @@ use itsm_proto::cmdb::{
     ImpactDirection, ImportConfigurationItemsRequest, ImportConfigurationItemsResponse, ImportOutcome,
     ImportRow, ListBaselinesRequest, ListBaselinesResponse, ListCiClassesRequest, ListCiClassesResponse,
     ListConfigurationItemHistoryRequest, ListConfigurationItemHistoryResponse, ListConfigurationItemsRequest,
-    ListConfigurationItemsResponse, ListRelationshipsRequest, ListRelationshipsResponse, Relationship,
-    UpdateConfigurationItemRequest, import_configuration_items_request,
+    ListConfigurationItemsResponse, ListRelationshipHistoryRequest, ListRelationshipHistoryResponse,
+    ListRelationshipsRequest, ListRelationshipsResponse, Relationship, UpdateConfigurationItemRequest,
+    import_configuration_items_request,
 };
 use itsm_runtime::error::Violations;
 use itsm_runtime::fieldmask::UpdateMask;
@@ -389,6 +390,30 @@ impl CmdbService for CmdbApi {
         let id = uuid_name(&request.name, RELATIONSHIP_PREFIX, "name")?;
         self.repo.delete_relationship(&ctx, &id, &request.etag).await?;
         Ok(Response::new(DeleteRelationshipResponse {}))
+    }
+
+    async fn list_relationship_history(
+        &self,
+        request: Request<ListRelationshipHistoryRequest>,
+    ) -> Result<Response<ListRelationshipHistoryResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let id = id_from_name(&request.configuration_item, "configuration_item")?;
+        let size = page_size(request.page_size, "page_size")?;
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "relationshipHistory", &id]);
+        let after = match self.page_tokens.decode(&request.page_token, &fingerprint)? {
+            Some(key) => key
+                .first()
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| Error::invalid("page_token", "invalid page token"))?,
+            None => 0,
+        };
+        let page = self.repo.relationship_history(&ctx, &id, after, size).await?;
+        let next_page_token = match page.next_key {
+            Some(key) => self.page_tokens.encode(&fingerprint, key)?,
+            None => String::new(),
+        };
+        Ok(Response::new(ListRelationshipHistoryResponse { entries: page.items, next_page_token }))
     }
 
     async fn analyze_impact(

@@ -134,7 +134,8 @@ CREATE TABLE relationship_history (
     source_reference TEXT NOT NULL,
     properties TEXT NOT NULL
 );
-CREATE INDEX relationship_history_by_ci ON relationship_history (tenant_id, source_id, change_time)";
+CREATE INDEX relationship_history_by_source ON relationship_history (tenant_id, source_id, id);
+CREATE INDEX relationship_history_by_target ON relationship_history (tenant_id, target_id, id)";
         let history_postgres = history_sqlite
             .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY");
         execute_for_backend(

@@ -310,6 +310,20 @@ async fn relationship_rules(backend: TestBackend) {
     let left =
         cmdb.client.list_relationships(req(ListRelationshipsRequest::default())).await.unwrap().into_inner();
     assert_eq!(left.relationships.len(), 1, "only c DEPENDS_ON a is left");
+
+    // b's relationships: two created, then both removed with it; each with who and what.
+    let history = |page_token: String| {
+        req(ListRelationshipHistoryRequest { configuration_item: b.name.clone(), page_size: 3, page_token })
+    };
+    let first = cmdb.client.list_relationship_history(history(String::new())).await.unwrap().into_inner();
+    let actions: Vec<&str> = first.entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["create", "create", "delete"]);
+    assert!(first.entries.iter().all(|e| e.actor == "alice"));
+    let rest =
+        cmdb.client.list_relationship_history(history(first.next_page_token)).await.unwrap().into_inner();
+    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(rest.entries[0].action, "delete");
+    assert!(rest.next_page_token.is_empty());
 }
 
 async fn impact_analysis(backend: TestBackend) {

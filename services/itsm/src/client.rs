@@ -49,6 +49,32 @@ pub enum CmdbCommand {
         #[command(subcommand)]
         command: Box<CiCommand>,
     },
+    /// Relationships between CIs.
+    Rel {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: RelCommand,
+    },
+    /// What breaks if a CI fails (or, with --upstream, what it needs).
+    Impact {
+        #[command(flatten)]
+        connection: Connection,
+        /// The CI (`configurationItems/<id>` or the bare id).
+        ci: String,
+        /// Walk towards what the CI needs (possible causes) instead of what needs it.
+        #[arg(long)]
+        upstream: bool,
+        /// Levels to walk (1-10).
+        #[arg(long, default_value_t = 5)]
+        depth: i32,
+        /// Other CIs down at the same time (repeatable).
+        #[arg(long = "also-failed")]
+        also_failed: Vec<String>,
+        /// Most CIs listed.
+        #[arg(long, default_value_t = 200)]
+        max_items: i32,
+    },
     /// Import CIs and relationships from other tools' files.
     Import {
         #[command(flatten)]
@@ -56,6 +82,34 @@ pub enum CmdbCommand {
         #[command(subcommand)]
         source: ImportSource,
     },
+}
+
+#[derive(Subcommand)]
+pub enum RelCommand {
+    /// Relate two CIs: `itsm cmdb rel create <source> depends_on <target>`.
+    Create {
+        source: String,
+        /// depends_on, runs_on, part_of, connects_to or owned_by.
+        kind: String,
+        target: String,
+        /// One of several providers that back each other up.
+        #[arg(long)]
+        redundant: bool,
+    },
+    /// List relationships, optionally of one CI.
+    List {
+        /// Only relationships with this CI at either end.
+        #[arg(long)]
+        ci: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        page_size: i32,
+    },
+    /// Remove a relationship.
+    Delete { name: String },
+}
+
+fn ci_name(name: &str) -> String {
+    if name.contains('/') { name.to_string() } else { format!("configurationItems/{name}") }
 }
 
 #[derive(Subcommand)]
@@ -250,6 +304,10 @@ pub async fn cmdb(command: CmdbCommand) -> Result<(), String> {
     let (connection, command) = match command {
         CmdbCommand::Ci { connection, command } => (connection, *command),
         CmdbCommand::Import { connection, source } => return import(&connection, source).await,
+        CmdbCommand::Rel { connection, command } => return relationships(&connection, command).await,
+        CmdbCommand::Impact { connection, ci, upstream, depth, also_failed, max_items } => {
+            return impact(&connection, &ci, upstream, depth, &also_failed, max_items).await;
+        }
     };
     let mut client = Client::connect(&connection).await?;
     match command {
@@ -521,6 +579,146 @@ async fn import(connection: &Connection, source: ImportSource) -> Result<(), Str
             }
             for (row, reason) in &rejected {
                 println!("rejected: {row}: {reason}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn relationships(connection: &Connection, command: RelCommand) -> Result<(), String> {
+    use itsm_proto::cmdb::{
+        CreateRelationshipRequest, DeleteRelationshipRequest, ListRelationshipsRequest, Relationship,
+        RelationshipType,
+    };
+    let mut client = Client::connect(connection).await?;
+    let kind_name = |value: i32| {
+        RelationshipType::try_from(value)
+            .map(|k| k.as_str_name().trim_start_matches("RELATIONSHIP_TYPE_").to_string())
+            .unwrap_or_else(|_| value.to_string())
+    };
+    match command {
+        RelCommand::Create { source, kind, target, redundant } => {
+            let kind =
+                RelationshipType::from_str_name(&format!("RELATIONSHIP_TYPE_{}", kind.to_ascii_uppercase()))
+                    .ok_or_else(|| format!("unknown relationship type `{kind}`"))?;
+            let relationship = Relationship {
+                source: ci_name(&source),
+                target: ci_name(&target),
+                r#type: kind as i32,
+                properties: Some(json_to_struct(&serde_json::json!({ "redundant": redundant }))),
+                ..Relationship::default()
+            };
+            let request = client.request(CreateRelationshipRequest {
+                relationship: Some(relationship),
+                request_id: String::new(),
+            })?;
+            let created =
+                client.cmdb.create_relationship(request).await.map_err(|s| status_text(&s))?.into_inner();
+            match client.output {
+                Output::Json => {
+                    print_json(&serde_json::json!({"name": created.name, "source": created.source,
+                    "type": kind_name(created.r#type), "target": created.target}));
+                }
+                Output::Table => println!(
+                    "{}  {} {} {}",
+                    created.name,
+                    created.source,
+                    kind_name(created.r#type),
+                    created.target
+                ),
+            }
+        }
+        RelCommand::List { ci, page_size } => {
+            let filter = ci.map(|c| format!("ci = \"{}\"", ci_name(&c))).unwrap_or_default();
+            let request =
+                client.request(ListRelationshipsRequest { page_size, page_token: String::new(), filter })?;
+            let list =
+                client.cmdb.list_relationships(request).await.map_err(|s| status_text(&s))?.into_inner();
+            match client.output {
+                Output::Json => {
+                    let items: Vec<serde_json::Value> = list
+                        .relationships
+                        .iter()
+                        .map(|r| serde_json::json!({"name": r.name, "source": r.source, "type": kind_name(r.r#type), "target": r.target}))
+                        .collect();
+                    print_json(
+                        &serde_json::json!({"relationships": items, "nextPageToken": list.next_page_token}),
+                    );
+                }
+                Output::Table => {
+                    for r in &list.relationships {
+                        println!("{}  {} {} {}", r.name, r.source, kind_name(r.r#type), r.target);
+                    }
+                    if list.relationships.is_empty() {
+                        println!("(no relationships)");
+                    }
+                }
+            }
+        }
+        RelCommand::Delete { name } => {
+            let name = if name.contains('/') { name } else { format!("relationships/{name}") };
+            let request =
+                client.request(DeleteRelationshipRequest { name: name.clone(), etag: String::new() })?;
+            client.cmdb.delete_relationship(request).await.map_err(|s| status_text(&s))?;
+            println!("deleted {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn impact(
+    connection: &Connection,
+    ci: &str,
+    upstream: bool,
+    depth: i32,
+    also_failed: &[String],
+    max_items: i32,
+) -> Result<(), String> {
+    use itsm_proto::cmdb::{AnalyzeImpactRequest, ImpactDirection};
+    let mut client = Client::connect(connection).await?;
+    let direction = if upstream { ImpactDirection::Upstream } else { ImpactDirection::Downstream };
+    let request = client.request(AnalyzeImpactRequest {
+        configuration_item: ci_name(ci),
+        direction: direction as i32,
+        max_depth: depth,
+        relationship_types: vec![],
+        also_failed: also_failed.iter().map(|c| ci_name(c)).collect(),
+        max_items,
+    })?;
+    let result = client.cmdb.analyze_impact(request).await.map_err(|s| status_text(&s))?.into_inner();
+    match client.output {
+        Output::Json => print_json(&serde_json::json!({
+            "totalReached": result.total_reached,
+            "truncated": result.truncated,
+            "items": result.items.iter().map(|i| serde_json::json!({"name": i.configuration_item, "displayName": i.display_name,
+                "class": i.ci_class, "depth": i.depth, "reachedFrom": i.reached_from})).collect::<Vec<_>>(),
+            "businessServices": result.business_services.iter().map(|i| serde_json::json!({"name": i.configuration_item,
+                "displayName": i.display_name, "path": i.path})).collect::<Vec<_>>(),
+            "degraded": result.degraded.iter().map(|d| serde_json::json!({"name": d.configuration_item,
+                "failedProviders": d.failed_providers, "remainingProviders": d.remaining_providers})).collect::<Vec<_>>(),
+        })),
+        Output::Table => {
+            println!(
+                "{} CIs reached{}",
+                result.total_reached,
+                if result.truncated { " (list truncated)" } else { "" }
+            );
+            for item in &result.items {
+                println!(
+                    "{:>5}  {:<40} {:<18} {}",
+                    item.depth, item.display_name, item.ci_class, item.configuration_item
+                );
+            }
+            for service in &result.business_services {
+                println!("business service impacted: {} (depth {})", service.display_name, service.depth);
+            }
+            for d in &result.degraded {
+                println!(
+                    "degraded: {} ({} of {} redundant providers down)",
+                    d.configuration_item,
+                    d.failed_providers.len(),
+                    d.failed_providers.len() + d.remaining_providers.len()
+                );
             }
         }
     }

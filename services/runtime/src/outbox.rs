@@ -35,11 +35,11 @@ const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
 
 /// An event to append. `payload` is any prost message; its full name becomes the type URL.
 pub struct NewEvent<'a> {
-    pub event_type: &'a str,
+    pub event_type: String,
     pub resource_name: &'a str,
     pub tenant: &'a str,
     pub actor: &'a str,
-    pub payload_type: &'a str,
+    pub payload_type: String,
     pub payload: Vec<u8>,
 }
 
@@ -51,10 +51,9 @@ impl<'a> NewEvent<'a> {
         tenant: &'a str,
         actor: &'a str,
     ) -> NewEvent<'a> {
-        // Leaked once per message type at most, because type names are 'static in practice.
-        let full_name: &'static str = Box::leak(M::full_name().into_boxed_str());
+        let full_name = M::full_name();
         NewEvent {
-            event_type: full_name,
+            event_type: full_name.clone(),
             resource_name,
             tenant,
             actor,
@@ -99,6 +98,65 @@ pub async fn append(db: &impl ConnectionTrait, event: NewEvent<'_>) -> Result<i6
         .await?
         .ok_or_else(|| Error::Internal("outbox insert returned no sequence".into()))?;
     Ok(row.try_get("", "sequence")?)
+}
+
+/// Appends several events with as few statements as fit under `budget` bytes each (see the
+/// note on statement size in `db`), in the caller's transaction, in order.
+pub async fn append_many(
+    db: &impl ConnectionTrait,
+    events: &[NewEvent<'_>],
+    budget: usize,
+) -> Result<(), Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let backend = db.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        db.execute_raw(stmt(backend, &format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})"), []))
+            .await?;
+    }
+    let (traceparent, tracestate) = crate::telemetry::current_trace_context();
+    let now = now_micros();
+    for chunk in crate::db::chunks_within(events, |e| e.payload.len() + e.resource_name.len() + 200, budget) {
+        let mut sql = String::from(
+            "INSERT INTO outbox (event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
+             traceparent, tracestate, payload_type, payload) VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
+        for (i, event) in chunk.iter().enumerate() {
+            let p = i * 10;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8,
+                p + 9,
+                p + 10
+            ));
+            values.extend([
+                Value::from(uuid::Uuid::now_v7().to_string()),
+                event.event_type.as_str().into(),
+                event.resource_name.into(),
+                event.tenant.into(),
+                event.actor.into(),
+                now.into(),
+                traceparent.as_str().into(),
+                tracestate.as_str().into(),
+                event.payload_type.as_str().into(),
+                event.payload.clone().into(),
+            ]);
+        }
+        db.execute_raw(stmt(backend, &sql, values)).await?;
+    }
+    Ok(())
 }
 
 /// A service's event feed: reads its outbox and wakes watchers when a write commits.

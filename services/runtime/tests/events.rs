@@ -60,7 +60,7 @@ impl Producer {
             let txn = self.db.begin().await.unwrap();
             let payload = GetFeedInfoResponse { last_sequence: i };
             let mut event = NewEvent::of(&payload, "things/1", "acme", "alice");
-            event.event_type = if kind == "a" { "test.A" } else { "test.B" };
+            event.event_type = if kind == "a" { "test.A" } else { "test.B" }.to_string();
             outbox::append(&txn, event).await.unwrap();
             txn.commit().await.unwrap();
             self.feed.notify_committed();

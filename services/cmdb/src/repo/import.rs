@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use std::collections::HashSet;
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 
 use itsm_proto::cmdb::{
     CiReference, ImportOutcome, ImportRelationship, ImportRow, ImportRowResult, import_row,
@@ -16,8 +18,10 @@ use super::{Repository, WriteSource};
 use crate::convert::more::RELATIONSHIP_PREFIX;
 use crate::convert::{fields_from_proto, resource_name};
 use crate::domain::attributes;
+use crate::domain::ci::CiFields;
 use crate::domain::classes::ClassRegistry;
 use crate::domain::relationships::{RelKind, check_properties};
+use itsm_runtime::error::Violations;
 
 /// State of one import call.
 pub struct ImportSession {
@@ -65,8 +69,12 @@ impl Repository {
         rows: Vec<ImportRow>,
     ) -> Result<Vec<ImportRowResult>, Error> {
         let txn = self.db.begin().await?;
-        let mut results = Vec::with_capacity(rows.len());
-        for row in rows {
+        let mut results: Vec<Option<ImportRowResult>> = vec![None; rows.len()];
+        self.create_new_items(&txn, ctx, session, &rows, &mut results).await?;
+        for (row, slot) in rows.into_iter().zip(results.iter_mut()) {
+            if slot.is_some() {
+                continue;
+            }
             let row_id = row.row_id.clone();
             let savepoint = txn.begin().await?;
             let result = match row.kind {
@@ -81,15 +89,16 @@ impl Repository {
             match result {
                 Ok((kind, resource)) => {
                     savepoint.commit().await?;
-                    results.push(outcome(&row_id, kind, resource));
+                    *slot = Some(outcome(&row_id, kind, resource));
                 }
                 Err(err) if row_error(&err) => {
                     savepoint.rollback().await?;
-                    results.push(rejected(&row_id, err.to_string()));
+                    *slot = Some(rejected(&row_id, err.to_string()));
                 }
                 Err(err) => return Err(err),
             }
         }
+        let results: Vec<ImportRowResult> = results.into_iter().flatten().collect();
         if session.dry_run {
             txn.rollback().await?;
         } else {
@@ -97,6 +106,90 @@ impl Repository {
             self.feed.notify_committed();
         }
         Ok(results)
+    }
+
+    /// The set-based part of a batch: CI rows that are new, valid and need no lookups (no
+    /// reference attributes) are written with multi-row statements. Rows it cannot settle are
+    /// left as `None` for the per-row path; if the database refuses the bulk write, all of them
+    /// are.
+    async fn create_new_items(
+        &self,
+        txn: &DatabaseTransaction,
+        ctx: &CallContext,
+        session: &mut ImportSession,
+        rows: &[ImportRow],
+        results: &mut [Option<ImportRowResult>],
+    ) -> Result<(), Error> {
+        let mut candidates: Vec<(usize, CiFields, String)> = Vec::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        for (i, row) in rows.iter().enumerate() {
+            let Some(import_row::Kind::ConfigurationItem(item)) = &row.kind else { continue };
+            let mut fields = fields_from_proto(item);
+            // An unset status becomes PLANNED (new) or stays as stored (update): valid either way.
+            if fields.lifecycle_status == 0 {
+                fields.lifecycle_status = 1;
+            }
+            let mut violations = Violations::new();
+            fields.validate(&session.registry, "configuration_item", &mut violations);
+            let references = attributes::check(
+                &session.registry,
+                &fields.ci_class,
+                &fields.attributes,
+                "configuration_item.attributes",
+                &mut violations,
+            );
+            if let Err(err) = violations.into_result() {
+                results[i] = Some(rejected(&row.row_id, err.to_string()));
+                continue;
+            }
+            if !references.is_empty() {
+                continue;
+            }
+            let key = attributes::natural_key(
+                &session.registry,
+                &fields.ci_class,
+                &fields.display_name,
+                &fields.attributes,
+            );
+            // A key twice in one batch: the first may be created here, the rest update it.
+            if !seen.insert((fields.ci_class.clone(), key.clone())) {
+                continue;
+            }
+            candidates.push((i, fields, key));
+        }
+        // Rows whose key exists already are updates: the per-row path.
+        let existing = Self::existing_keys(
+            txn,
+            &ctx.tenant,
+            candidates.iter().map(|(_, f, k)| (f.ci_class.as_str(), k.as_str())),
+        )
+        .await?;
+        candidates.retain(|(_, f, k)| !existing.contains(&(f.ci_class.clone(), k.clone())));
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<(CiFields, String)> =
+            candidates.iter().map(|(_, f, k)| (f.clone(), k.clone())).collect();
+        let savepoint = txn.begin().await?;
+        match self.create_many_in(&savepoint, ctx, &items, &session.source).await {
+            Ok(models) => {
+                savepoint.commit().await?;
+                for ((i, fields, key), model) in candidates.iter().zip(models) {
+                    if session.dry_run {
+                        session.planned.insert((fields.ci_class.clone(), key.clone()), model.id.clone());
+                    }
+                    results[*i] =
+                        Some(outcome(&rows[*i].row_id, ImportOutcome::Created, resource_name(&model.id)));
+                }
+                Ok(())
+            }
+            Err(err) if row_error(&err) => {
+                // e.g. a concurrent import created one of these keys: go row by row.
+                savepoint.rollback().await?;
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
     }
 
     async fn import_item(

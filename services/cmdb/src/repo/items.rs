@@ -55,6 +55,34 @@ impl Repository {
             .await?)
     }
 
+    /// Which of these (class, natural key) pairs exist in the tenant.
+    pub(crate) async fn existing_keys<'k>(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        keys: impl Iterator<Item = (&'k str, &'k str)>,
+    ) -> Result<std::collections::HashSet<(String, String)>, Error> {
+        let mut by_class: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+        for (class, key) in keys {
+            by_class.entry(class).or_default().push(key);
+        }
+        let mut found = std::collections::HashSet::new();
+        for (class, keys) in by_class {
+            for chunk in keys.chunks(100) {
+                let rows: Vec<String> = ci::Entity::find()
+                    .select_only()
+                    .column(ci::Column::NaturalKey)
+                    .filter(ci::Column::TenantId.eq(tenant))
+                    .filter(ci::Column::CiClass.eq(class))
+                    .filter(ExprTrait::is_in(Expr::col(ci::Column::NaturalKey), chunk.iter().copied()))
+                    .into_tuple()
+                    .all(db)
+                    .await?;
+                found.extend(rows.into_iter().map(|key| (class.to_string(), key)));
+            }
+        }
+        Ok(found)
+    }
+
     pub async fn get(&self, ctx: &CallContext, id: &str) -> Result<ConfigurationItem, Error> {
         match Self::find(&self.db, &ctx.tenant, id).await? {
             Some(model) => Ok(to_proto(&model)),
@@ -196,6 +224,123 @@ impl Repository {
         let diff = CiFields::diff(None, Some(fields));
         self.record_change(txn, ctx, &model, "create", &diff, source).await?;
         Ok(model)
+    }
+
+    /// Inserts many checked, new CIs with multi-row statements — labels, history and events
+    /// included — in the caller's transaction. The caller has checked the fields and that no
+    /// CI has these natural keys (the unique index still guards it).
+    pub(crate) async fn create_many_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        ctx: &CallContext,
+        items: &[(CiFields, String)],
+        source: &WriteSource,
+    ) -> Result<Vec<ci::Model>, Error> {
+        use itsm_runtime::db::{STATEMENT_BUDGET, chunks_within};
+        use prost::Message;
+
+        let now = now_micros();
+        let models: Vec<ci::Model> = items
+            .iter()
+            .map(|(fields, key)| {
+                let mut model = ci::Model {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    tenant_id: ctx.tenant.clone(),
+                    display_name: String::new(),
+                    ci_class: String::new(),
+                    description: String::new(),
+                    lifecycle_status: 0,
+                    environment: String::new(),
+                    criticality: 0,
+                    owner: String::new(),
+                    support_group: String::new(),
+                    labels: String::new(),
+                    attributes: String::new(),
+                    natural_key: key.clone(),
+                    version: 1,
+                    create_time: now,
+                    update_time: now,
+                    creator: ctx.principal.clone(),
+                    updater: ctx.principal.clone(),
+                };
+                apply_fields(&mut model, fields);
+                model
+            })
+            .collect();
+        let model_size = |m: &ci::Model| {
+            200 + m.display_name.len()
+                + m.description.len()
+                + m.labels.len()
+                + m.attributes.len()
+                + m.natural_key.len()
+        };
+        for chunk in chunks_within(&models, model_size, STATEMENT_BUDGET) {
+            ci::Entity::insert_many(chunk.iter().map(|m| m.clone().into_active_model().reset_all()))
+                .exec(txn)
+                .await?;
+        }
+        let labels: Vec<ci_label::ActiveModel> = models
+            .iter()
+            .zip(items)
+            .flat_map(|(model, (fields, _))| {
+                fields.labels.iter().map(|(key, value)| ci_label::ActiveModel {
+                    ci_id: sea_orm::ActiveValue::Set(model.id.clone()),
+                    key: sea_orm::ActiveValue::Set(key.clone()),
+                    tenant_id: sea_orm::ActiveValue::Set(model.tenant_id.clone()),
+                    value: sea_orm::ActiveValue::Set(value.clone()),
+                })
+            })
+            .collect();
+        for chunk in labels.chunks(40) {
+            ci_label::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
+        }
+        let mut history = Vec::with_capacity(models.len());
+        let mut events = Vec::with_capacity(models.len());
+        for (model, (fields, _)) in models.iter().zip(items) {
+            let diff = CiFields::diff(None, Some(fields));
+            let snapshot = serde_json::to_string(model).map_err(|e| Error::Internal(e.to_string()))?;
+            let changes = serde_json::to_string(&diff).unwrap_or_else(|_| "[]".into());
+            let size = 200 + snapshot.len() + changes.len();
+            history.push((
+                ci_history::ActiveModel {
+                    id: sea_orm::ActiveValue::NotSet,
+                    tenant_id: sea_orm::ActiveValue::Set(ctx.tenant.clone()),
+                    ci_id: sea_orm::ActiveValue::Set(model.id.clone()),
+                    version: sea_orm::ActiveValue::Set(model.version),
+                    change_time: sea_orm::ActiveValue::Set(model.update_time),
+                    actor: sea_orm::ActiveValue::Set(ctx.principal.clone()),
+                    source: sea_orm::ActiveValue::Set(source.source as i32),
+                    source_reference: sea_orm::ActiveValue::Set(source.reference.clone()),
+                    action: sea_orm::ActiveValue::Set("create".into()),
+                    changes: sea_orm::ActiveValue::Set(changes),
+                    snapshot: sea_orm::ActiveValue::Set(snapshot),
+                },
+                size,
+            ));
+            let payload = ConfigurationItemChanged {
+                action: "create".into(),
+                configuration_item: Some(to_proto(model)),
+                changes: diff.iter().map(field_change).collect(),
+            };
+            events.push((resource_name(&model.id), payload.encode_to_vec()));
+        }
+        for chunk in chunks_within(&history, |(_, size)| *size, STATEMENT_BUDGET) {
+            ci_history::Entity::insert_many(chunk.iter().map(|(row, _)| row.clone())).exec(txn).await?;
+        }
+        let event_type = <ConfigurationItemChanged as prost::Name>::full_name();
+        let events: Vec<NewEvent> = events
+            .iter()
+            .map(|(name, payload)| NewEvent {
+                event_type: event_type.clone(),
+                resource_name: name,
+                tenant: &ctx.tenant,
+                actor: &ctx.principal,
+                payload_type: event_type.clone(),
+                payload: payload.clone(),
+            })
+            .collect();
+        outbox::append_many(txn, &events, STATEMENT_BUDGET).await?;
+        Ok(models)
     }
 
     pub async fn update(

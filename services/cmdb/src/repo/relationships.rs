@@ -7,7 +7,7 @@ use sea_orm::{
     Order, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use itsm_proto::cmdb::{Relationship, RelationshipChanged};
+use itsm_proto::cmdb::{Relationship, RelationshipChanged, RelationshipHistoryEntry};
 use itsm_runtime::db::{now_micros, stmt};
 use itsm_runtime::filter::{Expr as Filter, Op};
 use itsm_runtime::idempotency::{self, Claim};
@@ -235,6 +235,54 @@ impl Repository {
         let rows: Vec<relationship::Model> = rows.into_iter().take(limit as usize).collect();
         let next_key = if more { rows.last().map(|r| vec![serde_json::json!(r.id)]) } else { None };
         Ok(Page { items: rows.iter().map(relationship_to_proto).collect(), next_key })
+    }
+}
+
+impl Repository {
+    /// Relationship changes at either end of a CI, oldest first, after history row `after`.
+    pub async fn relationship_history(
+        &self,
+        ctx: &CallContext,
+        ci_id: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Page<RelationshipHistoryEntry>, Error> {
+        let backend = self.db.get_database_backend();
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                backend,
+                &format!(
+                    "SELECT id, relationship_id, source_id, target_id, rel_type, action, change_time, actor, source, \
+                     source_reference FROM relationship_history \
+                     WHERE tenant_id = $1 AND (source_id = $2 OR target_id = $2) AND id > $3 ORDER BY id LIMIT {}",
+                    limit + 1
+                ),
+                [ctx.tenant.as_str().into(), ci_id.into(), after.into()],
+            ))
+            .await?;
+        let more = rows.len() as u64 > limit;
+        let mut entries = Vec::new();
+        let mut last = None;
+        for row in rows.iter().take(limit as usize) {
+            last = Some(row.try_get::<i64>("", "id")?);
+            entries.push(RelationshipHistoryEntry {
+                relationship: format!(
+                    "{RELATIONSHIP_PREFIX}{}",
+                    row.try_get::<String>("", "relationship_id")?
+                ),
+                source: resource_name(&row.try_get::<String>("", "source_id")?),
+                target: resource_name(&row.try_get::<String>("", "target_id")?),
+                r#type: row.try_get("", "rel_type")?,
+                action: row.try_get("", "action")?,
+                change_time: Some(itsm_runtime::db::timestamp(row.try_get("", "change_time")?)),
+                actor: row.try_get("", "actor")?,
+                change_source: row.try_get("", "source")?,
+                source_reference: row.try_get("", "source_reference")?,
+            });
+        }
+        let next_key = if more { last.map(|id| vec![serde_json::json!(id)]) } else { None };
+        Ok(Page { items: entries, next_key })
     }
 }
 
