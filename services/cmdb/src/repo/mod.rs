@@ -44,7 +44,6 @@ pub struct Page<T> {
     pub next_key: Option<Vec<serde_json::Value>>,
 }
 
-/// Splits id lists for `IN (...)` queries. Kept small on purpose: sqlx does not set TCP_NODELAY,
-/// and a statement whose parameters pass ~8 KiB is written in two parts, the second waiting for
-/// the server's delayed ACK (~40 ms). 250 UUIDs stay under that; chunks run concurrently.
+/// Splits id lists for `IN (...)` queries. Kept small on purpose (see `db::STATEMENT_BUDGET`):
+/// 250 UUIDs stay under the size at which a statement stalls ~40 ms; chunks run concurrently.
 pub const IN_CHUNK: usize = 250;
