@@ -116,10 +116,7 @@ impl CmdbService for CmdbApi {
             PageTokens::fingerprint(&[&ctx.tenant, "configurationItems", &request.filter, &request.order_by]);
         let after = self.page_tokens.decode(&request.page_token, &fingerprint)?;
         let page = self.repo.list(&ctx, filter.as_ref(), order, after, size).await?;
-        let next_page_token = match page.next_key {
-            Some(key) => self.page_tokens.encode(&fingerprint, key)?,
-            None => String::new(),
-        };
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
         Ok(Response::new(ListConfigurationItemsResponse { configuration_items: page.items, next_page_token }))
     }
 
@@ -184,18 +181,9 @@ impl CmdbService for CmdbApi {
         let id = id_from_name(&request.name, "name")?;
         let size = page_size(request.page_size, "page_size")?;
         let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "history", &id]);
-        let after = match self.page_tokens.decode(&request.page_token, &fingerprint)? {
-            Some(key) => key
-                .first()
-                .and_then(serde_json::Value::as_i64)
-                .ok_or_else(|| Error::invalid("page_token", "invalid page token"))?,
-            None => 0,
-        };
+        let after = self.page_tokens.decode_number(&request.page_token, &fingerprint)?;
         let page = self.repo.history(&ctx, &id, after, size).await?;
-        let next_page_token = match page.next_key {
-            Some(key) => self.page_tokens.encode(&fingerprint, key)?,
-            None => String::new(),
-        };
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
         Ok(Response::new(ListConfigurationItemHistoryResponse { entries: page.items, next_page_token }))
     }
 
@@ -276,10 +264,7 @@ impl CmdbService for CmdbApi {
         let request = request.into_inner();
         let size = page_size(request.page_size, "page_size")? as usize;
         let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "ciClasses"]);
-        let after = match self.page_tokens.decode(&request.page_token, &fingerprint)? {
-            Some(key) => key.first().and_then(|v| v.as_str().map(String::from)),
-            None => None,
-        };
+        let after = self.page_tokens.decode_text(&request.page_token, &fingerprint)?;
         let all = self.repo.list_classes(&ctx).await?;
         let mut rest: Vec<CiClass> =
             all.into_iter().filter(|c| after.as_ref().is_none_or(|a| &c.name > a)).collect();
@@ -365,19 +350,9 @@ impl CmdbService for CmdbApi {
             check_relationship_filter(expr)?;
         }
         let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "relationships", &request.filter]);
-        let after = match self.page_tokens.decode(&request.page_token, &fingerprint)? {
-            Some(key) => Some(
-                key.first()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .ok_or_else(|| Error::invalid("page_token", "invalid page token"))?,
-            ),
-            None => None,
-        };
+        let after = self.page_tokens.decode_text(&request.page_token, &fingerprint)?;
         let page = self.repo.list_relationships(&ctx, filter.as_ref(), after, size).await?;
-        let next_page_token = match page.next_key {
-            Some(key) => self.page_tokens.encode(&fingerprint, key)?,
-            None => String::new(),
-        };
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
         Ok(Response::new(ListRelationshipsResponse { relationships: page.items, next_page_token }))
     }
 
@@ -401,18 +376,9 @@ impl CmdbService for CmdbApi {
         let id = id_from_name(&request.configuration_item, "configuration_item")?;
         let size = page_size(request.page_size, "page_size")?;
         let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "relationshipHistory", &id]);
-        let after = match self.page_tokens.decode(&request.page_token, &fingerprint)? {
-            Some(key) => key
-                .first()
-                .and_then(serde_json::Value::as_i64)
-                .ok_or_else(|| Error::invalid("page_token", "invalid page token"))?,
-            None => 0,
-        };
+        let after = self.page_tokens.decode_number(&request.page_token, &fingerprint)?;
         let page = self.repo.relationship_history(&ctx, &id, after, size).await?;
-        let next_page_token = match page.next_key {
-            Some(key) => self.page_tokens.encode(&fingerprint, key)?,
-            None => String::new(),
-        };
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
         Ok(Response::new(ListRelationshipHistoryResponse { entries: page.items, next_page_token }))
     }
 
@@ -518,15 +484,9 @@ impl CmdbService for CmdbApi {
         let request = request.into_inner();
         let size = page_size(request.page_size, "page_size")?;
         let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "baselines"]);
-        let after = match self.page_tokens.decode(&request.page_token, &fingerprint)? {
-            Some(key) => key.first().and_then(|v| v.as_str().map(String::from)),
-            None => None,
-        };
+        let after = self.page_tokens.decode_text(&request.page_token, &fingerprint)?;
         let page = self.repo.list_baselines(&ctx, after, size).await?;
-        let next_page_token = match page.next_key {
-            Some(key) => self.page_tokens.encode(&fingerprint, key)?,
-            None => String::new(),
-        };
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
         Ok(Response::new(ListBaselinesResponse { baselines: page.items, next_page_token }))
     }
 

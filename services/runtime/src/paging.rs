@@ -102,6 +102,39 @@ impl PageTokens {
     }
 }
 
+impl PageTokens {
+    /// A one-number cursor (history version, row id): 0 on the first page.
+    pub fn decode_number(&self, token: &str, fingerprint: &str) -> Result<i64, Error> {
+        match self.decode(token, fingerprint)? {
+            Some(key) => key
+                .first()
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| Error::invalid("page_token", "invalid page token")),
+            None => Ok(0),
+        }
+    }
+
+    /// A one-string cursor (resource id): `None` on the first page.
+    pub fn decode_text(&self, token: &str, fingerprint: &str) -> Result<Option<String>, Error> {
+        match self.decode(token, fingerprint)? {
+            Some(key) => key
+                .first()
+                .and_then(|v| v.as_str().map(String::from))
+                .map(Some)
+                .ok_or_else(|| Error::invalid("page_token", "invalid page token")),
+            None => Ok(None),
+        }
+    }
+
+    /// The token for the next page, or "" when `last_key` says there is none.
+    pub fn next(&self, fingerprint: &str, last_key: Option<Vec<serde_json::Value>>) -> Result<String, Error> {
+        match last_key {
+            Some(key) => self.encode(fingerprint, key),
+            None => Ok(String::new()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -198,27 +198,7 @@ impl Repository {
             self.ensure_unique_key(txn, &ctx.tenant, &fields.ci_class, &key, None).await?;
         }
         let now = now_micros();
-        let mut model = ci::Model {
-            id: uuid::Uuid::now_v7().to_string(),
-            tenant_id: ctx.tenant.clone(),
-            display_name: String::new(),
-            ci_class: String::new(),
-            description: String::new(),
-            lifecycle_status: 0,
-            environment: String::new(),
-            criticality: 0,
-            owner: String::new(),
-            support_group: String::new(),
-            labels: String::new(),
-            attributes: String::new(),
-            natural_key: key,
-            version: 1,
-            create_time: now,
-            update_time: now,
-            creator: ctx.principal.clone(),
-            updater: ctx.principal.clone(),
-        };
-        apply_fields(&mut model, fields);
+        let model = new_model(ctx, fields, key, now);
         model.clone().into_active_model().reset_all().insert(txn).await?;
         write_labels(txn, &model, fields, true).await?;
         let diff = CiFields::diff(None, Some(fields));
@@ -240,33 +220,8 @@ impl Repository {
         use prost::Message;
 
         let now = now_micros();
-        let models: Vec<ci::Model> = items
-            .iter()
-            .map(|(fields, key)| {
-                let mut model = ci::Model {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    tenant_id: ctx.tenant.clone(),
-                    display_name: String::new(),
-                    ci_class: String::new(),
-                    description: String::new(),
-                    lifecycle_status: 0,
-                    environment: String::new(),
-                    criticality: 0,
-                    owner: String::new(),
-                    support_group: String::new(),
-                    labels: String::new(),
-                    attributes: String::new(),
-                    natural_key: key.clone(),
-                    version: 1,
-                    create_time: now,
-                    update_time: now,
-                    creator: ctx.principal.clone(),
-                    updater: ctx.principal.clone(),
-                };
-                apply_fields(&mut model, fields);
-                model
-            })
-            .collect();
+        let models: Vec<ci::Model> =
+            items.iter().map(|(fields, key)| new_model(ctx, fields, key.clone(), now)).collect();
         let model_size = |m: &ci::Model| {
             200 + m.display_name.len()
                 + m.description.len()
@@ -710,6 +665,32 @@ async fn write_labels(
     });
     ci_label::Entity::insert_many(rows).exec(txn).await?;
     Ok(())
+}
+
+/// A new CI record, version 1, created and last changed by the caller at `now`.
+fn new_model(ctx: &CallContext, fields: &CiFields, natural_key: String, now: i64) -> ci::Model {
+    let mut model = ci::Model {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: ctx.tenant.clone(),
+        display_name: String::new(),
+        ci_class: String::new(),
+        description: String::new(),
+        lifecycle_status: 0,
+        environment: String::new(),
+        criticality: 0,
+        owner: String::new(),
+        support_group: String::new(),
+        labels: String::new(),
+        attributes: String::new(),
+        natural_key,
+        version: 1,
+        create_time: now,
+        update_time: now,
+        creator: ctx.principal.clone(),
+        updater: ctx.principal.clone(),
+    };
+    apply_fields(&mut model, fields);
+    model
 }
 
 fn field_change(diff: &FieldDiff) -> FieldChange {
