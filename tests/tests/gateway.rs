@@ -15,8 +15,8 @@ use itsm_runtime::testing::{TEST_INTERNAL_TOKEN, TestBackend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_without_a_valid_token_are_unauthenticated() {
-    let suite = Suite::start(TestBackend::Sqlite).await;
-    let mut cmdb = CmdbServiceClient::new(suite.gateway_channel().await);
+    let suite = Suite::start(TestBackend::Sqlite).await.unwrap();
+    let mut cmdb = CmdbServiceClient::new(suite.gateway_channel().await.unwrap());
     let err = cmdb.list_configuration_items(ListConfigurationItemsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
@@ -37,7 +37,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
     assert_eq!(err.code(), Code::Unauthenticated);
 
     // A client cannot smuggle its own tenant or internal token past the gateway.
-    let token = suite.token("alice", "acme", &["admin"]);
+    let token = suite.token("alice", "acme", &["admin"]).unwrap();
     let mut request = authed(ListConfigurationItemsRequest::default(), &token);
     request.metadata_mut().insert("x-itsm-tenant", "other".parse().unwrap());
     request.metadata_mut().insert("x-itsm-internal-token", "guess".parse().unwrap());
@@ -49,9 +49,9 @@ async fn every_public_rpc_is_routed_to_its_owner() {
     // Each public service answers through the gateway; services whose RPCs are not built yet
     // answer UNIMPLEMENTED from their own process (proving the call arrived there), and the
     // unknown service is UNIMPLEMENTED from the gateway.
-    let suite = Suite::start(TestBackend::Sqlite).await;
-    let token = suite.token("alice", "acme", &["admin"]);
-    let channel = suite.gateway_channel().await;
+    let suite = Suite::start(TestBackend::Sqlite).await.unwrap();
+    let token = suite.token("alice", "acme", &["admin"]).unwrap();
+    let channel = suite.gateway_channel().await.unwrap();
     let mut client = tonic::client::Grpc::new(channel);
     for (service, owner) in itsm_proto::PUBLIC_SERVICES {
         let method = match *service {
@@ -80,8 +80,9 @@ async fn every_public_rpc_is_routed_to_its_owner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_reject_direct_calls_without_the_internal_token() {
-    let suite = Suite::start(TestBackend::Sqlite).await;
-    let channel = itsm_runtime::testing::internal_channel(&suite.service("cmdb").url()).await;
+    let suite = Suite::start(TestBackend::Sqlite).await.unwrap();
+    let channel =
+        itsm_runtime::testing::internal_channel(&suite.service("cmdb").unwrap().url()).await.unwrap();
     let mut cmdb = CmdbServiceClient::new(channel);
     let mut request = tonic::Request::new(ListConfigurationItemsRequest::default());
     request.metadata_mut().insert("x-itsm-tenant", "acme".parse().unwrap());
@@ -101,8 +102,8 @@ async fn reflection_lists_every_public_service() {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let suite = Suite::start(TestBackend::Sqlite).await;
-    let mut client = ServerReflectionClient::new(suite.gateway_channel().await);
+    let suite = Suite::start(TestBackend::Sqlite).await.unwrap();
+    let mut client = ServerReflectionClient::new(suite.gateway_channel().await.unwrap());
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -126,8 +127,8 @@ async fn gateway_health_reports_each_routed_service() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
 
-    let suite = Suite::start(TestBackend::Sqlite).await;
-    let mut health = HealthClient::new(suite.gateway_channel().await);
+    let suite = Suite::start(TestBackend::Sqlite).await.unwrap();
+    let mut health = HealthClient::new(suite.gateway_channel().await.unwrap());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for (service, _) in itsm_proto::PUBLIC_SERVICES {
         loop {
@@ -156,9 +157,9 @@ async fn streaming_calls_pass_through_the_proxy() {
     use itsm_runtime::server::GrpcServer;
     use itsm_runtime::testing::RunningServer;
 
-    let suite = Suite::start(TestBackend::Sqlite).await;
-    let token = suite.token("alice", "acme", &["admin"]);
-    let mut cmdb = CmdbServiceClient::new(suite.gateway_channel().await);
+    let suite = Suite::start(TestBackend::Sqlite).await.unwrap();
+    let token = suite.token("alice", "acme", &["admin"]).unwrap();
+    let mut cmdb = CmdbServiceClient::new(suite.gateway_channel().await.unwrap());
     for i in 0..3 {
         let item = itsm_proto::cmdb::ConfigurationItem {
             display_name: format!("app-{i}"),
@@ -175,7 +176,8 @@ async fn streaming_calls_pass_through_the_proxy() {
         .await
         .unwrap();
     }
-    let backend = itsm_runtime::testing::internal_channel(&suite.service("cmdb").url()).await;
+    let backend =
+        itsm_runtime::testing::internal_channel(&suite.service("cmdb").unwrap().url()).await.unwrap();
     let routes =
         itsm_gateway::proxy::Routes::from_channels([("itsm.events.v1.EventService", "cmdb", backend)]);
     let mut settings = itsm_runtime::testing::settings_for("sqlite::memory:");
@@ -188,8 +190,9 @@ async fn streaming_calls_pass_through_the_proxy() {
             .serve(listener, shutdown.wait())
             .await
     })
-    .await;
-    let channel = itsm_runtime::testing::internal_channel(&proxy.url()).await;
+    .await
+    .unwrap();
+    let channel = itsm_runtime::testing::internal_channel(&proxy.url()).await.unwrap();
     let mut events = EventServiceClient::new(channel);
     let mut stream = events
         .watch_events(authed(WatchEventsRequest { after_sequence: 0, types: vec![] }, &token))

@@ -25,9 +25,9 @@ fn ci(name: &str, class: &str) -> ConfigurationItem {
 }
 
 async fn crud_through_gateway(backend: TestBackend) {
-    let suite = Suite::start(backend).await;
-    let token = suite.token("alice", "acme", &["admin"]);
-    let mut cmdb = CmdbServiceClient::new(suite.gateway_channel().await);
+    let suite = Suite::start(backend).await.unwrap();
+    let token = suite.token("alice", "acme", &["admin"]).unwrap();
+    let mut cmdb = CmdbServiceClient::new(suite.gateway_channel().await.unwrap());
 
     let created = cmdb
         .create_configuration_item(authed(
@@ -112,7 +112,7 @@ async fn crud_through_gateway(backend: TestBackend) {
     assert_eq!(history.entries[1].changes[0].field, "owner");
 
     // Another tenant cannot see it.
-    let other = suite.token("mallory", "evil-corp", &["admin"]);
+    let other = suite.token("mallory", "evil-corp", &["admin"]).unwrap();
     let err = cmdb
         .get_configuration_item(authed(
             GetConfigurationItemRequest { name: created.name.clone(), read_time: None },
@@ -143,9 +143,9 @@ async fn crud_through_gateway(backend: TestBackend) {
 }
 
 async fn invalid_input_through_gateway(backend: TestBackend) {
-    let suite = Suite::start(backend).await;
-    let token = suite.token("alice", "acme", &["admin"]);
-    let mut cmdb = CmdbServiceClient::new(suite.gateway_channel().await);
+    let suite = Suite::start(backend).await.unwrap();
+    let token = suite.token("alice", "acme", &["admin"]).unwrap();
+    let mut cmdb = CmdbServiceClient::new(suite.gateway_channel().await.unwrap());
     let err = cmdb
         .create_configuration_item(authed(
             CreateConfigurationItemRequest {

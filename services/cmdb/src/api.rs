@@ -35,7 +35,7 @@ use crate::repo::Repository;
 use crate::repo::WriteSource;
 use crate::repo::impact::MAX_IMPACT_NODES;
 use crate::repo::import::ImportSession;
-use crate::repo::items::{ORDER_FIELDS, parse_filter};
+use crate::repo::items::ORDER_FIELDS;
 use crate::repo::relationships::{NewRelationship, check_relationship_filter};
 
 /// Most names in one BatchGet.
@@ -109,7 +109,7 @@ impl CmdbService for CmdbApi {
         let ctx = CallContext::from_request(&request)?;
         let request = request.into_inner();
         let size = page_size(request.page_size, "page_size")?;
-        let filter = parse_filter(&request.filter, &ctx.tenant)?;
+        let filter = filter::parse(&request.filter)?;
         let order =
             filter::parse_order_by(&request.order_by, ORDER_FIELDS)?.unwrap_or(("display_name", false));
         let fingerprint =
@@ -455,18 +455,24 @@ impl CmdbService for CmdbApi {
             "is required, at most 200 characters",
         );
         violations.into_result()?;
-        let filter = parse_filter(&baseline.filter, &ctx.tenant).map_err(|e| match e {
+        // Filter errors name the request field they come from.
+        let in_baseline = |e: Error| match e {
             Error::InvalidArgument(v) => Error::InvalidArgument(
                 v.into_iter()
-                    .map(|x| itsm_runtime::error::FieldViolation::new("baseline.filter", x.description))
+                    .map(|x| {
+                        let field = if x.field == "filter" { "baseline.filter".to_string() } else { x.field };
+                        itsm_runtime::error::FieldViolation::new(field, x.description)
+                    })
                     .collect(),
             ),
             other => other,
-        })?;
+        };
+        let filter = filter::parse(&baseline.filter).map_err(in_baseline)?;
         let created = self
             .repo
             .create_baseline(&ctx, &baseline.display_name, &baseline.filter, filter.as_ref())
-            .await?;
+            .await
+            .map_err(in_baseline)?;
         Ok(Response::new(created))
     }
 

@@ -473,7 +473,7 @@ async fn delete_and_batch_get_and_events(backend: TestBackend) {
     assert!(foreign.configuration_items.is_empty(), "another tenant's CI is missing, not visible");
 
     // The feed has create, create, delete in commit order, each naming its CI and actor.
-    let mut events = EventServiceClient::new(internal_channel(&cmdb.server.url()).await);
+    let mut events = EventServiceClient::new(internal_channel(&cmdb.server.url()).await.unwrap());
     let mut request = tonic::Request::new(WatchEventsRequest { after_sequence: 0, types: vec![] });
     request
         .metadata_mut()

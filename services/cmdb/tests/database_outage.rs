@@ -42,8 +42,9 @@ async fn postgres_stopped_and_restarted_under_a_running_service() {
     settings.database.connect_timeout_ms = 1_000;
     let server =
         RunningServer::start(move |listener, shutdown| itsm_cmdb::serve(settings, listener, shutdown.wait()))
-            .await;
-    let mut cmdb = CmdbServiceClient::new(internal_channel(&server.url()).await);
+            .await
+            .unwrap();
+    let mut cmdb = CmdbServiceClient::new(internal_channel(&server.url()).await.unwrap());
     let before = cmdb.create_configuration_item(create("before")).await.unwrap().into_inner();
 
     assert!(pg.stop(), "pg_ctl stop");

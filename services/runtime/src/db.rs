@@ -176,6 +176,9 @@ pub async fn execute_for_backend(
 /// did. Multi-row statements and `IN` lists stay under this.
 pub const STATEMENT_BUDGET: usize = 12 * 1024;
 
+/// Most ids in one `IN (...)` list: 250 UUIDs keep a statement under [`STATEMENT_BUDGET`].
+pub const MAX_IN_LIST: usize = 250;
+
 /// Splits `items` into runs whose estimated `size` adds up to at most `budget` (a run holds at
 /// least one item, however large).
 pub fn chunks_within<T>(items: &[T], size: impl Fn(&T) -> usize, budget: usize) -> Vec<&[T]> {

@@ -63,84 +63,43 @@ impl<'a> NewEvent<'a> {
     }
 }
 
-/// Appends an event; call it with the transaction that makes the change. Returns the sequence.
-pub async fn append(db: &impl ConnectionTrait, event: NewEvent<'_>) -> Result<i64, Error> {
-    let backend = db.get_database_backend();
-    let (traceparent, tracestate) = crate::telemetry::current_trace_context();
-    let values: [Value; 10] = [
-        uuid::Uuid::now_v7().to_string().into(),
-        event.event_type.into(),
-        event.resource_name.into(),
-        event.tenant.into(),
-        event.actor.into(),
-        now_micros().into(),
-        traceparent.into(),
-        tracestate.into(),
-        event.payload_type.into(),
-        event.payload.into(),
-    ];
-    let sql = if backend == DatabaseBackend::Postgres {
-        // Lock and insert in one round trip; the lock is held until the transaction ends.
-        format!(
-            "WITH serialised AS (SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})) \
-             INSERT INTO outbox (event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
-             traceparent, tracestate, payload_type, payload) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM serialised RETURNING sequence"
-        )
-    } else {
-        "INSERT INTO outbox (event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
-         traceparent, tracestate, payload_type, payload) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING sequence"
-            .to_string()
-    };
-    let row = db
-        .query_one_raw(stmt(backend, &sql, values))
-        .await?
-        .ok_or_else(|| Error::Internal("outbox insert returned no sequence".into()))?;
-    Ok(row.try_get("", "sequence")?)
+/// Appends an event; call it with the transaction that makes the change.
+pub async fn append(db: &impl ConnectionTrait, event: NewEvent<'_>) -> Result<(), Error> {
+    append_many(db, std::slice::from_ref(&event), crate::db::STATEMENT_BUDGET).await
 }
 
-/// Appends several events with as few statements as fit under `budget` bytes each (see the
-/// note on statement size in `db`), in the caller's transaction, in order.
+/// Appends events in order, in the caller's transaction, with as few statements as fit under
+/// `budget` bytes each (see `db::STATEMENT_BUDGET`).
 pub async fn append_many(
     db: &impl ConnectionTrait,
     events: &[NewEvent<'_>],
     budget: usize,
 ) -> Result<(), Error> {
-    if events.is_empty() {
-        return Ok(());
-    }
+    const COLUMNS: &str = "event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
+                           traceparent, tracestate, payload_type, payload";
     let backend = db.get_database_backend();
-    if backend == DatabaseBackend::Postgres {
-        db.execute_raw(stmt(backend, &format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})"), []))
-            .await?;
-    }
     let (traceparent, tracestate) = crate::telemetry::current_trace_context();
     let now = now_micros();
     for chunk in crate::db::chunks_within(events, |e| e.payload.len() + e.resource_name.len() + 200, budget) {
-        let mut sql = String::from(
-            "INSERT INTO outbox (event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
-             traceparent, tracestate, payload_type, payload) VALUES ",
-        );
+        let rows = (0..chunk.len())
+            .map(|i| {
+                let placeholders: Vec<String> = (1..=10).map(|c| format!("${}", i * 10 + c)).collect();
+                format!("({})", placeholders.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = if backend == DatabaseBackend::Postgres {
+            // The lock is taken in the same statement (no extra round trip) and held until the
+            // transaction ends; it is re-entrant, so every chunk may take it.
+            format!(
+                "WITH serialised AS (SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})) \
+                 INSERT INTO outbox ({COLUMNS}) SELECT v.* FROM (VALUES {rows}) AS v({COLUMNS}) CROSS JOIN serialised"
+            )
+        } else {
+            format!("INSERT INTO outbox ({COLUMNS}) VALUES {rows}")
+        };
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
-        for (i, event) in chunk.iter().enumerate() {
-            let p = i * 10;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7,
-                p + 8,
-                p + 9,
-                p + 10
-            ));
+        for event in chunk {
             values.extend([
                 Value::from(uuid::Uuid::now_v7().to_string()),
                 event.event_type.as_str().into(),

@@ -10,6 +10,7 @@ use std::process::Command;
 use sea_orm::{ConnectionTrait, Database};
 use tokio::net::TcpListener;
 
+use crate::Error;
 use crate::config::Settings;
 use crate::server::{Shutdown, ShutdownTrigger};
 
@@ -67,30 +68,37 @@ fn with_database(admin_url: &str, database: &str) -> String {
 }
 
 impl TestDatabase {
-    pub async fn create(backend: TestBackend) -> Self {
+    /// A fresh database; `UNAVAILABLE` when PostgreSQL cannot be reached.
+    pub async fn create(backend: TestBackend) -> Result<Self, Error> {
         match backend {
             TestBackend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+                let dir = tempfile::tempdir().map_err(|e| Error::Internal(format!("temp dir: {e}")))?;
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                Self { url, backend, _dir: Some(dir), postgres: None }
+                Ok(Self { url, backend, _dir: Some(dir), postgres: None })
             }
             TestBackend::Postgres => {
                 let admin = postgres_admin_url();
                 let name = format!("itsm_test_{}", uuid::Uuid::new_v4().simple());
-                let conn = Database::connect(admin.as_str())
-                    .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL for tests at {admin} is not reachable: {e}"));
-                conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .unwrap_or_else(|e| panic!("create test database: {e}"));
+                let conn = Database::connect(admin.as_str()).await.map_err(|e| {
+                    Error::Unavailable(format!(
+                        "PostgreSQL at {} is not reachable: {e}",
+                        crate::db::redact_url(&admin)
+                    ))
+                })?;
+                conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
                 let _ = conn.close().await;
-                Self { url: with_database(&admin, &name), backend, _dir: None, postgres: Some((admin, name)) }
+                Ok(Self {
+                    url: with_database(&admin, &name),
+                    backend,
+                    _dir: None,
+                    postgres: Some((admin, name)),
+                })
             }
         }
     }
 
     /// Another database of the same backend (a second service in the same test).
-    pub async fn another(&self) -> Self {
+    pub async fn another(&self) -> Result<Self, Error> {
         Self::create(self.backend).await
     }
 }
@@ -139,47 +147,57 @@ pub struct RunningServer {
 impl RunningServer {
     /// Binds 127.0.0.1:0 and runs `serve(listener, shutdown)` in a task. Waits until the port
     /// answers gRPC health before returning.
-    pub async fn start<F, Fut>(serve: F) -> Self
+    pub async fn start<F, Fut>(serve: F) -> Result<Self, Error>
     where
         F: FnOnce(TcpListener, Shutdown) -> Fut,
         Fut: Future<Output = Result<(), crate::Error>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("local addr: {e}"));
+        let listener =
+            TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::Internal(format!("bind: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| Error::Internal(format!("local addr: {e}")))?;
         let (trigger, shutdown) = Shutdown::new();
         let handle = tokio::spawn(serve(listener, shutdown));
-        let server = Self { addr, trigger: Some(trigger), handle: Some(handle) };
-        server.wait_serving().await;
-        server
+        let mut server = Self { addr, trigger: Some(trigger), handle: Some(handle) };
+        server.wait_serving().await?;
+        Ok(server)
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    async fn wait_serving(&self) {
+    async fn wait_serving(&mut self) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let endpoint = tonic::transport::Endpoint::from_shared(self.url())
+            .map_err(|e| Error::Internal(format!("endpoint: {e}")))?;
         loop {
-            if let Ok(channel) = tonic::transport::Endpoint::from_shared(self.url())
-                .unwrap_or_else(|e| panic!("endpoint: {e}"))
-                .connect()
-                .await
-            {
+            if let Ok(channel) = endpoint.connect().await {
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
                 if let Ok(resp) =
                     health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await
                     && resp.into_inner().status
                         == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
                 {
-                    return;
+                    return Ok(());
                 }
             }
-            if let Some(handle) = &self.handle
-                && handle.is_finished()
-            {
-                panic!("server at {} exited during start-up", self.addr);
+            if self.handle.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
+                let reason = match self.handle.take() {
+                    Some(handle) => match handle.await {
+                        Ok(Err(err)) => err.to_string(),
+                        Ok(Ok(())) => "it stopped".to_string(),
+                        Err(err) => err.to_string(),
+                    },
+                    None => String::new(),
+                };
+                return Err(Error::Unavailable(format!(
+                    "server at {} exited during start-up: {reason}",
+                    self.addr
+                )));
             }
-            assert!(tokio::time::Instant::now() < deadline, "server at {} did not become SERVING", self.addr);
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Unavailable(format!("server at {} did not become SERVING", self.addr)));
+            }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
@@ -206,14 +224,14 @@ impl Drop for RunningServer {
 
 /// A channel to a test server that carries the internal token and a call context, as the gateway
 /// would send them.
-pub async fn internal_channel(url: &str) -> tonic::transport::Channel {
+pub async fn internal_channel(url: &str) -> Result<tonic::transport::Channel, Error> {
     tonic::transport::Endpoint::from_shared(url.to_string())
-        .unwrap_or_else(|e| panic!("endpoint: {e}"))
+        .map_err(|e| Error::invalid("url", e.to_string()))?
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(8 << 20)
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+        .map_err(|e| Error::Unavailable(format!("connect {url}: {e}")))
 }
 
 /// Metadata for a direct call to a service as tenant `tenant` by `principal` (what the gateway adds).

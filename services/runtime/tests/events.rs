@@ -38,7 +38,7 @@ struct Producer {
 }
 
 async fn producer(backend: TestBackend) -> Producer {
-    let database = TestDatabase::create(backend).await;
+    let database = TestDatabase::create(backend).await.unwrap();
     let settings = settings_for(&database.url);
     let db = db::connect(&settings.database).await.unwrap();
     itsm_runtime::service::migrate::<RuntimeOnly>(&db).await.unwrap();
@@ -50,7 +50,8 @@ async fn producer(backend: TestBackend) -> Producer {
             .serve(listener, shutdown.wait())
             .await
     })
-    .await;
+    .await
+    .unwrap();
     Producer { db, feed, server, _database: database }
 }
 
@@ -68,7 +69,7 @@ impl Producer {
     }
 
     async fn client(&self) -> EventServiceClient<tonic::transport::Channel> {
-        EventServiceClient::new(internal_channel(&self.server.url()).await)
+        EventServiceClient::new(internal_channel(&self.server.url()).await.unwrap())
     }
 }
 
@@ -173,7 +174,7 @@ impl EventHandler for Recorder {
 }
 
 async fn consumer_db(backend: TestBackend) -> (TestDatabase, DatabaseConnection) {
-    let database = TestDatabase::create(backend).await;
+    let database = TestDatabase::create(backend).await.unwrap();
     let db = db::connect(&settings_for(&database.url).database).await.unwrap();
     itsm_runtime::service::migrate::<RuntimeOnly>(&db).await.unwrap();
     db.execute_unprepared("CREATE TABLE applied (event_id TEXT NOT NULL, sequence BIGINT NOT NULL)")
@@ -218,7 +219,7 @@ async fn consumer_killed_mid_stream_resumes_without_loss_or_duplicates(backend: 
     let p = producer(backend).await;
     p.emit(120, "a").await;
     let (_database, db) = consumer_db(backend).await;
-    let source = internal_channel(&p.server.url()).await;
+    let source = internal_channel(&p.server.url()).await.unwrap();
 
     let first = EventConsumer::new(
         options(400),
@@ -250,7 +251,7 @@ async fn consumer_killed_mid_stream_resumes_without_loss_or_duplicates(backend: 
 async fn replicas_share_one_cursor(backend: TestBackend) {
     let p = producer(backend).await;
     let (_database, db) = consumer_db(backend).await;
-    let source = internal_channel(&p.server.url()).await;
+    let source = internal_channel(&p.server.url()).await.unwrap();
     let running = Arc::new(AtomicBool::new(true));
     let mut tasks = Vec::new();
     for _ in 0..3 {

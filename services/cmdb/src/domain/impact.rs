@@ -58,8 +58,8 @@ pub struct ImpactQuery {
 pub struct Reached {
     pub id: String,
     pub depth: u32,
-    /// One shortest path from where the walk started to this CI (both ends included).
-    pub path: Vec<String>,
+    /// The CI this one was reached from (the previous step of one shortest path).
+    pub from: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +72,8 @@ pub struct Degraded {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImpactResult {
     pub reached: Vec<Reached>,
+    /// CI → the CI it was reached from (`None` for where the walk started); see [`Self::path`].
+    parents: HashMap<String, Option<String>>,
     pub degraded: Vec<Degraded>,
     pub truncated: bool,
 }
@@ -116,20 +118,6 @@ impl Walk {
         self.parent.insert(id.to_string(), parent.map(String::from));
         self.depth.insert(id.to_string(), depth);
         self.order.push(id.to_string());
-    }
-
-    fn path(&self, id: &str) -> Vec<String> {
-        let mut path = vec![id.to_string()];
-        let mut at = id.to_string();
-        while let Some(Some(parent)) = self.parent.get(&at) {
-            path.push(parent.clone());
-            at = parent.clone();
-            if path.len() > 64 {
-                break;
-            }
-        }
-        path.reverse();
-        path
     }
 }
 
@@ -253,7 +241,7 @@ pub async fn analyze<G: Graph>(graph: &G, query: &ImpactQuery) -> Result<ImpactR
         .map(|id| Reached {
             id: id.clone(),
             depth: walk.depth.get(id).copied().unwrap_or_default(),
-            path: walk.path(id),
+            from: walk.parent.get(id).cloned().flatten().unwrap_or_default(),
         })
         .collect();
     let degraded = degraded
@@ -264,7 +252,25 @@ pub async fn analyze<G: Graph>(graph: &G, query: &ImpactQuery) -> Result<ImpactR
             Degraded { id, failed, remaining }
         })
         .collect();
-    Ok(ImpactResult { reached, degraded, truncated })
+    Ok(ImpactResult { reached, parents: walk.parent, degraded, truncated })
+}
+
+impl ImpactResult {
+    /// One shortest path from where the walk started to `id`, both ends included. Built on
+    /// demand: most callers need it for a few CIs (business services), not for every one reached.
+    pub fn path(&self, id: &str) -> Vec<String> {
+        let mut path = vec![id.to_string()];
+        let mut at = id;
+        while let Some(Some(parent)) = self.parents.get(at) {
+            path.push(parent.clone());
+            at = parent;
+            if path.len() > self.parents.len() {
+                break; // a corrupt parent map must not loop
+            }
+        }
+        path.reverse();
+        path
+    }
 }
 
 #[cfg(test)]
@@ -332,7 +338,8 @@ mod tests {
         let r = run(&g, &query("host", Direction::Downstream));
         assert_eq!(ids(&r), [("vm", 1), ("app", 2), ("platform", 3), ("shop", 3)]);
         let shop = r.reached.iter().find(|x| x.id == "shop").unwrap();
-        assert_eq!(shop.path, ["host", "vm", "app", "shop"]);
+        assert_eq!(shop.from, "app");
+        assert_eq!(r.path("shop"), ["host", "vm", "app", "shop"]);
         let up = run(&g, &query("shop", Direction::Upstream));
         assert_eq!(ids(&up), [("app", 1), ("vm", 2), ("host", 3)]);
     }

@@ -234,9 +234,7 @@ pub fn read(files: &[PathBuf]) -> ImportBatch {
 /// Reads the entities of one file into `batch`. A ref to a Resource that is neither in this
 /// file nor already in `batch` is taken for a `cloud_resource` (use [`read`] for several files).
 pub fn read_str(file: &str, text: &str, batch: &mut ImportBatch) {
-    let entities = parse(file, text, batch);
-    emit(&entities, batch);
-    batch.order_rows();
+    super::read_text(file, text, batch, parse, emit);
 }
 
 fn parse(file: &str, text: &str, batch: &mut ImportBatch) -> Vec<Entity> {

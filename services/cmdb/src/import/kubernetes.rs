@@ -241,9 +241,7 @@ pub fn read(files: &[PathBuf]) -> ImportBatch {
 /// Reads the manifests of one file into `batch`. Relationships only see the objects of this
 /// file (use [`read`] for several files); namespace rows already in `batch` are not repeated.
 pub fn read_str(file: &str, text: &str, batch: &mut ImportBatch) {
-    let objects = parse(file, text, batch);
-    emit(&objects, batch);
-    batch.order_rows();
+    super::read_text(file, text, batch, parse, emit);
 }
 
 fn parse(file: &str, text: &str, batch: &mut ImportBatch) -> Vec<Object> {

@@ -79,6 +79,19 @@ pub fn item_row(row_id: String, item: itsm_proto::cmdb::ConfigurationItem) -> Im
     ImportRow { row_id, kind: Some(import_row::Kind::ConfigurationItem(item)) }
 }
 
+/// Reads one text into `batch`: relationships only see what this text defines.
+fn read_text<T>(
+    file: &str,
+    text: &str,
+    batch: &mut ImportBatch,
+    parse: impl FnOnce(&str, &str, &mut ImportBatch) -> Vec<T>,
+    emit: impl FnOnce(&[T], &mut ImportBatch),
+) {
+    let parsed = parse(file, text, batch);
+    emit(&parsed, batch);
+    batch.order_rows();
+}
+
 /// Reads every file (a file that cannot be read is a Problem; the others are still read), then
 /// builds the rows from everything read, so relationships can cross files.
 fn read_files<T>(

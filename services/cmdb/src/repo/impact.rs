@@ -40,17 +40,11 @@ impl Repository {
                 ci_class,
                 depth: reached.depth as i32,
                 path: if with_path {
-                    reached.path.iter().map(|id| resource_name(id)).collect()
+                    result.path(&reached.id).iter().map(|id| resource_name(id)).collect()
                 } else {
                     Vec::new()
                 },
-                reached_from: reached
-                    .path
-                    .len()
-                    .checked_sub(2)
-                    .and_then(|i| reached.path.get(i))
-                    .map(|id| resource_name(id))
-                    .unwrap_or_default(),
+                reached_from: resource_name(&reached.from),
             }
         };
         let items: Vec<ImpactedItem> =

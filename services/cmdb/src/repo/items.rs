@@ -11,12 +11,12 @@ use itsm_proto::cmdb::{ConfigurationItem, ConfigurationItemChanged};
 use itsm_proto::common::{FieldChange, HistoryEntry};
 use itsm_runtime::db::{now_micros, timestamp};
 use itsm_runtime::error::Violations;
-use itsm_runtime::filter::{self, Expr as Filter, Op};
+use itsm_runtime::filter::{Expr as Filter, Op};
 use itsm_runtime::idempotency::{self, Claim};
 use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
 
-use super::{IN_CHUNK, Page, Repository, WriteSource};
+use super::{Page, Repository, WriteSource};
 use crate::convert::{apply_fields, etag, fields_from_model, parse_name, resource_name, to_proto};
 use crate::domain::attributes;
 use crate::domain::ci::{CRITICALITIES, CiFields, FieldDiff, LIFECYCLE_STATUSES, enum_value};
@@ -67,7 +67,8 @@ impl Repository {
         }
         let mut found = std::collections::HashSet::new();
         for (class, keys) in by_class {
-            for chunk in keys.chunks(100) {
+            let budget = itsm_runtime::db::STATEMENT_BUDGET;
+            for chunk in itsm_runtime::db::chunks_within(&keys, |k| k.len() + 16, budget) {
                 let rows: Vec<String> = ci::Entity::find()
                     .select_only()
                     .column(ci::Column::NaturalKey)
@@ -526,7 +527,7 @@ impl Repository {
         tenant: &str,
         ids: &[String],
     ) -> Result<Vec<ci::Model>, Error> {
-        let queries = ids.chunks(IN_CHUNK).map(|chunk| {
+        let queries = ids.chunks(itsm_runtime::db::MAX_IN_LIST).map(|chunk| {
             ci::Entity::find()
                 .filter(ci::Column::TenantId.eq(tenant))
                 .filter(ExprTrait::is_in(Expr::col(ci::Column::Id), chunk.iter().map(String::as_str)))
@@ -543,7 +544,7 @@ impl Repository {
         tenant: &str,
         ids: &[String],
     ) -> Result<std::collections::HashMap<String, (String, String)>, Error> {
-        let queries = ids.chunks(IN_CHUNK).map(|chunk| {
+        let queries = ids.chunks(itsm_runtime::db::MAX_IN_LIST).map(|chunk| {
             ci::Entity::find()
                 .select_only()
                 .column(ci::Column::Id)
@@ -828,19 +829,4 @@ fn comparison(
             format!("unknown field `{other}`; filterable: {}", FILTER_FIELDS.join(", ")),
         )),
     }
-}
-
-/// Parses and checks a filter before any query runs (class names are checked when it runs).
-pub fn parse_filter(text: &str, tenant: &str) -> Result<Option<Filter>, Error> {
-    let parsed = filter::parse(text)?;
-    if let Some(expr) = &parsed {
-        condition(expr, tenant, &ClassRegistry::builtins()).or_else(|err| match err {
-            // A custom class is only known once the tenant's classes are loaded.
-            Error::InvalidArgument(ref v) if v.iter().all(|x| x.description.starts_with("unknown class")) => {
-                Ok(Condition::all())
-            }
-            other => Err(other),
-        })?;
-    }
-    Ok(parsed)
 }

@@ -43,7 +43,3 @@ pub struct Page<T> {
     /// Sort key of the last item when there may be more.
     pub next_key: Option<Vec<serde_json::Value>>,
 }
-
-/// Splits id lists for `IN (...)` queries. Kept small on purpose (see `db::STATEMENT_BUDGET`):
-/// 250 UUIDs stay under the size at which a statement stalls ~40 ms; chunks run concurrently.
-pub const IN_CHUNK: usize = 250;

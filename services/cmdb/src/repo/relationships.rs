@@ -14,7 +14,7 @@ use itsm_runtime::idempotency::{self, Claim};
 use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
 
-use super::{IN_CHUNK, Page, Repository, WriteSource};
+use super::{Page, Repository, WriteSource};
 use crate::convert::more::{RELATIONSHIP_PREFIX, relationship_to_proto};
 use crate::convert::{etag, parse_name, resource_name};
 use crate::domain::impact::{Edge, End, Graph};
@@ -410,7 +410,7 @@ impl<C: ConnectionTrait + Sync> Graph for TenantGraph<'_, C> {
         };
         let kinds: Vec<i32> = kinds.iter().map(|k| *k as i32).collect();
         // Chunks run concurrently on the pool: one level of a wide walk is many chunks.
-        let queries = ids.chunks(IN_CHUNK).map(|chunk| {
+        let queries = ids.chunks(itsm_runtime::db::MAX_IN_LIST).map(|chunk| {
             relationship::Entity::find()
                 .select_only()
                 .column(relationship::Column::SourceId)

@@ -15,11 +15,12 @@ pub struct Cmdb {
 }
 
 pub async fn start(backend: TestBackend) -> Cmdb {
-    let db = TestDatabase::create(backend).await;
+    let db = TestDatabase::create(backend).await.unwrap();
     let settings = settings_for(&db.url);
     let server =
         RunningServer::start(move |listener, shutdown| itsm_cmdb::serve(settings, listener, shutdown.wait()))
-            .await;
-    let client = CmdbServiceClient::new(internal_channel(&server.url()).await);
+            .await
+            .unwrap();
+    let client = CmdbServiceClient::new(internal_channel(&server.url()).await.unwrap());
     Cmdb { server, client, _db: db }
 }

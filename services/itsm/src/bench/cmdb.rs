@@ -142,13 +142,14 @@ fn ctx<T>(message: T) -> tonic::Request<T> {
 
 pub async fn run(args: &CmdbBenchArgs) -> Result<CmdbReport, String> {
     let args = args.effective();
-    let db = TestDatabase::create(TestBackend::Postgres).await;
+    let db = TestDatabase::create(TestBackend::Postgres).await.map_err(|e| e.to_string())?;
     let mut settings = settings_for(&db.url);
     settings.database.max_connections = 16;
     let server =
         RunningServer::start(move |listener, shutdown| itsm_cmdb::serve(settings, listener, shutdown.wait()))
-            .await;
-    let channel = internal_channel(&server.url()).await;
+            .await
+            .map_err(|e| e.to_string())?;
+    let channel = internal_channel(&server.url()).await.map_err(|e| e.to_string())?;
     let mut client = CmdbServiceClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
     let raw = Database::connect(db.url.as_str()).await.map_err(|e| e.to_string())?;
 
