@@ -1,30 +1,44 @@
 //! The incident service: incidents, problems and known errors (`itsm.incident.v1`).
 //!
-//! This first version serves the contracts, health, reflection and its event feed; the RPCs of
-//! `IncidentService` and `ProblemService` answer `UNIMPLEMENTED` until the incident issue builds
-//! them on the pattern of the CMDB.
+//! `serve` runs it on a listener until `shutdown` completes; besides the gRPC services it runs
+//! the sweeper that closes resolved incidents after `incident.auto_close_days`.
 
+pub mod api;
+pub mod cmdb;
+pub mod convert;
+pub mod domain;
+pub mod entity;
 pub mod migration;
+pub mod repo;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::net::TcpListener;
 
-use itsm_proto::incident::incident_service_server::{IncidentService, IncidentServiceServer};
-use itsm_proto::incident::problem_service_server::{ProblemService, ProblemServiceServer};
+use itsm_proto::incident::incident_service_server::IncidentServiceServer;
+use itsm_proto::incident::problem_service_server::ProblemServiceServer;
 use itsm_runtime::{Error, Settings};
+
+use crate::domain::priority::PriorityMatrix;
+use crate::repo::{Repository, Rules};
 
 pub const SERVICE: &str = "incident";
 
-struct IncidentApi;
-
-#[tonic::async_trait]
-impl IncidentService for IncidentApi {}
-
-struct ProblemApi;
-
-#[tonic::async_trait]
-impl ProblemService for ProblemApi {}
+/// The organisation's rules from `[incident]` settings; a bad matrix stops start-up.
+pub fn rules(settings: &Settings) -> Result<Rules, Error> {
+    let incident = &settings.incident;
+    let priority = PriorityMatrix::parse(&incident.priority_matrix)
+        .map_err(|e| Error::invalid("incident.priority_matrix", e.to_string()))?;
+    Ok(Rules {
+        priority,
+        duplicate_window_micros: i64::from(incident.duplicate_window_hours) * 3_600_000_000,
+        candidate_window_days: incident.candidate_window_days,
+        candidate_min_incidents: incident.candidate_min_incidents,
+    })
+}
 
 /// Runs the incident service on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -32,16 +46,63 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let rules = Arc::new(rules(&settings)?);
+    let cmdb = cmdb::CmdbDirectory::from_settings(&settings)?;
+    let max = settings.server.max_message_bytes;
+    let auto_close_days = settings.incident.auto_close_days;
+    let interval = Duration::from_millis(settings.incident.auto_close_interval_ms);
+    let shutdown = shutdown.shared();
+    let sweeper_stop = shutdown.clone();
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
         settings,
         listener,
         shutdown,
-        |server, _state| {
+        |server, state| {
+            let repo = Repository { db: state.db.clone(), feed: state.feed.clone(), rules };
+            if auto_close_days > 0 {
+                tokio::spawn(sweep_resolved(repo.clone(), auto_close_days, interval, sweeper_stop));
+            }
+            let shared = api::Shared { repo, cmdb, page_tokens: state.page_tokens.clone() };
             server
-                .add_service(IncidentServiceServer::new(IncidentApi))
-                .add_service(ProblemServiceServer::new(ProblemApi))
+                .add_service(
+                    IncidentServiceServer::new(api::incidents::IncidentApi(shared.clone()))
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(max),
+                )
+                .add_service(
+                    ProblemServiceServer::new(api::problems::ProblemApi(shared))
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(max),
+                )
         },
     )
     .await
+}
+
+/// Closes incidents resolved more than `days` ago, every `interval`, until `stop`.
+async fn sweep_resolved(repo: Repository, days: u32, interval: Duration, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let cutoff = itsm_runtime::db::now_micros() - i64::from(days) * 86_400_000_000;
+        loop {
+            match repo.close_resolved_before(cutoff, 200, days).await {
+                Ok(200) => continue,
+                Ok(closed) => {
+                    if closed > 0 {
+                        tracing::info!(closed, "closed resolved incidents");
+                    }
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "auto-close sweep failed; retrying next round");
+                    break;
+                }
+            }
+        }
+    }
 }

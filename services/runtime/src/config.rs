@@ -23,6 +23,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub upstream: UpstreamSettings,
     pub paging: PagingSettings,
+    pub incident: IncidentSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +110,38 @@ pub struct UpstreamSettings {
 pub struct PagingSettings {
     /// Key that signs page tokens; replicas of a service must share it.
     pub token_secret: String,
+}
+
+/// Rules of the incident service that an organisation tunes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IncidentSettings {
+    /// Priority (1-5) by impact (rows: high, medium, low) and urgency (columns: high, medium,
+    /// low), rows separated by `;`. The default is the ITIL matrix, priority = impact + urgency - 1.
+    pub priority_matrix: String,
+    /// Resolved incidents close by themselves after this many days (0 = never).
+    pub auto_close_days: u32,
+    /// How often the service looks for resolved incidents to close.
+    pub auto_close_interval_ms: u64,
+    /// How far back CreateIncident looks for possible duplicates.
+    pub duplicate_window_hours: u32,
+    /// Default window of the candidate-problem list.
+    pub candidate_window_days: u32,
+    /// Default least number of incidents that makes a candidate problem.
+    pub candidate_min_incidents: u32,
+}
+
+impl Default for IncidentSettings {
+    fn default() -> Self {
+        Self {
+            priority_matrix: "1,2,3; 2,3,4; 3,4,5".into(),
+            auto_close_days: 7,
+            auto_close_interval_ms: 60_000,
+            duplicate_window_hours: 24,
+            candidate_window_days: 30,
+            candidate_min_incidents: 3,
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -258,6 +291,12 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
             return Err(invalid("telemetry.sampling_ratio", "must be between 0 and 1"));
+        }
+        if self.incident.auto_close_interval_ms == 0 {
+            return Err(invalid("incident.auto_close_interval_ms", "must be at least 1"));
+        }
+        if self.incident.candidate_min_incidents < 2 {
+            return Err(invalid("incident.candidate_min_incidents", "must be at least 2"));
         }
         if self.paging.token_secret.len() < 16 {
             return Err(invalid("paging.token_secret", "must be at least 16 characters"));

@@ -7,6 +7,7 @@
 //! - [`error`]: the one error type and its mapping to `tonic::Status`;
 //! - [`paging`]: signed page tokens and page sizes;
 //! - [`idempotency`]: `request_id` handling for creates;
+//! - [`numbers`]: human numbers per tenant (`INC0001234`);
 //! - [`outbox`]: transactional outbox and the `EventService` feed;
 //! - [`consumer`]: exactly-once-in-effect event consumers with a lease;
 //! - [`context`]: tenant and principal of a call;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod fieldmask;
 pub mod filter;
 pub mod idempotency;
+pub mod numbers;
 pub mod outbox;
 pub mod paging;
 pub mod schema;

@@ -1,0 +1,109 @@
+//! Checks CI names against the CMDB over gRPC. When the CMDB cannot answer, the write that
+//! needed it is `UNAVAILABLE`: an incident never names a CI nobody checked.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use itsm_proto::cmdb::BatchGetConfigurationItemsRequest;
+use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
+use itsm_runtime::error::Violations;
+use itsm_runtime::{CallContext, Error, Settings};
+
+const CI_PREFIX: &str = "configurationItems/";
+/// The class a business service must be (or descend from, once the CMDB answers that).
+pub const BUSINESS_SERVICE_CLASS: &str = "business_service";
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A CI reference to check: the request field it came from and the name.
+pub struct CiReference<'a> {
+    pub field: String,
+    pub name: &'a str,
+    /// Required class, when the field demands one.
+    pub class: Option<&'static str>,
+}
+
+#[derive(Clone)]
+pub struct CmdbDirectory {
+    channel: Option<Channel>,
+    internal_token: String,
+}
+
+impl CmdbDirectory {
+    /// A lazily connected channel to `upstream.cmdb` (no CMDB configured: every check with a CI
+    /// in it is `UNAVAILABLE`).
+    pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
+        let url = settings.upstream.cmdb.trim();
+        let channel = if url.is_empty() {
+            None
+        } else {
+            let endpoint = Endpoint::from_shared(url.to_string())
+                .map_err(|e| Error::invalid("upstream.cmdb", e.to_string()))?
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true);
+            Some(endpoint.connect_lazy())
+        };
+        Ok(Self { channel, internal_token: settings.auth.internal_token.clone() })
+    }
+
+    /// Checks that every reference is a well-formed CI name that exists in the caller's tenant
+    /// (and has the required class). Bad ones become field violations.
+    pub async fn check(&self, ctx: &CallContext, references: &[CiReference<'_>]) -> Result<(), Error> {
+        let mut violations = Violations::new();
+        let mut names: Vec<String> = Vec::new();
+        for reference in references {
+            let well_formed = reference
+                .name
+                .strip_prefix(CI_PREFIX)
+                .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id));
+            if !well_formed {
+                violations.add(reference.field.clone(), "must be `configurationItems/{uuid}`");
+            } else if !names.iter().any(|n| n == reference.name) {
+                names.push(reference.name.to_string());
+            }
+        }
+        violations.into_result()?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        let found = self.classes(ctx, &names).await?;
+        let mut violations = Violations::new();
+        for reference in references {
+            match found.get(reference.name) {
+                None => violations
+                    .add(reference.field.clone(), format!("{} does not exist in the CMDB", reference.name)),
+                Some(class) => {
+                    if let Some(required) = reference.class
+                        && class != required
+                    {
+                        violations
+                            .add(reference.field.clone(), format!("must be a {required} (it is a {class})"));
+                    }
+                }
+            }
+        }
+        violations.into_result()
+    }
+
+    /// Name → class of the CIs that exist among `names`.
+    async fn classes(&self, ctx: &CallContext, names: &[String]) -> Result<HashMap<String, String>, Error> {
+        let Some(channel) = &self.channel else {
+            return Err(Error::Unavailable(
+                "the CMDB is not configured (upstream.cmdb); CIs cannot be checked".into(),
+            ));
+        };
+        let mut client = CmdbServiceClient::new(channel.clone());
+        let mut request = tonic::Request::new(BatchGetConfigurationItemsRequest { names: names.to_vec() });
+        request.set_timeout(CALL_TIMEOUT);
+        ctx.apply(request.metadata_mut(), &self.internal_token);
+        let response = client.batch_get_configuration_items(request).await.map_err(|status| {
+            Error::Unavailable(format!(
+                "the CMDB could not check the configuration items ({:?}: {}); try again",
+                status.code(),
+                status.message()
+            ))
+        })?;
+        Ok(response.into_inner().configuration_items.into_iter().map(|ci| (ci.name, ci.ci_class)).collect())
+    }
+}
