@@ -19,9 +19,7 @@ pub fn parse_number(name: &str, prefix: &str, number_prefix: &str) -> Option<Str
     name.strip_prefix(prefix).filter(|n| is_number(n, number_prefix)).map(str::to_string)
 }
 
-pub fn etag(version: i64) -> String {
-    format!("W/\"{version}\"")
-}
+pub use itsm_runtime::history::etag;
 
 /// A JSON array of names, as stored.
 pub fn list_from(json: &str) -> Vec<String> {

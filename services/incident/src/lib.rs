@@ -4,7 +4,6 @@
 //! the sweeper that closes resolved incidents after `incident.auto_close_days`.
 
 pub mod api;
-pub mod cmdb;
 pub mod convert;
 pub mod domain;
 pub mod entity;
@@ -47,7 +46,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let rules = Arc::new(rules(&settings)?);
-    let cmdb = cmdb::CmdbDirectory::from_settings(&settings)?;
+    let cmdb = itsm_cmdb_client::CmdbDirectory::from_settings(&settings)?;
     let max = settings.server.max_message_bytes;
     let auto_close_days = settings.incident.auto_close_days;
     let interval = Duration::from_millis(settings.incident.auto_close_interval_ms);

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 use itsm_runtime::db::execute_for_backend;
+use itsm_runtime::history::CreateRecordHistory;
 use itsm_runtime::numbers::CreateNumberSequences;
 
 pub struct Migrator;
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations = itsm_runtime::schema::migrations();
         migrations.push(Box::new(CreateNumberSequences));
+        migrations.push(Box::new(CreateRecordHistory));
         migrations.push(Box::new(CreateIncidentTables));
         migrations
     }
@@ -25,7 +27,7 @@ impl MigrationName for CreateIncidentTables {
     }
 }
 
-/// Written for SQLite; Postgres gets identity columns (see `up`).
+/// Written for SQLite; the same text serves Postgres.
 const TABLES: &str = r"
 CREATE TABLE incidents (
     id TEXT PRIMARY KEY,
@@ -157,20 +159,7 @@ CREATE TABLE known_error_cis (
     tenant_id TEXT NOT NULL,
     PRIMARY KEY (known_error_id, ci)
 );
-CREATE INDEX known_error_cis_by_ci ON known_error_cis (tenant_id, ci);
-CREATE TABLE record_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    record_id TEXT NOT NULL,
-    version BIGINT NOT NULL,
-    change_time BIGINT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    changes TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE INDEX record_history_by_record ON record_history (tenant_id, kind, record_id, id)";
+CREATE INDEX known_error_cis_by_ci ON known_error_cis (tenant_id, ci)";
 
 /// Full-text search: one document per incident or known error. SQLite keeps the text in a plain
 /// table (looked up by index) with an FTS5 index fed by triggers; Postgres a generated tsvector
@@ -204,13 +193,11 @@ CREATE INDEX search_documents_fts ON search_documents USING GIN (document)";
 impl MigrationTrait for CreateIncidentTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        let postgres = TABLES
-            .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY");
         // Statements are split at `;` + newline, so each trigger stays on one line.
         execute_for_backend(
             db,
             &format!("{TABLES};\n{SEARCH_SQLITE}"),
-            &format!("{postgres};\n{SEARCH_POSTGRES}"),
+            &format!("{TABLES};\n{SEARCH_POSTGRES}"),
         )
         .await
     }
@@ -220,7 +207,6 @@ impl MigrationTrait for CreateIncidentTables {
         for table in [
             "search_index",
             "search_documents",
-            "record_history",
             "known_error_cis",
             "known_errors",
             "problem_changes",

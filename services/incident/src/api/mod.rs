@@ -8,9 +8,9 @@ use itsm_runtime::error::Violations;
 use itsm_runtime::paging::PageTokens;
 use itsm_runtime::{Error, filter};
 
-use crate::cmdb::{CiReference, CmdbDirectory};
 use crate::domain::text::{MAX_CIS, MAX_LONG, MAX_NAME, MAX_SHORT};
 use crate::repo::Repository;
+use itsm_cmdb_client::{CiReference, CmdbDirectory};
 
 /// What both services need.
 #[derive(Clone)]
@@ -97,7 +97,7 @@ pub fn ci_references<'a>(
         refs.push(CiReference {
             field: format!("{prefix}.business_service"),
             name: service,
-            class: Some(crate::cmdb::BUSINESS_SERVICE_CLASS),
+            class: Some(itsm_cmdb_client::BUSINESS_SERVICE_CLASS),
         });
     }
     refs

@@ -1,6 +1,5 @@
 //! Incident and problem rules in plain Rust: no gRPC, no SQL.
 
-pub mod diff;
 pub mod lifecycle;
 pub mod priority;
 pub mod problem;

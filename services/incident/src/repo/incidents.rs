@@ -7,6 +7,7 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
 };
 
+use itsm_proto::common::FieldChange;
 use itsm_proto::incident::{CandidateKind, CandidateProblem, IncidentChanged, MajorIncidentOutage};
 use itsm_runtime::db::{now_micros, stmt, timestamp};
 use itsm_runtime::filter::Expr as Filter;
@@ -15,14 +16,14 @@ use itsm_runtime::numbers;
 use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
 
-use super::filters::{self, Field, LEVELS, PRIORITIES};
 use super::search::{delete_document, matching, write_document};
-use super::{INCIDENT, Page, Repository, check_etag, field_change, history, record_history, write_links};
+use super::{INCIDENT, Page, Repository, write_links};
 use crate::convert::{INCIDENT_NUMBER, INCIDENT_PREFIX, incident_to_proto, list_from, list_to};
-use crate::domain::diff::{FieldDiff, diff};
 use crate::domain::lifecycle::{IncidentState, ON_HOLD_REASONS};
 use crate::domain::problem::PUBLISHED;
 use crate::entity::{incident, note};
+use itsm_runtime::history::{self, FieldDiff, NewEntry, change_time, check_etag, diff};
+use itsm_runtime::sql_filter::{self as filters, Field, LEVELS, PRIORITIES};
 
 pub const CREATE_METHOD: &str = "CreateIncident";
 pub const NOTE_METHOD: &str = "AddWorkNote";
@@ -178,7 +179,20 @@ impl Repository {
             write_links(&txn, "incident_cis", "incident_id", &model.id, &ctx.tenant, &cis, Some(now)).await?;
             write_document(&txn, INCIDENT, &model.id, &ctx.tenant, &search_body(&model, &[])).await?;
             let changes = diff(None, Some(&model));
-            record_history(&txn, ctx, INCIDENT, &model.id, 1, now, "create", &changes, "").await?;
+            history::record(
+                &txn,
+                ctx,
+                NewEntry {
+                    kind: INCIDENT,
+                    record_id: &model.id,
+                    version: 1,
+                    change_time: now,
+                    action: "create",
+                    changes: &changes,
+                    reason: "",
+                },
+            )
+            .await?;
             emit(&txn, ctx, None, &model, "create", &changes).await?;
             idempotency::complete(
                 &txn,
@@ -277,7 +291,7 @@ impl Repository {
         let txn = self.db.begin().await?;
         let current = Self::require_incident(&txn, &ctx.tenant, number).await?;
         check_etag(expected_etag, current.version, &incident_name(number))?;
-        let now = super::after(current.update_time);
+        let now = change_time(current.update_time);
         let mut after = current.clone();
         change(&mut after, now)?;
         let stored = self.store_change(&txn, ctx, &current, after, action, reason, now).await?;
@@ -298,7 +312,7 @@ impl Repository {
         let txn = self.db.begin().await?;
         let current = Self::require_incident(&txn, &ctx.tenant, number).await?;
         check_etag(expected_etag, current.version, &incident_name(number))?;
-        let now = super::after(current.update_time);
+        let now = change_time(current.update_time);
         let mut after = current.clone();
         resolve(&mut after, code, notes, now)?;
         let stored = self.store_change(&txn, ctx, &current, after, "resolve", notes, now).await?;
@@ -384,7 +398,20 @@ impl Repository {
         if after.short_description != current.short_description || after.description != current.description {
             self.refresh_document(txn, &after).await?;
         }
-        record_history(txn, ctx, INCIDENT, &after.id, after.version, now, action, &changes, reason).await?;
+        history::record(
+            txn,
+            ctx,
+            NewEntry {
+                kind: INCIDENT,
+                record_id: &after.id,
+                version: after.version,
+                change_time: now,
+                action,
+                changes: &changes,
+                reason,
+            },
+        )
+        .await?;
         emit(txn, ctx, Some(current), &after, action, &changes).await?;
         Ok(after)
     }
@@ -437,7 +464,7 @@ impl Repository {
                 incident_name(number)
             )));
         }
-        let now = super::after(current.update_time);
+        let now = change_time(current.update_time);
         let model = note::Model {
             id: uuid::Uuid::now_v7().to_string(),
             tenant_id: ctx.tenant.clone(),
@@ -506,7 +533,7 @@ impl Repository {
         limit: u64,
     ) -> Result<Page<(itsm_proto::common::HistoryEntry, String)>, Error> {
         let incident = Self::require_incident(&self.db, &ctx.tenant, number).await?;
-        let rows = history(&self.db, &ctx.tenant, INCIDENT, &incident.id, after_id, limit + 1).await?;
+        let rows = history::list(&self.db, &ctx.tenant, INCIDENT, &incident.id, after_id, limit + 1).await?;
         let more = rows.len() as u64 > limit;
         let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
         let next_key = match (more, rows.last()) {
@@ -554,10 +581,22 @@ impl Repository {
             .await?;
         write_links(&txn, "incident_cis", "incident_id", &current.id, &ctx.tenant, &[], None).await?;
         delete_document(&txn, INCIDENT, &current.id).await?;
-        let now = super::after(current.update_time);
+        let now = change_time(current.update_time);
         let changes = diff(Some(&current), None);
-        record_history(&txn, ctx, INCIDENT, &current.id, current.version + 1, now, "delete", &changes, "")
-            .await?;
+        history::record(
+            &txn,
+            ctx,
+            NewEntry {
+                kind: INCIDENT,
+                record_id: &current.id,
+                version: current.version + 1,
+                change_time: now,
+                action: "delete",
+                changes: &changes,
+                reason: "",
+            },
+        )
+        .await?;
         let mut gone = current.clone();
         gone.version += 1;
         gone.update_time = now;
@@ -821,7 +860,7 @@ async fn emit(
         action: action.to_string(),
         incident: Some(incident_to_proto(after)),
         previous_state: before.map_or(0, |b| b.state),
-        changes: changes.iter().map(field_change).collect(),
+        changes: changes.iter().map(FieldChange::from).collect(),
     };
     outbox::append(txn, NewEvent::of(&payload, &name, &ctx.tenant, &ctx.principal)).await?;
     let was = before.is_some_and(outage_open);

@@ -13,16 +13,16 @@ use itsm_runtime::numbers;
 use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
 
-use super::filters::{self, Field};
 use super::problems::keyset;
 use super::search::{delete_document, matching, write_document};
-use super::{KNOWN_ERROR, Page, Repository, check_etag, record_history, write_links};
+use super::{KNOWN_ERROR, Page, Repository, write_links};
 use crate::convert::{
     KNOWN_ERROR_NUMBER, KNOWN_ERROR_PREFIX, PROBLEM_PREFIX, known_error_to_proto, list_from, list_to,
 };
-use crate::domain::diff::diff;
 use crate::domain::problem::KNOWN_ERROR_STATUSES;
 use crate::entity::known_error;
+use itsm_runtime::history::{self, NewEntry, change_time, check_etag, diff};
+use itsm_runtime::sql_filter::{self as filters, Field};
 
 pub const CREATE_METHOD: &str = "CreateKnownError";
 pub const ORDER_FIELDS: &[&str] = &["number", "create_time", "update_time"];
@@ -129,7 +129,20 @@ impl Repository {
             .await?;
             write_document(&txn, KNOWN_ERROR, &model.id, &ctx.tenant, &search_body(&model)).await?;
             let changes = diff(None, Some(&model));
-            record_history(&txn, ctx, KNOWN_ERROR, &model.id, 1, now, "create", &changes, "").await?;
+            history::record(
+                &txn,
+                ctx,
+                NewEntry {
+                    kind: KNOWN_ERROR,
+                    record_id: &model.id,
+                    version: 1,
+                    change_time: now,
+                    action: "create",
+                    changes: &changes,
+                    reason: "",
+                },
+            )
+            .await?;
             let name = known_error_name(&model.number);
             outbox::append(
                 &txn,
@@ -171,7 +184,7 @@ impl Repository {
             txn.commit().await?;
             return Ok(current);
         }
-        let now = super::after(current.update_time);
+        let now = change_time(current.update_time);
         after.version = current.version + 1;
         after.update_time = now;
         after.updater.clone_from(&ctx.principal);
@@ -196,7 +209,20 @@ impl Repository {
                 .await?;
         }
         write_document(&txn, KNOWN_ERROR, &after.id, &ctx.tenant, &search_body(&after)).await?;
-        record_history(&txn, ctx, KNOWN_ERROR, &after.id, after.version, now, "update", &changes, "").await?;
+        history::record(
+            &txn,
+            ctx,
+            NewEntry {
+                kind: KNOWN_ERROR,
+                record_id: &after.id,
+                version: after.version,
+                change_time: now,
+                action: "update",
+                changes: &changes,
+                reason: "",
+            },
+        )
+        .await?;
         let name = known_error_name(number);
         outbox::append(&txn, NewEvent::of(&known_error_to_proto(&after), &name, &ctx.tenant, &ctx.principal))
             .await?;
@@ -222,10 +248,22 @@ impl Repository {
             .await?;
         write_links(&txn, "known_error_cis", "known_error_id", &current.id, &ctx.tenant, &[], None).await?;
         delete_document(&txn, KNOWN_ERROR, &current.id).await?;
-        let now = super::after(current.update_time);
+        let now = change_time(current.update_time);
         let changes = diff(Some(&current), None);
-        record_history(&txn, ctx, KNOWN_ERROR, &current.id, current.version + 1, now, "delete", &changes, "")
-            .await?;
+        history::record(
+            &txn,
+            ctx,
+            NewEntry {
+                kind: KNOWN_ERROR,
+                record_id: &current.id,
+                version: current.version + 1,
+                change_time: now,
+                action: "delete",
+                changes: &changes,
+                reason: "",
+            },
+        )
+        .await?;
         let name = known_error_name(number);
         outbox::append(
             &txn,

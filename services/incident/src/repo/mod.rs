@@ -1,7 +1,6 @@
 //! Persistence of incidents, problems and known errors. Every write runs in one transaction with
 //! its history entry, its outbox event and (for creates) its idempotency key.
 
-pub mod filters;
 pub mod incidents;
 pub mod known_errors;
 pub mod problems;
@@ -9,15 +8,12 @@ pub mod search;
 
 use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
-use itsm_proto::common::{FieldChange, HistoryEntry};
-use itsm_runtime::db::{stmt, timestamp};
+use itsm_runtime::Error;
+use itsm_runtime::db::stmt;
 use itsm_runtime::outbox::EventFeed;
-use itsm_runtime::{CallContext, Error};
 
-use crate::convert::etag;
-use crate::domain::diff::FieldDiff;
 use crate::domain::priority::PriorityMatrix;
 
 /// Rules the organisation configures (`[incident]` settings).
@@ -48,95 +44,6 @@ pub struct Page<T> {
 pub const INCIDENT: &str = "incident";
 pub const PROBLEM: &str = "problem";
 pub const KNOWN_ERROR: &str = "known_error";
-
-/// `ABORTED` unless `expected` is empty or the record's current etag.
-pub fn check_etag(expected: &str, version: i64, name: &str) -> Result<(), Error> {
-    if expected.is_empty() || expected == etag(version) {
-        Ok(())
-    } else {
-        Err(Error::Aborted(format!(
-            "etag mismatch: {name} was changed since it was read (current etag {})",
-            etag(version)
-        )))
-    }
-}
-
-/// Appends a history entry in the caller's transaction.
-#[allow(clippy::too_many_arguments)] // each is one column of the entry
-pub async fn record_history(
-    txn: &impl ConnectionTrait,
-    ctx: &CallContext,
-    kind: &str,
-    record_id: &str,
-    version: i64,
-    change_time: i64,
-    action: &str,
-    diffs: &[FieldDiff],
-    reason: &str,
-) -> Result<(), Error> {
-    let changes = serde_json::to_string(diffs).map_err(|e| Error::Internal(e.to_string()))?;
-    txn.execute_raw(stmt(
-        txn.get_database_backend(),
-        "INSERT INTO record_history (tenant_id, kind, record_id, version, change_time, actor, action, changes, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            ctx.tenant.as_str().into(),
-            kind.into(),
-            record_id.into(),
-            version.into(),
-            change_time.into(),
-            ctx.principal.as_str().into(),
-            action.into(),
-            changes.into(),
-            reason.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// A record's history after entry `after_id`, oldest first: (entry id, entry, reason).
-pub async fn history(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    kind: &str,
-    record_id: &str,
-    after_id: i64,
-    limit: u64,
-) -> Result<Vec<(i64, HistoryEntry, String)>, Error> {
-    let rows = db
-        .query_all_raw(stmt(
-            db.get_database_backend(),
-            "SELECT id, version, change_time, actor, action, changes, reason FROM record_history \
-             WHERE tenant_id = $1 AND kind = $2 AND record_id = $3 AND id > $4 ORDER BY id LIMIT $5",
-            [tenant.into(), kind.into(), record_id.into(), after_id.into(), Value::from(limit as i64)],
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let changes: String = row.try_get("", "changes")?;
-            let diffs: Vec<FieldDiff> = serde_json::from_str(&changes).unwrap_or_default();
-            let entry = HistoryEntry {
-                version: row.try_get("", "version")?,
-                change_time: Some(timestamp(row.try_get("", "change_time")?)),
-                actor: row.try_get("", "actor")?,
-                source: itsm_proto::common::ChangeSource::User as i32,
-                source_reference: String::new(),
-                action: row.try_get("", "action")?,
-                changes: diffs.iter().map(field_change).collect(),
-            };
-            Ok((row.try_get("", "id")?, entry, row.try_get("", "reason")?))
-        })
-        .collect()
-}
-
-pub fn field_change(diff: &FieldDiff) -> FieldChange {
-    FieldChange {
-        field: diff.field.clone(),
-        old_value: diff.old_value.clone(),
-        new_value: diff.new_value.clone(),
-    }
-}
 
 /// Replaces the CI links of a record (`incident_cis` or `known_error_cis`).
 pub async fn write_links(
@@ -177,9 +84,4 @@ pub async fn write_links(
         }
     }
     Ok(())
-}
-
-/// The time of a change to a record last changed at `previous`: now, but always later.
-pub fn after(previous: i64) -> i64 {
-    std::cmp::max(itsm_runtime::db::now_micros(), previous + 1)
 }

@@ -7,6 +7,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
 };
 
+use itsm_proto::common::FieldChange;
 use itsm_proto::incident::ProblemChanged;
 use itsm_runtime::db::{now_micros, stmt};
 use itsm_runtime::error::Violations;
@@ -16,12 +17,12 @@ use itsm_runtime::numbers;
 use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
 
-use super::filters::{self, Field, PRIORITIES};
-use super::{PROBLEM, Page, Repository, check_etag, field_change, record_history};
+use super::{PROBLEM, Page, Repository};
 use crate::convert::{INCIDENT_PREFIX, PROBLEM_NUMBER, PROBLEM_PREFIX, list_from, list_to, problem_to_proto};
-use crate::domain::diff::{FieldDiff, diff};
 use crate::domain::problem::ProblemState;
 use crate::entity::{incident, problem};
+use itsm_runtime::history::{self, FieldDiff, NewEntry, change_time, check_etag, diff};
+use itsm_runtime::sql_filter::{self as filters, Field, PRIORITIES};
 
 pub const CREATE_METHOD: &str = "CreateProblem";
 pub const ORDER_FIELDS: &[&str] = &["number", "priority", "create_time", "update_time"];
@@ -151,7 +152,20 @@ impl Repository {
             model.clone().into_active_model().reset_all().insert(&txn).await?;
             write_incident_links(&txn, &model, &new.incidents).await?;
             let changes = diff(None, Some(&model));
-            record_history(&txn, ctx, PROBLEM, &model.id, 1, now, "create", &changes, "").await?;
+            history::record(
+                &txn,
+                ctx,
+                NewEntry {
+                    kind: PROBLEM,
+                    record_id: &model.id,
+                    version: 1,
+                    change_time: now,
+                    action: "create",
+                    changes: &changes,
+                    reason: "",
+                },
+            )
+            .await?;
             emit(&txn, ctx, None, &model, "create", &changes).await?;
             idempotency::complete(&txn, &ctx.tenant, CREATE_METHOD, request_id, &problem_name(&model.number))
                 .await?;
@@ -202,7 +216,7 @@ impl Repository {
         if after.incidents != current.incidents {
             Self::linked_incidents(txn, &ctx.tenant, &incidents, "problem.incidents").await?;
         }
-        let now = super::after(current.update_time);
+        let now = change_time(current.update_time);
         after.version = current.version + 1;
         after.update_time = now;
         after.updater.clone_from(&ctx.principal);
@@ -224,7 +238,20 @@ impl Repository {
         if after.incidents != current.incidents {
             write_incident_links(txn, &after, &incidents).await?;
         }
-        record_history(txn, ctx, PROBLEM, &after.id, after.version, now, action, &changes, reason).await?;
+        history::record(
+            txn,
+            ctx,
+            NewEntry {
+                kind: PROBLEM,
+                record_id: &after.id,
+                version: after.version,
+                change_time: now,
+                action,
+                changes: &changes,
+                reason,
+            },
+        )
+        .await?;
         emit(txn, ctx, Some(current), &after, action, &changes).await?;
         Ok(after)
     }
@@ -242,10 +269,22 @@ impl Repository {
         check_etag(expected_etag, current.version, &problem_name(number))?;
         problem::Entity::delete_many().filter(problem::Column::Id.eq(current.id.as_str())).exec(&txn).await?;
         write_incident_links(&txn, &current, &[]).await?;
-        let now = super::after(current.update_time);
+        let now = change_time(current.update_time);
         let changes = diff(Some(&current), None);
-        record_history(&txn, ctx, PROBLEM, &current.id, current.version + 1, now, "delete", &changes, "")
-            .await?;
+        history::record(
+            &txn,
+            ctx,
+            NewEntry {
+                kind: PROBLEM,
+                record_id: &current.id,
+                version: current.version + 1,
+                change_time: now,
+                action: "delete",
+                changes: &changes,
+                reason: "",
+            },
+        )
+        .await?;
         emit(&txn, ctx, Some(&current), &current, "delete", &changes).await?;
         txn.commit().await?;
         self.feed.notify_committed();
@@ -406,7 +445,7 @@ async fn emit(
         action: action.to_string(),
         problem: Some(problem_to_proto(after)),
         previous_state: before.map_or(0, |b| b.state),
-        changes: changes.iter().map(field_change).collect(),
+        changes: changes.iter().map(FieldChange::from).collect(),
     };
     outbox::append(txn, NewEvent::of(&payload, &name, &ctx.tenant, &ctx.principal)).await?;
     Ok(())

@@ -1,10 +1,11 @@
-//! AIP-160 filter → SQL condition for the three listings. Values are always bound parameters.
+//! A parsed AIP-160 filter → a SQL condition, given how each field compares. Values are always
+//! bound parameters, never spliced into SQL.
 
 use sea_orm::sea_query::{Alias, Expr, Query, SimpleExpr};
 use sea_orm::{Condition, ExprTrait, Value};
 
-use itsm_runtime::Error;
-use itsm_runtime::filter::{Expr as Filter, Op};
+use crate::error::Error;
+use crate::filter::{Expr as Filter, Op};
 
 /// How one filterable field compares.
 pub enum Field {

@@ -1,13 +1,16 @@
-//! Checks CI names against the CMDB over gRPC. When the CMDB cannot answer, the write that
-//! needed it is `UNAVAILABLE`: an incident never names a CI nobody checked.
+//! What other services ask the CMDB over gRPC: whether CI names exist (and are of the right
+//! class), what the CIs are, and which business services break if one fails. When the CMDB
+//! cannot answer, the caller's write is `UNAVAILABLE`: no record names a CI nobody checked.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-use itsm_proto::cmdb::BatchGetConfigurationItemsRequest;
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
+use itsm_proto::cmdb::{
+    AnalyzeImpactRequest, BatchGetConfigurationItemsRequest, ConfigurationItem, ImpactDirection,
+};
 use itsm_runtime::error::Violations;
 use itsm_runtime::{CallContext, Error, Settings};
 
@@ -88,22 +91,66 @@ impl CmdbDirectory {
 
     /// Name → class of the CIs that exist among `names`.
     async fn classes(&self, ctx: &CallContext, names: &[String]) -> Result<HashMap<String, String>, Error> {
-        let Some(channel) = &self.channel else {
-            return Err(Error::Unavailable(
+        Ok(self.lookup(ctx, names).await?.into_iter().map(|(name, ci)| (name, ci.ci_class)).collect())
+    }
+
+    /// Name → CI for the CIs that exist among `names` (well-formed names; at most 1000).
+    pub async fn lookup(
+        &self,
+        ctx: &CallContext,
+        names: &[String],
+    ) -> Result<HashMap<String, ConfigurationItem>, Error> {
+        if names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut client = self.client()?;
+        let request = self.request(ctx, BatchGetConfigurationItemsRequest { names: names.to_vec() });
+        let response = client.batch_get_configuration_items(request).await.map_err(unavailable)?;
+        Ok(response.into_inner().configuration_items.into_iter().map(|ci| (ci.name.clone(), ci)).collect())
+    }
+
+    /// Names of the business services that fail when `ci` fails (downstream impact, default depth).
+    pub async fn impacted_business_services(
+        &self,
+        ctx: &CallContext,
+        ci: &str,
+    ) -> Result<Vec<String>, Error> {
+        let mut client = self.client()?;
+        let request = self.request(
+            ctx,
+            AnalyzeImpactRequest {
+                configuration_item: ci.to_string(),
+                direction: ImpactDirection::Downstream as i32,
+                max_items: 1,
+                ..Default::default()
+            },
+        );
+        let response = client.analyze_impact(request).await.map_err(unavailable)?.into_inner();
+        Ok(response.business_services.into_iter().map(|s| s.configuration_item).collect())
+    }
+
+    fn client(&self) -> Result<CmdbServiceClient<Channel>, Error> {
+        match &self.channel {
+            Some(channel) => Ok(CmdbServiceClient::new(channel.clone())),
+            None => Err(Error::Unavailable(
                 "the CMDB is not configured (upstream.cmdb); CIs cannot be checked".into(),
-            ));
-        };
-        let mut client = CmdbServiceClient::new(channel.clone());
-        let mut request = tonic::Request::new(BatchGetConfigurationItemsRequest { names: names.to_vec() });
+            )),
+        }
+    }
+
+    /// A request carrying the caller's context and a deadline.
+    fn request<T>(&self, ctx: &CallContext, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
         request.set_timeout(CALL_TIMEOUT);
         ctx.apply(request.metadata_mut(), &self.internal_token);
-        let response = client.batch_get_configuration_items(request).await.map_err(|status| {
-            Error::Unavailable(format!(
-                "the CMDB could not check the configuration items ({:?}: {}); try again",
-                status.code(),
-                status.message()
-            ))
-        })?;
-        Ok(response.into_inner().configuration_items.into_iter().map(|ci| (ci.name, ci.ci_class)).collect())
+        request
     }
+}
+
+fn unavailable(status: tonic::Status) -> Error {
+    Error::Unavailable(format!(
+        "the CMDB could not answer ({:?}: {}); try again",
+        status.code(),
+        status.message()
+    ))
 }
