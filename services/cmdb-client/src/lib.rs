@@ -147,6 +147,7 @@ impl CmdbDirectory {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // shaped for `map_err`
 fn unavailable(status: tonic::Status) -> Error {
     Error::Unavailable(format!(
         "the CMDB could not answer ({:?}: {}); try again",
