@@ -1,24 +1,25 @@
 //! Change and release management (`itsm.change.v1`).
 //!
-//! This first version serves the contracts, health, reflection and its event feed; the RPCs of
-//! `ChangeService` and `ReleaseService` answer `UNIMPLEMENTED` until the change issue builds them.
+//! Changes are built (state machine, risk that explains itself, approval policy with separation
+//! of duties, schedule conflicts on shared CIs, CanDeploy); `ReleaseService` answers
+//! `UNIMPLEMENTED` until the release part of the change issue is built.
 
+pub mod api;
+pub mod convert;
+pub mod domain;
+pub mod entity;
 pub mod migration;
+pub mod repo;
 
 use std::future::Future;
 
 use tokio::net::TcpListener;
 
-use itsm_proto::change::change_service_server::{ChangeService, ChangeServiceServer};
+use itsm_proto::change::change_service_server::ChangeServiceServer;
 use itsm_proto::change::release_service_server::{ReleaseService, ReleaseServiceServer};
 use itsm_runtime::{Error, Settings};
 
 pub const SERVICE: &str = "change";
-
-struct ChangeApi;
-
-#[tonic::async_trait]
-impl ChangeService for ChangeApi {}
 
 struct ReleaseApi;
 
@@ -31,14 +32,25 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let cmdb = itsm_cmdb_client::CmdbDirectory::from_settings(&settings)?;
+    let max = settings.server.max_message_bytes;
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
         settings,
         listener,
         shutdown,
-        |server, _state| {
+        |server, state| {
+            let api = api::ChangeApi {
+                repo: repo::Repository { db: state.db.clone(), feed: state.feed.clone() },
+                cmdb,
+                page_tokens: state.page_tokens.clone(),
+            };
             server
-                .add_service(ChangeServiceServer::new(ChangeApi))
+                .add_service(
+                    ChangeServiceServer::new(api)
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(max),
+                )
                 .add_service(ReleaseServiceServer::new(ReleaseApi))
         },
     )

@@ -1,13 +1,97 @@
-//! This service's schema: for now the runtime's tables (outbox, idempotency keys, consumer
-//! cursors); the domain issue adds its own migrations after them.
+//! The change service's schema. Runtime tables (outbox, idempotency, cursors) come first.
 
 use sea_orm_migration::prelude::*;
+
+use itsm_runtime::db::execute_for_backend;
+use itsm_runtime::history::CreateRecordHistory;
+use itsm_runtime::numbers::CreateNumberSequences;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        itsm_runtime::schema::migrations()
+        let mut migrations = itsm_runtime::schema::migrations();
+        migrations.push(Box::new(CreateNumberSequences));
+        migrations.push(Box::new(CreateRecordHistory));
+        migrations.push(Box::new(CreateChanges));
+        migrations
+    }
+}
+
+struct CreateChanges;
+
+impl MigrationName for CreateChanges {
+    fn name(&self) -> &str {
+        "m20261125_300001_changes"
+    }
+}
+
+/// The same text serves SQLite and Postgres.
+const TABLES: &str = r"
+CREATE TABLE changes (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    number TEXT NOT NULL,
+    change_type INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    short_description TEXT NOT NULL,
+    description TEXT NOT NULL,
+    justification TEXT NOT NULL,
+    implementation_plan TEXT NOT NULL,
+    backout_plan TEXT NOT NULL,
+    test_plan TEXT NOT NULL,
+    configuration_items TEXT NOT NULL,
+    planned_start_time BIGINT NOT NULL,
+    planned_end_time BIGINT NOT NULL,
+    risk INTEGER NOT NULL,
+    risk_score INTEGER NOT NULL,
+    risk_factors TEXT NOT NULL,
+    risk_answers TEXT NOT NULL,
+    max_criticality INTEGER NOT NULL,
+    business_services INTEGER NOT NULL,
+    assignment_group TEXT NOT NULL,
+    assignee TEXT NOT NULL,
+    approvals TEXT NOT NULL,
+    required_approvals INTEGER NOT NULL,
+    problem TEXT NOT NULL,
+    conflicts TEXT NOT NULL,
+    actual_start_time BIGINT NOT NULL,
+    actual_end_time BIGINT NOT NULL,
+    outcome INTEGER NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX changes_by_number ON changes (tenant_id, number);
+CREATE INDEX changes_by_start ON changes (tenant_id, planned_start_time, id);
+CREATE INDEX changes_by_create ON changes (tenant_id, create_time, id);
+CREATE INDEX changes_by_update ON changes (tenant_id, update_time, id);
+CREATE TABLE change_cis (
+    change_id TEXT NOT NULL,
+    ci TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    outcome INTEGER NOT NULL,
+    planned_start_time BIGINT NOT NULL,
+    planned_end_time BIGINT NOT NULL,
+    PRIMARY KEY (change_id, ci)
+);
+CREATE INDEX change_cis_by_ci ON change_cis (tenant_id, ci, planned_start_time)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateChanges {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), TABLES, TABLES).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for table in ["change_cis", "changes"] {
+            db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
+        }
+        Ok(())
     }
 }

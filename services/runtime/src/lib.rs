@@ -34,6 +34,7 @@ pub mod sql_filter;
 pub mod structs;
 pub mod telemetry;
 pub mod testing;
+pub mod validate;
 
 pub use config::Settings;
 pub use context::CallContext;

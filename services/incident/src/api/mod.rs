@@ -29,14 +29,7 @@ pub fn number_from(name: &str, prefix: &str, number_prefix: &str, field: &str) -
         .ok_or_else(|| Error::invalid(field, format!("must be `{prefix}{number_prefix}0000123`")))
 }
 
-/// Length limits of free text.
-pub fn check_text(v: &mut Violations, field: &str, value: &str, max: usize, required: bool) {
-    if required && value.trim().is_empty() {
-        v.add(field, "is required");
-    } else if value.len() > max {
-        v.add(field, format!("must be at most {max} bytes"));
-    }
-}
+pub use itsm_runtime::validate::{support_group as check_group, text as check_text};
 
 pub fn check_short(v: &mut Violations, field: &str, value: &str, required: bool) {
     check_text(v, field, value, MAX_SHORT, required);
@@ -48,22 +41,6 @@ pub fn check_long(v: &mut Violations, field: &str, value: &str) {
 
 pub fn check_name(v: &mut Violations, field: &str, value: &str) {
     check_text(v, field, value, MAX_NAME, false);
-}
-
-/// `supportGroups/{id}` (the service desk owns the groups), or empty when not `required`.
-pub fn check_group(v: &mut Violations, field: &str, value: &str, required: bool) {
-    if value.is_empty() {
-        if required {
-            v.add(field, "is required");
-        }
-        return;
-    }
-    let ok = value.strip_prefix("supportGroups/").is_some_and(|id| {
-        !id.is_empty() && id.len() <= MAX_NAME && !id.contains('/') && !id.chars().any(char::is_whitespace)
-    });
-    if !ok {
-        v.add(field, "must be `supportGroups/{id}`");
-    }
 }
 
 /// A level 1-3 (0 = not given → `default`).

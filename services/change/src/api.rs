@@ -1,0 +1,511 @@
+//! `itsm.change.v1.ChangeService`: validates, asks the CMDB, calls the repository.
+
+use std::collections::BTreeMap;
+
+use tonic::{Request, Response, Status};
+
+use itsm_cmdb_client::{CiReference, CmdbDirectory};
+use itsm_proto::change::change_service_server::ChangeService;
+use itsm_proto::change::{
+    ApproveChangeRequest, CanDeployRequest, CanDeployResponse, Change, ChangeOutcome, CreateChangeRequest,
+    DeleteChangeRequest, DeleteChangeResponse, GetChangeRequest, ListChangesRequest, ListChangesResponse,
+    RejectChangeRequest, UpdateChangeRequest,
+};
+use itsm_runtime::db::{micros, now_micros, timestamp};
+use itsm_runtime::error::Violations;
+use itsm_runtime::fieldmask::UpdateMask;
+use itsm_runtime::numbers::is_number;
+use itsm_runtime::paging::{PageTokens, page_size};
+use itsm_runtime::validate::{self, MAX_NAME};
+use itsm_runtime::{CallContext, Error, filter, idempotency};
+
+use crate::convert::{CHANGE_NUMBER, CHANGE_PREFIX, change_name, change_to_proto};
+use crate::domain::approval::refusal;
+use crate::domain::lifecycle::{ChangeState, ChangeType, Mover};
+use crate::domain::risk::QUESTIONS;
+use crate::entity::change;
+use crate::repo::{CmdbFacts, Decision, ORDER_FIELDS, Repository, decisions, list_from, list_to};
+
+const MAX_SHORT: usize = 300;
+const MAX_LONG: usize = 32 * 1024;
+const MAX_CIS: usize = 100;
+
+pub struct ChangeApi {
+    pub repo: Repository,
+    pub cmdb: CmdbDirectory,
+    pub page_tokens: PageTokens,
+}
+
+/// Fields UpdateChange may change.
+pub const UPDATABLE: &[&str] = &[
+    "short_description",
+    "description",
+    "justification",
+    "implementation_plan",
+    "backout_plan",
+    "test_plan",
+    "configuration_items",
+    "planned_start_time",
+    "planned_end_time",
+    "risk_answers",
+    "problem",
+    "assignment_group",
+    "assignee",
+    "state",
+    "outcome",
+];
+
+/// What is frozen once a change has been submitted for authorisation.
+const CONTENT: &[&str] = &[
+    "short_description",
+    "description",
+    "justification",
+    "implementation_plan",
+    "backout_plan",
+    "test_plan",
+    "configuration_items",
+    "planned_start_time",
+    "planned_end_time",
+    "risk_answers",
+];
+
+fn number(name: &str, field: &str) -> Result<String, Error> {
+    if name.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    name.strip_prefix(CHANGE_PREFIX)
+        .filter(|n| is_number(n, CHANGE_NUMBER))
+        .map(str::to_string)
+        .ok_or_else(|| Error::invalid(field, "must be `changes/CHG0000123`"))
+}
+
+/// Checks the fields a caller may set (all of them on create, the masked ones on update).
+fn check_fields(v: &mut Violations, c: &Change, has: &dyn Fn(&str) -> bool) {
+    let text = |v: &mut Violations, field: &str, value: &str, max: usize, required: bool| {
+        if has(field) {
+            validate::text(v, &format!("change.{field}"), value, max, required);
+        }
+    };
+    text(v, "short_description", &c.short_description, MAX_SHORT, true);
+    for (field, value) in [
+        ("description", &c.description),
+        ("justification", &c.justification),
+        ("implementation_plan", &c.implementation_plan),
+        ("backout_plan", &c.backout_plan),
+        ("test_plan", &c.test_plan),
+    ] {
+        text(v, field, value, MAX_LONG, false);
+    }
+    text(v, "assignee", &c.assignee, MAX_NAME, false);
+    if has("assignment_group") {
+        validate::support_group(v, "change.assignment_group", &c.assignment_group, false);
+    }
+    if has("configuration_items") && c.configuration_items.len() > MAX_CIS {
+        v.add("change.configuration_items", format!("at most {MAX_CIS} configuration items"));
+    }
+    if has("problem")
+        && !c.problem.is_empty()
+        && !c.problem.strip_prefix("problems/").is_some_and(|n| is_number(n, "PRB"))
+    {
+        v.add("change.problem", "must be `problems/PRB0000123`");
+    }
+    if has("risk_answers") {
+        for key in c.risk_answers.keys() {
+            if !QUESTIONS.iter().any(|(id, ..)| id == key) {
+                let ids: Vec<&str> = QUESTIONS.iter().map(|(id, ..)| *id).collect();
+                v.add(
+                    format!("change.risk_answers[{key}]"),
+                    format!("unknown question; questions: {}", ids.join(", ")),
+                );
+            }
+        }
+    }
+}
+
+/// Planned window: both ends or neither, end after start.
+fn check_window(v: &mut Violations, start: i64, end: i64) {
+    match (start > 0, end > 0) {
+        (true, true) if end <= start => v.add("change.planned_end_time", "must be after planned_start_time"),
+        (true, false) => v.add("change.planned_end_time", "is required with planned_start_time"),
+        (false, true) => v.add("change.planned_start_time", "is required with planned_end_time"),
+        _ => {}
+    }
+}
+
+impl ChangeApi {
+    /// Checks the CIs in the CMDB and gathers what the risk assessment needs from it.
+    async fn cmdb_facts(&self, ctx: &CallContext, cis: &[String]) -> Result<CmdbFacts, Error> {
+        let refs: Vec<CiReference<'_>> = cis
+            .iter()
+            .enumerate()
+            .map(|(i, name)| CiReference {
+                field: format!("change.configuration_items[{i}]"),
+                name,
+                class: None,
+            })
+            .collect();
+        self.cmdb.check(ctx, &refs).await?;
+        let items = self.cmdb.lookup(ctx, cis).await?;
+        let mut services = std::collections::BTreeSet::new();
+        for ci in cis {
+            services.extend(self.cmdb.impacted_business_services(ctx, ci).await?);
+        }
+        Ok(CmdbFacts {
+            max_criticality: items.values().map(|ci| ci.criticality).max().unwrap_or(0),
+            business_services: services.len() as i32,
+        })
+    }
+
+    async fn decide(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        etag: &str,
+        approved: bool,
+        comment: &str,
+    ) -> Result<change::Model, Error> {
+        let number = number(name, "name")?;
+        let principal = ctx.principal.clone();
+        let roles = ctx.roles.clone();
+        let action = if approved { "approve" } else { "reject" };
+        self.repo
+            .change(ctx, &number, etag, action, comment, None, |m, now| {
+                let state = ChangeState::from_i32(m.state);
+                if state != Some(ChangeState::Authorize) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} is {}, not awaiting approval (AUTHORIZE)",
+                        change_name(&m.number),
+                        state.map_or("in an unknown state", ChangeState::name)
+                    )));
+                }
+                if let Some(reason) = refusal(&principal, &roles, &m.creator, &m.assignee) {
+                    return Err(Error::PermissionDenied(reason));
+                }
+                let mut list = decisions(m);
+                if list.iter().any(|d| d.approver == principal) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{principal} has already decided on {}",
+                        change_name(&m.number)
+                    )));
+                }
+                list.push(Decision {
+                    approver: principal.clone(),
+                    approved,
+                    comment: comment.to_string(),
+                    time: now,
+                });
+                let approvals = list.iter().filter(|d| d.approved).count() as i32;
+                m.approvals = list_to(&list);
+                if !approved {
+                    m.state = ChangeState::New as i32;
+                } else if approvals >= m.required_approvals {
+                    m.state = ChangeState::Scheduled as i32;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[tonic::async_trait]
+impl ChangeService for ChangeApi {
+    async fn create_change(&self, request: Request<CreateChangeRequest>) -> Result<Response<Change>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let Some(c) = request.change.as_ref() else {
+            return Err(Error::invalid("change", "is required").into());
+        };
+        idempotency::validate_request_id(&request.request_id, "request_id")?;
+        let mut v = Violations::new();
+        let kind = ChangeType::from_i32(c.r#type);
+        if kind.is_none() {
+            v.add("change.type", "must be STANDARD, NORMAL or EMERGENCY");
+        }
+        check_fields(&mut v, c, &|_| true);
+        let start = c.planned_start_time.as_ref().map_or(0, micros);
+        let end = c.planned_end_time.as_ref().map_or(0, micros);
+        check_window(&mut v, start, end);
+        v.into_result()?;
+        let hash = idempotency::request_hash(&request);
+        if let Some(earlier) = self.repo.created_before(&ctx, &request.request_id, &hash).await? {
+            return Ok(Response::new(change_to_proto(&earlier)));
+        }
+        let facts = self.cmdb_facts(&ctx, &c.configuration_items).await?;
+        let answers: BTreeMap<&String, &bool> = c.risk_answers.iter().collect();
+        let model = change::Model {
+            id: String::new(),
+            tenant_id: String::new(),
+            number: String::new(),
+            change_type: c.r#type,
+            state: ChangeState::New as i32,
+            short_description: c.short_description.trim().to_string(),
+            description: c.description.clone(),
+            justification: c.justification.clone(),
+            implementation_plan: c.implementation_plan.clone(),
+            backout_plan: c.backout_plan.clone(),
+            test_plan: c.test_plan.clone(),
+            configuration_items: list_to(&c.configuration_items),
+            planned_start_time: start,
+            planned_end_time: end,
+            risk: 0,
+            risk_score: 0,
+            risk_factors: "[]".into(),
+            risk_answers: list_to(&answers),
+            max_criticality: 0,
+            business_services: 0,
+            assignment_group: c.assignment_group.clone(),
+            assignee: c.assignee.clone(),
+            approvals: "[]".into(),
+            required_approvals: 0,
+            problem: c.problem.clone(),
+            conflicts: "[]".into(),
+            actual_start_time: 0,
+            actual_end_time: 0,
+            outcome: 0,
+            version: 0,
+            create_time: 0,
+            update_time: 0,
+            creator: String::new(),
+            updater: String::new(),
+        };
+        let created = self.repo.create(&ctx, model, facts, &request.request_id, &hash).await?;
+        Ok(Response::new(change_to_proto(&created)))
+    }
+
+    async fn get_change(&self, request: Request<GetChangeRequest>) -> Result<Response<Change>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let number = number(&request.get_ref().name, "name")?;
+        Ok(Response::new(change_to_proto(&self.repo.get(&ctx, &number).await?)))
+    }
+
+    async fn list_changes(
+        &self,
+        request: Request<ListChangesRequest>,
+    ) -> Result<Response<ListChangesResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        let parsed = filter::parse(&r.filter)?;
+        let order = filter::parse_order_by(&r.order_by, ORDER_FIELDS)?.unwrap_or(("create_time", true));
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "changes", &r.filter, &r.order_by]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let page = self.repo.list(&ctx, parsed.as_ref(), order, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListChangesResponse {
+            changes: page.items.iter().map(change_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_change(&self, request: Request<UpdateChangeRequest>) -> Result<Response<Change>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let Some(c) = request.change else {
+            return Err(Error::invalid("change", "is required").into());
+        };
+        let number = number(&c.name, "change.name")?;
+        let mask = UpdateMask::parse(request.update_mask.as_ref(), UPDATABLE, "update_mask")?;
+        let mut v = Violations::new();
+        check_fields(&mut v, &c, &|p| mask.contains(p));
+        let target = if mask.contains("state") {
+            let state = ChangeState::from_i32(c.state);
+            if state.is_none() {
+                v.add("change.state", "must be a change state");
+            }
+            state
+        } else {
+            None
+        };
+        if mask.contains("outcome") && !mask.contains("state") {
+            v.add("update_mask", "`outcome` is set together with `state` (leaving IMPLEMENT)");
+        }
+        let outcome = ChangeOutcome::try_from(c.outcome).unwrap_or(ChangeOutcome::Unspecified);
+        v.into_result()?;
+        let facts = if mask.contains("configuration_items") {
+            Some(self.cmdb_facts(&ctx, &c.configuration_items).await?)
+        } else {
+            None
+        };
+        let updated = self
+            .repo
+            .change(&ctx, &number, &c.etag, "update", "", facts, |m, now| {
+                let state = ChangeState::from_i32(m.state)
+                    .ok_or_else(|| Error::Internal(format!("{} has an unknown state", m.number)))?;
+                let kind = ChangeType::from_i32(m.change_type)
+                    .ok_or_else(|| Error::Internal(format!("{} has an unknown type", m.number)))?;
+                let editing_content = mask.paths().iter().any(|p| CONTENT.contains(&p.as_str()));
+                if editing_content && !matches!(state, ChangeState::New | ChangeState::Assess) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} is {state}; its plan, window and CIs can change only in NEW or ASSESS \
+                         (a rejected change returns to NEW)",
+                        change_name(&m.number)
+                    )));
+                }
+                for path in mask.paths() {
+                    match path.as_str() {
+                        "short_description" => m.short_description = c.short_description.trim().to_string(),
+                        "description" => m.description.clone_from(&c.description),
+                        "justification" => m.justification.clone_from(&c.justification),
+                        "implementation_plan" => m.implementation_plan.clone_from(&c.implementation_plan),
+                        "backout_plan" => m.backout_plan.clone_from(&c.backout_plan),
+                        "test_plan" => m.test_plan.clone_from(&c.test_plan),
+                        "configuration_items" => m.configuration_items = list_to(&c.configuration_items),
+                        "planned_start_time" => {
+                            m.planned_start_time = c.planned_start_time.as_ref().map_or(0, micros);
+                        }
+                        "planned_end_time" => {
+                            m.planned_end_time = c.planned_end_time.as_ref().map_or(0, micros);
+                        }
+                        "risk_answers" => {
+                            let answers: BTreeMap<&String, &bool> = c.risk_answers.iter().collect();
+                            m.risk_answers = list_to(&answers);
+                        }
+                        "problem" => m.problem.clone_from(&c.problem),
+                        "assignment_group" => m.assignment_group.clone_from(&c.assignment_group),
+                        "assignee" => m.assignee.clone_from(&c.assignee),
+                        _ => {}
+                    }
+                }
+                let mut v = Violations::new();
+                check_window(&mut v, m.planned_start_time, m.planned_end_time);
+                v.into_result()?;
+                let Some(to) = target else { return Ok(()) };
+                if to == state {
+                    return Ok(());
+                }
+                state.check(to, kind, Mover::Update).map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+                if state == ChangeState::New
+                    && (m.planned_start_time == 0 || list_from(&m.configuration_items).is_empty())
+                {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} needs a planned window and at least one configuration item before it leaves NEW",
+                        change_name(&m.number)
+                    )));
+                }
+                match to {
+                    ChangeState::Authorize => m.approvals = "[]".into(),
+                    ChangeState::Implement => m.actual_start_time = now,
+                    ChangeState::Review if state == ChangeState::Implement => {
+                        m.actual_end_time = now;
+                        m.outcome = ChangeOutcome::Successful as i32;
+                    }
+                    ChangeState::Failed => {
+                        m.actual_end_time = now;
+                        m.outcome =
+                            if outcome == ChangeOutcome::BackedOut { outcome } else { ChangeOutcome::Failed }
+                                as i32;
+                    }
+                    _ => {}
+                }
+                m.state = to as i32;
+                Ok(())
+            })
+            .await?;
+        Ok(Response::new(change_to_proto(&updated)))
+    }
+
+    async fn delete_change(
+        &self,
+        request: Request<DeleteChangeRequest>,
+    ) -> Result<Response<DeleteChangeResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let number = number(&request.get_ref().name, "name")?;
+        self.repo.delete(&ctx, &number, &request.get_ref().etag).await?;
+        Ok(Response::new(DeleteChangeResponse {}))
+    }
+
+    async fn approve_change(
+        &self,
+        request: Request<ApproveChangeRequest>,
+    ) -> Result<Response<Change>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        validate::text(&mut v, "comment", &r.comment, MAX_LONG, false);
+        v.into_result()?;
+        let decided = self.decide(&ctx, &r.name, &r.etag, true, r.comment.trim()).await?;
+        Ok(Response::new(change_to_proto(&decided)))
+    }
+
+    async fn reject_change(&self, request: Request<RejectChangeRequest>) -> Result<Response<Change>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        validate::text(&mut v, "comment", &r.comment, MAX_LONG, true);
+        v.into_result()?;
+        let decided = self.decide(&ctx, &r.name, &r.etag, false, r.comment.trim()).await?;
+        Ok(Response::new(change_to_proto(&decided)))
+    }
+
+    async fn can_deploy(
+        &self,
+        request: Request<CanDeployRequest>,
+    ) -> Result<Response<CanDeployResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        validate::text(&mut v, "environment", &r.environment, MAX_NAME, false);
+        v.into_result()?;
+        let refs =
+            [CiReference { field: "configuration_item".into(), name: &r.configuration_item, class: None }];
+        if r.configuration_item.is_empty() {
+            return Err(Error::invalid("configuration_item", "is required").into());
+        }
+        self.cmdb.check(&ctx, &refs).await?;
+        let at = r.deploy_time.as_ref().map_or_else(now_micros, micros);
+        let when =
+            chrono::DateTime::from_timestamp_micros(at).map_or_else(|| at.to_string(), |t| t.to_rfc3339());
+        let mut reasons = Vec::new();
+        let items = self.cmdb.lookup(&ctx, std::slice::from_ref(&r.configuration_item)).await?;
+        let mut blocked = false;
+        if let Some(ci) = items.get(&r.configuration_item)
+            && !r.environment.is_empty()
+            && !ci.environment.is_empty()
+            && ci.environment != r.environment
+        {
+            blocked = true;
+            reasons.push(format!(
+                "{} is in environment {:?}, not {:?}",
+                r.configuration_item, ci.environment, r.environment
+            ));
+        }
+        let covering = self.repo.covering(&ctx, &r.configuration_item, at).await?;
+        let mut authorising = Vec::new();
+        for c in &covering {
+            let name = change_name(&c.number);
+            let conflicts = list_from(&c.conflicts);
+            match ChangeState::from_i32(c.state) {
+                Some(ChangeState::Authorize) => {
+                    reasons.push(format!("{name} covers it but still awaits approval"));
+                }
+                Some(_) if !conflicts.is_empty() => {
+                    reasons.push(format!("{name} covers it but conflicts with {}", conflicts.join(", ")));
+                }
+                Some(state) => {
+                    reasons.push(format!(
+                        "{name} ({state}) authorises changes to {} from {} to {}",
+                        r.configuration_item,
+                        timestamp_text(c.planned_start_time),
+                        timestamp_text(c.planned_end_time)
+                    ));
+                    authorising.push(name);
+                }
+                None => {}
+            }
+        }
+        if authorising.is_empty() {
+            reasons.push(format!("no authorised change covers {} at {when}", r.configuration_item));
+        }
+        let allowed = !blocked && !authorising.is_empty();
+        Ok(Response::new(CanDeployResponse {
+            allowed,
+            reasons,
+            changes: covering.iter().map(|c| change_name(&c.number)).collect(),
+        }))
+    }
+}
+
+fn timestamp_text(micros: i64) -> String {
+    let t = timestamp(micros);
+    chrono::DateTime::from_timestamp(t.seconds, 0).map_or_else(|| micros.to_string(), |d| d.to_rfc3339())
+}

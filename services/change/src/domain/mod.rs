@@ -1,0 +1,5 @@
+//! Change rules in plain Rust: no gRPC, no SQL.
+
+pub mod approval;
+pub mod lifecycle;
+pub mod risk;

@@ -1,0 +1,51 @@
+//! The `changes` table. Times are microseconds since the epoch (0 = not set); lists and maps are JSON.
+
+pub mod change {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
+    #[sea_orm(table_name = "changes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub number: String,
+        pub change_type: i32,
+        pub state: i32,
+        pub short_description: String,
+        pub description: String,
+        pub justification: String,
+        pub implementation_plan: String,
+        pub backout_plan: String,
+        pub test_plan: String,
+        pub configuration_items: String,
+        pub planned_start_time: i64,
+        pub planned_end_time: i64,
+        pub risk: i32,
+        pub risk_score: i32,
+        pub risk_factors: String,
+        pub risk_answers: String,
+        /// CMDB facts behind the risk, kept so it can be recomputed without the CMDB.
+        pub max_criticality: i32,
+        pub business_services: i32,
+        pub assignment_group: String,
+        pub assignee: String,
+        pub approvals: String,
+        pub required_approvals: i32,
+        pub problem: String,
+        pub conflicts: String,
+        pub actual_start_time: i64,
+        pub actual_end_time: i64,
+        pub outcome: i32,
+        pub version: i64,
+        pub create_time: i64,
+        pub update_time: i64,
+        pub creator: String,
+        pub updater: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

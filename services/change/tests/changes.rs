@@ -1,0 +1,421 @@
+//! Changes against a real change service and CMDB on port 0, each with a fresh database, on
+//! SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use prost::Message;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use itsm_proto::change::change_service_client::ChangeServiceClient;
+use itsm_proto::change::*;
+use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
+use itsm_proto::cmdb::{
+    ConfigurationItem, CreateConfigurationItemRequest, CreateRelationshipRequest, Relationship,
+    RelationshipType,
+};
+use itsm_proto::events::WatchEventsRequest;
+use itsm_proto::events::event_service_client::EventServiceClient;
+use itsm_runtime::CallContext;
+use itsm_runtime::db::{now_micros, timestamp};
+use itsm_runtime::testing::{
+    RunningServer, TEST_INTERNAL_TOKEN, TestBackend, TestDatabase, internal_channel, settings_for,
+    with_context,
+};
+
+const HOUR: i64 = 3_600_000_000;
+
+struct Suite {
+    changes: ChangeServiceClient<Channel>,
+    cmdb: CmdbServiceClient<Channel>,
+    server: RunningServer,
+    _servers: RunningServer,
+    _dbs: (TestDatabase, TestDatabase),
+}
+
+async fn start(backend: TestBackend) -> Suite {
+    let cmdb_db = TestDatabase::create(backend).await.unwrap();
+    let cmdb_settings = settings_for(&cmdb_db.url);
+    let cmdb = RunningServer::start(move |l, s| itsm_cmdb::serve(cmdb_settings, l, s.wait())).await.unwrap();
+    let db = TestDatabase::create(backend).await.unwrap();
+    let mut settings = settings_for(&db.url);
+    settings.upstream.cmdb = cmdb.url();
+    let server = RunningServer::start(move |l, s| itsm_change::serve(settings, l, s.wait())).await.unwrap();
+    Suite {
+        changes: ChangeServiceClient::new(internal_channel(&server.url()).await.unwrap()),
+        cmdb: CmdbServiceClient::new(internal_channel(&cmdb.url()).await.unwrap()),
+        server,
+        _servers: cmdb,
+        _dbs: (cmdb_db, db),
+    }
+}
+
+/// As `principal` with these roles, as the gateway would call.
+fn as_user<T>(message: T, principal: &str, roles: &[&str]) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    CallContext {
+        tenant: "acme".into(),
+        principal: principal.into(),
+        roles: roles.iter().map(|r| (*r).to_string()).collect(),
+    }
+    .apply(request.metadata_mut(), TEST_INTERNAL_TOKEN);
+    request
+}
+
+fn req<T>(message: T) -> tonic::Request<T> {
+    with_context(message, "acme", "alice")
+}
+
+fn violations(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let mut fields: Vec<String> = status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default();
+    fields.sort();
+    fields
+}
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_string()).collect() })
+}
+
+impl Suite {
+    async fn ci(&mut self, name: &str, class: &str, criticality: i32, environment: &str) -> String {
+        let ci = ConfigurationItem {
+            display_name: name.into(),
+            ci_class: class.into(),
+            criticality,
+            environment: environment.into(),
+            ..Default::default()
+        };
+        self.cmdb
+            .create_configuration_item(req(CreateConfigurationItemRequest {
+                configuration_item: Some(ci),
+                request_id: String::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .name
+    }
+
+    async fn create(&mut self, change: Change) -> Result<Change, tonic::Status> {
+        self.changes
+            .create_change(req(CreateChangeRequest { change: Some(change), request_id: String::new() }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn set_state(&mut self, name: &str, state: ChangeState) -> Result<Change, tonic::Status> {
+        self.changes
+            .update_change(req(UpdateChangeRequest {
+                change: Some(Change { name: name.into(), state: state as i32, ..Default::default() }),
+                update_mask: mask(&["state"]),
+            }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+fn change(kind: ChangeType, cis: &[&str], start: i64, end: i64) -> Change {
+    Change {
+        r#type: kind as i32,
+        short_description: "Upgrade the database".into(),
+        configuration_items: cis.iter().map(|c| (*c).to_string()).collect(),
+        planned_start_time: (start > 0).then(|| timestamp(start)),
+        planned_end_time: (end > 0).then(|| timestamp(end)),
+        ..Default::default()
+    }
+}
+
+fn state(c: &Change) -> ChangeState {
+    ChangeState::try_from(c.state).unwrap()
+}
+
+async fn normal_change_approvals_and_can_deploy(backend: TestBackend) {
+    let mut s = start(backend).await;
+    let db = s.ci("db-01", "server", 2, "production").await;
+    let now = now_micros();
+    let created = s.create(change(ChangeType::Normal, &[&db], now - HOUR, now + HOUR)).await.unwrap();
+    assert_eq!(created.number, "CHG0000001");
+    assert_eq!(state(&created), ChangeState::New);
+    assert_eq!(created.risk_factors.len(), 6, "every factor explains itself");
+    assert_eq!(created.required_approvals, 1);
+    assert_eq!(created.risk, Risk::Low as i32);
+    let name = created.name.clone();
+
+    let err = s.set_state(&name, ChangeState::Implement).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("from NEW it can go to ASSESS, CANCELLED"), "{}", err.message());
+    // Approving a change that is not awaiting approval.
+    let err = s
+        .changes
+        .approve_change(as_user(
+            ApproveChangeRequest { name: name.clone(), ..Default::default() },
+            "bob",
+            &["cab-member"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    s.set_state(&name, ChangeState::Assess).await.unwrap();
+    s.set_state(&name, ChangeState::Authorize).await.unwrap();
+    let err = s.set_state(&name, ChangeState::Scheduled).await.unwrap_err();
+    assert!(err.message().contains("ApproveChange"), "{}", err.message());
+
+    // Separation of duties and roles.
+    let approve = |who: &str, roles: &[&str]| {
+        as_user(
+            ApproveChangeRequest { name: name.clone(), comment: "ok".into(), etag: String::new() },
+            who,
+            roles,
+        )
+    };
+    let err = s.changes.approve_change(approve("alice", &["change-manager"])).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("separation of duties"));
+    let err = s.changes.approve_change(approve("bob", &["agent"])).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // Before approval, a deployment is not covered.
+    let can = |at: i64| {
+        req(CanDeployRequest {
+            configuration_item: db.clone(),
+            environment: "production".into(),
+            deploy_time: Some(timestamp(at)),
+        })
+    };
+    let answer = s.changes.can_deploy(can(now)).await.unwrap().into_inner();
+    assert!(!answer.allowed);
+    assert!(answer.reasons.iter().any(|r| r.contains("awaits approval")), "{:?}", answer.reasons);
+
+    let scheduled = s.changes.approve_change(approve("bob", &["cab-member"])).await.unwrap().into_inner();
+    assert_eq!(state(&scheduled), ChangeState::Scheduled);
+    assert_eq!(scheduled.approvals.len(), 1);
+    assert_eq!(scheduled.approvals[0].approver, "bob");
+
+    let answer = s.changes.can_deploy(can(now)).await.unwrap().into_inner();
+    assert!(answer.allowed, "{:?}", answer.reasons);
+    assert_eq!(answer.changes, vec![name.clone()]);
+    let outside = s.changes.can_deploy(can(now + 3 * HOUR)).await.unwrap().into_inner();
+    assert!(!outside.allowed);
+    assert!(
+        outside.reasons.iter().any(|r| r.contains("no authorised change covers")),
+        "{:?}",
+        outside.reasons
+    );
+    let wrong_env = s
+        .changes
+        .can_deploy(req(CanDeployRequest {
+            configuration_item: db.clone(),
+            environment: "staging".into(),
+            deploy_time: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!wrong_env.allowed);
+
+    let implementing = s.set_state(&name, ChangeState::Implement).await.unwrap();
+    assert!(implementing.actual_start_time.is_some());
+    let reviewed = s.set_state(&name, ChangeState::Review).await.unwrap();
+    assert_eq!(reviewed.outcome, ChangeOutcome::Successful as i32);
+    assert_eq!(state(&s.set_state(&name, ChangeState::Closed).await.unwrap()), ChangeState::Closed);
+
+    // The feed says when the change was implemented.
+    let mut feed = EventServiceClient::new(internal_channel(&s.server.url()).await.unwrap());
+    let mut stream = feed
+        .watch_events(req(WatchEventsRequest { after_sequence: 0, types: vec![] }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut implemented = false;
+    while !implemented {
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap();
+        let payload = ChangeChanged::decode(event.payload.unwrap().value.as_slice()).unwrap();
+        implemented = payload.previous_state == ChangeState::Implement as i32
+            && payload.change.as_ref().unwrap().state == ChangeState::Review as i32;
+    }
+}
+
+async fn standard_changes_skip_authorisation(backend: TestBackend) {
+    let mut s = start(backend).await;
+    let web = s.ci("web-01", "server", 1, "").await;
+    let now = now_micros();
+    let created = s.create(change(ChangeType::Standard, &[&web], now, now + HOUR)).await.unwrap();
+    assert_eq!(created.required_approvals, 0);
+    let err = s.set_state(&created.name, ChangeState::Assess).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(
+        state(&s.set_state(&created.name, ChangeState::Scheduled).await.unwrap()),
+        ChangeState::Scheduled
+    );
+    let normal = s.create(change(ChangeType::Normal, &[&web], now + 2 * HOUR, now + 3 * HOUR)).await.unwrap();
+    assert_eq!(
+        s.set_state(&normal.name, ChangeState::Scheduled).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+}
+
+async fn bad_input_writes_nothing(backend: TestBackend) {
+    let mut s = start(backend).await;
+    let app = s.ci("app-01", "server", 1, "").await;
+    let now = now_micros();
+    let missing = format!("configurationItems/{}", uuid::Uuid::now_v7());
+    let cases: Vec<(Change, Vec<&str>)> = vec![
+        (change(ChangeType::Normal, &[&app], now + HOUR, now), vec!["change.planned_end_time"]),
+        (change(ChangeType::Normal, &[&app], now, 0), vec!["change.planned_end_time"]),
+        (change(ChangeType::Unspecified, &[&app], 0, 0), vec!["change.type"]),
+        (change(ChangeType::Normal, &[&missing], 0, 0), vec!["change.configuration_items[0]"]),
+        (
+            Change { short_description: String::new(), ..change(ChangeType::Normal, &[], 0, 0) },
+            vec!["change.short_description"],
+        ),
+        (
+            Change {
+                risk_answers: [("is_friday".to_string(), true)].into(),
+                ..change(ChangeType::Normal, &[], 0, 0)
+            },
+            vec!["change.risk_answers[is_friday]"],
+        ),
+    ];
+    for (bad, fields) in cases {
+        let err = s.create(bad.clone()).await.unwrap_err();
+        assert_eq!(violations(&err), fields, "{bad:?}");
+    }
+    let listed = s.changes.list_changes(req(ListChangesRequest::default())).await.unwrap().into_inner();
+    assert!(listed.changes.is_empty());
+    // A change without a window cannot leave NEW.
+    let draft = s.create(change(ChangeType::Normal, &[&app], 0, 0)).await.unwrap();
+    assert_eq!(
+        s.set_state(&draft.name, ChangeState::Assess).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+}
+
+async fn risk_factors_conflicts_and_failure_history(backend: TestBackend) {
+    let mut s = start(backend).await;
+    let db = s.ci("db-core", "server", 4, "").await;
+    let payments = s.ci("Payments", "business_service", 3, "").await;
+    s.cmdb
+        .create_relationship(req(CreateRelationshipRequest {
+            relationship: Some(Relationship {
+                source: payments.clone(),
+                target: db.clone(),
+                r#type: RelationshipType::DependsOn as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap();
+    let now = now_micros();
+    let first = s.create(change(ChangeType::Normal, &[&db], now + HOUR, now + 3 * HOUR)).await.unwrap();
+    let factor = |c: &Change, name: &str| c.risk_factors.iter().find(|f| f.factor == name).cloned().unwrap();
+    assert_eq!(factor(&first, "ci_criticality").points, 20);
+    assert_eq!(factor(&first, "blast_radius").points, 8);
+    assert_eq!(
+        factor(&first, "blast_radius").explanation,
+        "1 business service(s) depend on the affected CIs"
+    );
+    assert_eq!(first.risk_score, 20 + 8 + 5);
+    assert_eq!(first.risk, Risk::Moderate as i32);
+    assert!(first.conflicts.is_empty());
+
+    // Overlapping on the same CI: a conflict, and more risk.
+    let second = s.create(change(ChangeType::Normal, &[&db], now + 2 * HOUR, now + 4 * HOUR)).await.unwrap();
+    assert_eq!(second.conflicts, vec![first.name.clone()]);
+    assert_eq!(factor(&second, "schedule_conflicts").points, 15);
+    assert_eq!(second.risk, Risk::High as i32);
+    assert_eq!(second.required_approvals, 2, "high risk needs two approvals");
+    // Not overlapping: no conflict.
+    let later = s.create(change(ChangeType::Normal, &[&db], now + 5 * HOUR, now + 6 * HOUR)).await.unwrap();
+    assert!(later.conflicts.is_empty());
+
+    // A failed change counts against the next one on the same CI.
+    let name = first.name.clone();
+    s.set_state(&name, ChangeState::Assess).await.unwrap();
+    s.set_state(&name, ChangeState::Authorize).await.unwrap();
+    let approve = |who: &str| {
+        as_user(
+            ApproveChangeRequest { name: name.clone(), comment: String::new(), etag: String::new() },
+            who,
+            &["cab-member"],
+        )
+    };
+    s.changes.approve_change(approve("bob")).await.unwrap();
+    let current =
+        s.changes.get_change(req(GetChangeRequest { name: name.clone() })).await.unwrap().into_inner();
+    if state(&current) != ChangeState::Scheduled {
+        s.changes.approve_change(approve("carol")).await.unwrap();
+    }
+    s.set_state(&name, ChangeState::Implement).await.unwrap();
+    let failed = s
+        .changes
+        .update_change(req(UpdateChangeRequest {
+            change: Some(Change {
+                name: name.clone(),
+                state: ChangeState::Failed as i32,
+                outcome: ChangeOutcome::BackedOut as i32,
+                ..Default::default()
+            }),
+            update_mask: mask(&["state", "outcome"]),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failed.outcome, ChangeOutcome::BackedOut as i32);
+    let next = s.create(change(ChangeType::Normal, &[&db], now + 10 * HOUR, now + 11 * HOUR)).await.unwrap();
+    assert_eq!(factor(&next, "failure_history").points, 20);
+    assert_eq!(factor(&next, "failure_history").explanation, "1 of 1 past changes on these CIs failed");
+
+    // A rejection sends the change back to NEW for rework.
+    let name = later.name.clone();
+    s.set_state(&name, ChangeState::Assess).await.unwrap();
+    s.set_state(&name, ChangeState::Authorize).await.unwrap();
+    let err = s
+        .changes
+        .reject_change(as_user(
+            RejectChangeRequest { name: name.clone(), comment: String::new(), etag: String::new() },
+            "bob",
+            &["cab-member"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), vec!["comment"]);
+    let rejected = s
+        .changes
+        .reject_change(as_user(
+            RejectChangeRequest {
+                name: name.clone(),
+                comment: "No backout plan".into(),
+                etag: String::new(),
+            },
+            "bob",
+            &["cab-member"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&rejected), ChangeState::New);
+    assert_eq!(rejected.approvals[0].decision, ApprovalDecision::Rejected as i32);
+}
+
+itsm_runtime::db_tests!(
+    normal_change_approvals_and_can_deploy,
+    standard_changes_skip_authorisation,
+    bad_input_writes_nothing,
+    risk_factors_conflicts_and_failure_history,
+);
