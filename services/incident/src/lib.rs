@@ -1,9 +1,11 @@
 //! The incident service: incidents, problems and known errors (`itsm.incident.v1`).
 //!
 //! `serve` runs it on a listener until `shutdown` completes; besides the gRPC services it runs
-//! the sweeper that closes resolved incidents after `incident.auto_close_days`.
+//! the sweeper that closes resolved incidents after `incident.auto_close_days`, and follows the
+//! change service's feed to resolve problems whose fix has been implemented.
 
 pub mod api;
+pub mod change_desk;
 pub mod convert;
 pub mod domain;
 pub mod entity;
@@ -50,8 +52,13 @@ pub async fn serve(
     let max = settings.server.max_message_bytes;
     let auto_close_days = settings.incident.auto_close_days;
     let interval = Duration::from_millis(settings.incident.auto_close_interval_ms);
+    let change_desk = change_desk::ChangeDesk::from_settings(&settings)?;
+    let mut consumer_options = itsm_runtime::consumer::ConsumerOptions::new(change_desk::CONSUMER);
+    consumer_options.types = vec![<itsm_proto::change::ChangeChanged as prost::Name>::full_name()];
+    consumer_options.internal_token.clone_from(&settings.auth.internal_token);
     let shutdown = shutdown.shared();
     let sweeper_stop = shutdown.clone();
+    let consumer_stop = shutdown.clone();
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
         settings,
@@ -62,7 +69,19 @@ pub async fn serve(
             if auto_close_days > 0 {
                 tokio::spawn(sweep_resolved(repo.clone(), auto_close_days, interval, sweeper_stop));
             }
-            let shared = api::Shared { repo, cmdb, page_tokens: state.page_tokens.clone() };
+            // Problems follow the changes raised to fix them.
+            if let Some(channel) = change_desk.channel() {
+                let handler = change_desk::ImplementedChanges { repo: repo.clone() };
+                let consumer = itsm_runtime::consumer::EventConsumer::new(
+                    consumer_options,
+                    state.db.clone(),
+                    channel,
+                    handler,
+                );
+                tokio::spawn(consumer.run(consumer_stop));
+            }
+            let shared =
+                api::Shared { repo, cmdb, changes: change_desk, page_tokens: state.page_tokens.clone() };
             server
                 .add_service(
                     IncidentServiceServer::new(api::incidents::IncidentApi(shared.clone()))

@@ -16,7 +16,7 @@ use itsm_runtime::testing::{TestBackend, internal_channel};
 
 mod common;
 
-use common::{as_user, incident, req, start, start_with, violations};
+use common::{as_user, incident, req, start, start_with, start_with_changes, violations};
 
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_string()).collect() })
@@ -841,7 +841,126 @@ async fn auto_close_and_escalation(backend: TestBackend) {
     assert!(last.reason.contains("automatically"));
 }
 
+async fn raise_change_round_trip(backend: TestBackend) {
+    use itsm_proto::change::{
+        ApproveChangeRequest, Change, ChangeState, GetChangeRequest, ListChangesRequest, UpdateChangeRequest,
+    };
+    let mut s = start_with_changes(backend).await;
+    let db = s.ci("db-07", "server").await;
+    let incident = s.create(incident("Nightly batch times out", &[&db])).await;
+    let problem = s
+        .problems
+        .create_problem(req(CreateProblemRequest {
+            problem: Some(Problem {
+                short_description: "Batch timeouts".into(),
+                incidents: vec![incident.name.clone()],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let raise = |request_id: &str| {
+        req(RaiseChangeRequest {
+            name: problem.name.clone(),
+            short_description: String::new(),
+            description: "Add an index".into(),
+            request_id: request_id.into(),
+        })
+    };
+    let err = s.problems.raise_change(raise("")).await.unwrap_err();
+    assert_eq!(violations(&err), vec!["request_id"]);
+    // No root cause yet: nothing to fix.
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let err = s.problems.raise_change(raise(&request_id)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    s.problems
+        .update_problem(req(UpdateProblemRequest {
+            problem: Some(Problem {
+                name: problem.name.clone(),
+                state: ProblemState::Assessed as i32,
+                root_cause: "Missing index on batch_runs".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["state", "root_cause"]),
+        }))
+        .await
+        .unwrap();
+    let raised = s.problems.raise_change(raise(&request_id)).await.unwrap().into_inner();
+    assert_eq!(raised.changes, vec!["changes/CHG0000001".to_string()]);
+    assert_eq!(raised.state, ProblemState::FixInProgress as i32);
+    // A retry raises no second change.
+    let again = s.problems.raise_change(raise(&request_id)).await.unwrap().into_inner();
+    assert_eq!(again.changes, raised.changes);
+    let changes = s.changes.as_mut().unwrap();
+    let listed = changes.list_changes(req(ListChangesRequest::default())).await.unwrap().into_inner();
+    assert_eq!(listed.changes.len(), 1);
+    let change = changes
+        .get_change(req(GetChangeRequest { name: raised.changes[0].clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(change.problem, problem.name);
+    assert_eq!(change.configuration_items, vec![db.clone()]);
+    assert!(change.description.contains("Missing index on batch_runs"));
+
+    // Take the change through to implemented; the problem follows.
+    let now = itsm_runtime::db::now_micros();
+    let set = |state: ChangeState, paths: &[&str]| {
+        req(UpdateChangeRequest {
+            change: Some(Change {
+                name: change.name.clone(),
+                state: state as i32,
+                planned_start_time: Some(itsm_runtime::db::timestamp(now)),
+                planned_end_time: Some(itsm_runtime::db::timestamp(now + 3_600_000_000)),
+                ..Default::default()
+            }),
+            update_mask: mask(paths),
+        })
+    };
+    changes
+        .update_change(set(ChangeState::Assess, &["state", "planned_start_time", "planned_end_time"]))
+        .await
+        .unwrap();
+    changes.update_change(set(ChangeState::Authorize, &["state"])).await.unwrap();
+    let mut approve =
+        tonic::Request::new(ApproveChangeRequest { name: change.name.clone(), ..Default::default() });
+    itsm_runtime::CallContext {
+        tenant: common::TENANT.into(),
+        principal: "bob".into(),
+        roles: vec!["cab-member".into()],
+    }
+    .apply(approve.metadata_mut(), itsm_runtime::testing::TEST_INTERNAL_TOKEN);
+    changes.approve_change(approve).await.unwrap();
+    changes.update_change(set(ChangeState::Implement, &["state"])).await.unwrap();
+    let unresolved = s
+        .problems
+        .get_problem(req(GetProblemRequest { name: problem.name.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unresolved.state, ProblemState::FixInProgress as i32, "implementing is not implemented");
+    changes.update_change(set(ChangeState::Review, &["state"])).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let current = s
+            .problems
+            .get_problem(req(GetProblemRequest { name: problem.name.clone() }))
+            .await
+            .unwrap()
+            .into_inner();
+        if current.state == ProblemState::Resolved as i32 {
+            assert!(current.resolution_notes.contains("CHG0000001"), "{}", current.resolution_notes);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the problem was not resolved by the change event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 itsm_runtime::db_tests!(
+    raise_change_round_trip,
     lifecycle_timeline_and_etags,
     bad_input_is_rejected_and_writes_nothing,
     cmdb_down_is_unavailable,

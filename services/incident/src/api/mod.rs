@@ -17,6 +17,7 @@ use itsm_cmdb_client::{CiReference, CmdbDirectory};
 pub struct Shared {
     pub repo: Repository,
     pub cmdb: CmdbDirectory,
+    pub changes: crate::change_desk::ChangeDesk,
     pub page_tokens: PageTokens,
 }
 

@@ -7,8 +7,8 @@ use itsm_proto::incident::{
     CreateKnownErrorRequest, CreateProblemRequest, DeleteKnownErrorRequest, DeleteKnownErrorResponse,
     DeleteProblemRequest, DeleteProblemResponse, GetKnownErrorRequest, GetProblemRequest, KnownError,
     ListCandidateProblemsRequest, ListCandidateProblemsResponse, ListKnownErrorsRequest,
-    ListKnownErrorsResponse, ListProblemsRequest, ListProblemsResponse, Problem, UpdateKnownErrorRequest,
-    UpdateProblemRequest,
+    ListKnownErrorsResponse, ListProblemsRequest, ListProblemsResponse, Problem, RaiseChangeRequest,
+    UpdateKnownErrorRequest, UpdateProblemRequest,
 };
 use itsm_runtime::db::now_micros;
 use itsm_runtime::error::Violations;
@@ -382,5 +382,40 @@ impl ProblemService for ProblemApi {
         let since = now_micros() - days * 86_400_000_000;
         let candidates = self.0.repo.candidate_problems(&ctx, since, min, limit).await?;
         Ok(Response::new(ListCandidateProblemsResponse { candidates }))
+    }
+
+    async fn raise_change(&self, request: Request<RaiseChangeRequest>) -> Result<Response<Problem>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = problem_number(&r.name, "name")?;
+        let mut v = Violations::new();
+        if r.request_id.is_empty() {
+            v.add("request_id", "is required, so a retry raises no second change");
+        } else if idempotency::validate_request_id(&r.request_id, "request_id").is_err() {
+            v.add("request_id", "must be a UUID");
+        }
+        check_short(&mut v, "short_description", &r.short_description, false);
+        check_long(&mut v, "description", &r.description);
+        v.into_result()?;
+        let problem = self.0.repo.get_problem(&ctx, &number).await?;
+        let state = ProblemState::from_i32(problem.state);
+        let raisable = matches!(
+            state,
+            Some(ProblemState::Assessed | ProblemState::RootCauseAnalysis | ProblemState::FixInProgress)
+        );
+        if !raisable || problem.root_cause.trim().is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is {} {}; a change is raised for an ASSESSED, ROOT_CAUSE_ANALYSIS or FIX_IN_PROGRESS \
+                 problem with a root cause",
+                r.name,
+                state.map_or("in an unknown state", ProblemState::name),
+                if problem.root_cause.trim().is_empty() { "without a root cause" } else { "" }
+            ))
+            .into());
+        }
+        let change = crate::change_desk::change_for(&problem, &r.short_description, &r.description);
+        let change_name = self.0.changes.create(&ctx, change, &r.request_id).await?;
+        let linked = self.0.repo.link_change(&ctx, &number, &change_name).await?;
+        Ok(Response::new(problem_to_proto(&linked)))
     }
 }

@@ -344,7 +344,8 @@ impl Repository {
         Ok(Page { items, next_key })
     }
 
-    /// Records that `change` (a change-service name) fixes the problem, in the caller's transaction.
+    /// Records that `change` (a change-service name) fixes the problem and puts the problem in
+    /// FIX_IN_PROGRESS; linking the same change again changes nothing.
     pub async fn link_change(
         &self,
         ctx: &CallContext,
@@ -363,6 +364,8 @@ impl Repository {
         changes.push(change.to_string());
         let mut after = current.clone();
         after.changes = list_to(&changes);
+        // Raising the fix is the move into FIX_IN_PROGRESS (the root cause is known by now).
+        after.state = ProblemState::FixInProgress as i32;
         txn.execute_raw(stmt(
             txn.get_database_backend(),
             "INSERT INTO problem_changes (tenant_id, change, problem_id) VALUES ($1, $2, $3)",

@@ -7,6 +7,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
+use itsm_proto::change::change_service_client::ChangeServiceClient;
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{ConfigurationItem, CreateConfigurationItemRequest};
 use itsm_proto::incident::incident_service_client::IncidentServiceClient;
@@ -20,6 +21,8 @@ use itsm_runtime::testing::{
 pub const TENANT: &str = "acme";
 
 pub struct Suite {
+    /// Set when started with the change service.
+    pub changes: Option<ChangeServiceClient<Channel>>,
     pub incidents: IncidentServiceClient<Channel>,
     pub problems: ProblemServiceClient<Channel>,
     pub cmdb: CmdbServiceClient<Channel>,
@@ -27,26 +30,54 @@ pub struct Suite {
     pub cmdb_server: Option<RunningServer>,
     pub incident_db: TestDatabase,
     _cmdb_db: TestDatabase,
+    _change: Option<(RunningServer, TestDatabase)>,
 }
 
 pub async fn start(backend: TestBackend) -> Suite {
     start_with(backend, |_| {}).await
 }
 
-/// Starts both services; `tune` adjusts the incident service's settings.
+/// Starts the CMDB, the change service and the incident service.
+pub async fn start_with_changes(backend: TestBackend) -> Suite {
+    start_all(backend, true, |_| {}).await
+}
+
+/// Starts the CMDB and the incident service; `tune` adjusts the incident service's settings.
 pub async fn start_with(backend: TestBackend, tune: impl FnOnce(&mut Settings)) -> Suite {
+    start_all(backend, false, tune).await
+}
+
+async fn start_all(backend: TestBackend, with_changes: bool, tune: impl FnOnce(&mut Settings)) -> Suite {
     let cmdb_db = TestDatabase::create(backend).await.unwrap();
     let cmdb_settings = settings_for(&cmdb_db.url);
     let cmdb_server =
         RunningServer::start(move |l, s| itsm_cmdb::serve(cmdb_settings, l, s.wait())).await.unwrap();
+    let change = if with_changes {
+        let db = TestDatabase::create(backend).await.unwrap();
+        let mut settings = settings_for(&db.url);
+        settings.upstream.cmdb = cmdb_server.url();
+        let server =
+            RunningServer::start(move |l, s| itsm_change::serve(settings, l, s.wait())).await.unwrap();
+        Some((server, db))
+    } else {
+        None
+    };
     let incident_db = TestDatabase::create(backend).await.unwrap();
     let mut settings = settings_for(&incident_db.url);
     settings.upstream.cmdb = cmdb_server.url();
+    // No change service unless the test starts one (the default address may be someone else's).
+    settings.upstream.change = change.as_ref().map(|(server, _)| server.url()).unwrap_or_default();
     tune(&mut settings);
     let incident_server =
         RunningServer::start(move |l, s| itsm_incident::serve(settings, l, s.wait())).await.unwrap();
     let channel = internal_channel(&incident_server.url()).await.unwrap();
+    let changes = match &change {
+        Some((server, _)) => Some(ChangeServiceClient::new(internal_channel(&server.url()).await.unwrap())),
+        None => None,
+    };
     Suite {
+        changes,
+        _change: change,
         incidents: IncidentServiceClient::new(channel.clone()),
         problems: ProblemServiceClient::new(channel),
         cmdb: CmdbServiceClient::new(internal_channel(&cmdb_server.url()).await.unwrap()),
