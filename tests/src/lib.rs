@@ -25,11 +25,21 @@ impl Suite {
         let jwt_secret = "e2e-secret-that-is-long-enough-for-hs256".to_string();
         let mut databases = Vec::new();
         let mut services = Vec::new();
+        // Each service knows only the ones started before it (dependencies first); an address
+        // left at its default could reach someone else's server.
         let mut base = Settings::default();
-        for name in ["service-desk", "incident", "change", "cmdb", "delivery"] {
+        base.upstream = itsm_runtime::config::UpstreamSettings {
+            service_desk: String::new(),
+            incident: String::new(),
+            change: String::new(),
+            cmdb: String::new(),
+            delivery: String::new(),
+        };
+        for name in ["cmdb", "change", "incident", "service-desk", "delivery"] {
             let db = TestDatabase::create(backend).await?;
             let mut settings = settings_for(&db.url);
             settings.auth.jwt_secret.clone_from(&jwt_secret);
+            settings.upstream = base.upstream.clone();
             let server = RunningServer::start(move |listener, shutdown| async move {
                 let stop = shutdown.wait();
                 match name {
