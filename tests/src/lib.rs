@@ -27,13 +27,15 @@ impl Suite {
         let mut services = Vec::new();
         // Each service knows only the ones started before it (dependencies first); an address
         // left at its default could reach someone else's server.
-        let mut base = Settings::default();
-        base.upstream = itsm_runtime::config::UpstreamSettings {
-            service_desk: String::new(),
-            incident: String::new(),
-            change: String::new(),
-            cmdb: String::new(),
-            delivery: String::new(),
+        let mut base = Settings {
+            upstream: itsm_runtime::config::UpstreamSettings {
+                service_desk: String::new(),
+                incident: String::new(),
+                change: String::new(),
+                cmdb: String::new(),
+                delivery: String::new(),
+            },
+            ..Settings::default()
         };
         for name in ["cmdb", "change", "incident", "service-desk", "delivery"] {
             let db = TestDatabase::create(backend).await?;

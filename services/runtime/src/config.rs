@@ -373,6 +373,13 @@ mod tests {
         file
     }
 
+    /// The example file documents the defaults: it loads and changes nothing.
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/itsm.example.toml");
+        assert_eq!(Settings::load(Some(&path), env(&[])).unwrap(), Settings::default());
+    }
+
     #[test]
     fn defaults_load_and_validate() {
         let settings = Settings::load(None, env(&[])).unwrap();
