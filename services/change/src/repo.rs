@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
-    IntoActiveModel, Order, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+    QueryFilter, TransactionTrait, Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,7 @@ use itsm_runtime::db::{now_micros, stmt};
 use itsm_runtime::filter::Expr as Filter;
 use itsm_runtime::history::{self, FieldDiff, NewEntry, change_time, check_etag, diff};
 use itsm_runtime::idempotency::{self, Claim};
+use itsm_runtime::keyset;
 use itsm_runtime::numbers;
 use itsm_runtime::outbox::{self, EventFeed, NewEvent};
 use itsm_runtime::sql_filter::{self as filters, Field};
@@ -38,10 +39,7 @@ pub struct Repository {
     pub feed: EventFeed,
 }
 
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_key: Option<Vec<serde_json::Value>>,
-}
+pub use itsm_runtime::keyset::Page;
 
 /// What the CMDB said about the affected CIs when they were last set.
 #[derive(Debug, Clone, Copy, Default)]
@@ -299,46 +297,16 @@ impl Repository {
         if let Some(filter) = filter {
             query = query.filter(filters::condition(filter, &ctx.tenant, &change_field, FILTER_FIELDS)?);
         }
-        if let Some(key) = after {
-            let bad = || Error::invalid("page_token", "invalid page token");
-            let (value, id): (Value, String) = match key.as_slice() {
-                [serde_json::Value::String(v), serde_json::Value::String(id)] => {
-                    (v.clone().into(), id.clone())
-                }
-                [serde_json::Value::Number(v), serde_json::Value::String(id)] => {
-                    (v.as_i64().ok_or_else(bad)?.into(), id.clone())
-                }
-                _ => return Err(bad()),
+        keyset::page(&self.db, query, column, change::Column::Id, descending, after, limit, |m| {
+            let value = match field {
+                "number" => serde_json::json!(m.number),
+                "planned_start_time" => serde_json::json!(m.planned_start_time),
+                "update_time" => serde_json::json!(m.update_time),
+                _ => serde_json::json!(m.create_time),
             };
-            let key = Expr::tuple([
-                Expr::col((change::Entity, column)),
-                Expr::col((change::Entity, change::Column::Id)),
-            ]);
-            let last = Expr::tuple([Expr::val(value), Expr::val(id)]);
-            query = query.filter(if descending { key.lt(last) } else { key.gt(last) });
-        }
-        let direction = if descending { Order::Desc } else { Order::Asc };
-        let rows = query
-            .order_by(column, direction.clone())
-            .order_by(change::Column::Id, direction)
-            .limit(limit + 1)
-            .all(&self.db)
-            .await?;
-        let more = rows.len() as u64 > limit;
-        let items: Vec<change::Model> = rows.into_iter().take(limit as usize).collect();
-        let next_key = match (more, items.last()) {
-            (true, Some(last)) => Some(vec![
-                match field {
-                    "number" => serde_json::json!(last.number),
-                    "planned_start_time" => serde_json::json!(last.planned_start_time),
-                    "update_time" => serde_json::json!(last.update_time),
-                    _ => serde_json::json!(last.create_time),
-                },
-                serde_json::json!(last.id),
-            ]),
-            _ => None,
-        };
-        Ok(Page { items, next_key })
+            (value, m.id.clone())
+        })
+        .await
     }
 
     /// Changes on `ci` whose window covers `at`, in states from AUTHORIZE to IMPLEMENT.

@@ -959,7 +959,71 @@ async fn raise_change_round_trip(backend: TestBackend) {
     }
 }
 
+async fn listing_pages_by_keyset(backend: TestBackend) {
+    let mut s = start(backend).await;
+    for i in 0..7 {
+        s.create(Incident {
+            impact: 1 + i % 3,
+            urgency: 1 + (i / 3) % 3,
+            ..incident(&format!("incident {i}"), &[])
+        })
+        .await;
+    }
+    for order_by in ["number", "priority desc", "open_time", "update_time desc"] {
+        let mut token = String::new();
+        let mut seen = Vec::new();
+        loop {
+            let page = s
+                .incidents
+                .list_incidents(req(ListIncidentsRequest {
+                    page_size: 3,
+                    page_token: token.clone(),
+                    order_by: order_by.into(),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner();
+            seen.extend(page.incidents.into_iter().map(|i| (i.number, i.priority)));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(seen.len(), 7, "{order_by}: every incident once");
+        let mut numbers: Vec<&String> = seen.iter().map(|(n, _)| n).collect();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 7, "{order_by}");
+        if order_by == "priority desc" {
+            assert!(seen.windows(2).all(|w| w[0].1 >= w[1].1), "{seen:?}");
+        }
+    }
+    // A token from another query is refused.
+    let first = s
+        .incidents
+        .list_incidents(req(ListIncidentsRequest {
+            page_size: 2,
+            order_by: "number".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = s
+        .incidents
+        .list_incidents(req(ListIncidentsRequest {
+            page_size: 2,
+            order_by: "priority".into(),
+            page_token: first.next_page_token,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), vec!["page_token"]);
+}
+
 itsm_runtime::db_tests!(
+    listing_pages_by_keyset,
     raise_change_round_trip,
     lifecycle_timeline_and_etags,
     bad_input_is_rejected_and_writes_nothing,

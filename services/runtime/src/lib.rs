@@ -24,6 +24,7 @@ pub mod fieldmask;
 pub mod filter;
 pub mod history;
 pub mod idempotency;
+pub mod keyset;
 pub mod numbers;
 pub mod outbox;
 pub mod paging;

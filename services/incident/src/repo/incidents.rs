@@ -12,6 +12,7 @@ use itsm_proto::incident::{CandidateKind, CandidateProblem, IncidentChanged, Maj
 use itsm_runtime::db::{now_micros, stmt, timestamp};
 use itsm_runtime::filter::Expr as Filter;
 use itsm_runtime::idempotency::{self, Claim};
+use itsm_runtime::keyset;
 use itsm_runtime::numbers;
 use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
@@ -636,46 +637,16 @@ impl Repository {
             let id = r#""incidents"."id""#;
             query = query.filter(matching(self.db.get_database_backend(), id, INCIDENT, &ctx.tenant, words));
         }
-        if let Some(key) = after {
-            let bad = || Error::invalid("page_token", "invalid page token");
-            let (value, id): (Value, String) = match key.as_slice() {
-                [serde_json::Value::String(v), serde_json::Value::String(id)] => {
-                    (v.clone().into(), id.clone())
-                }
-                [serde_json::Value::Number(v), serde_json::Value::String(id)] => {
-                    (v.as_i64().ok_or_else(bad)?.into(), id.clone())
-                }
-                _ => return Err(bad()),
+        keyset::page(&self.db, query, column, incident::Column::Id, descending, after, limit, |m| {
+            let value = match field {
+                "number" => serde_json::json!(m.number),
+                "priority" => serde_json::json!(m.priority),
+                "update_time" => serde_json::json!(m.update_time),
+                _ => serde_json::json!(m.open_time),
             };
-            let key = Expr::tuple([
-                Expr::col((incident::Entity, column)),
-                Expr::col((incident::Entity, incident::Column::Id)),
-            ]);
-            let last = Expr::tuple([Expr::val(value), Expr::val(id)]);
-            query = query.filter(if descending { key.lt(last) } else { key.gt(last) });
-        }
-        let direction = if descending { Order::Desc } else { Order::Asc };
-        let rows = query
-            .order_by(column, direction.clone())
-            .order_by(incident::Column::Id, direction)
-            .limit(limit + 1)
-            .all(&self.db)
-            .await?;
-        let more = rows.len() as u64 > limit;
-        let items: Vec<incident::Model> = rows.into_iter().take(limit as usize).collect();
-        let next_key = match (more, items.last()) {
-            (true, Some(last)) => Some(vec![
-                match field {
-                    "number" => serde_json::json!(last.number),
-                    "priority" => serde_json::json!(last.priority),
-                    "update_time" => serde_json::json!(last.update_time),
-                    _ => serde_json::json!(last.open_time),
-                },
-                serde_json::json!(last.id),
-            ]),
-            _ => None,
-        };
-        Ok(Page { items, next_key })
+            (value, m.id.clone())
+        })
+        .await
     }
 
     /// Closes incidents resolved before `cutoff` (any tenant), at most `limit` per call; returns

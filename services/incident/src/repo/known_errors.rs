@@ -2,18 +2,18 @@
 
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, IntoActiveModel, Order,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    TransactionTrait,
 };
 
 use itsm_runtime::db::now_micros;
 use itsm_runtime::filter::Expr as Filter;
 use itsm_runtime::idempotency::{self, Claim};
+use itsm_runtime::keyset;
 use itsm_runtime::numbers;
 use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
 
-use super::problems::keyset;
 use super::search::{delete_document, matching, write_document};
 use super::{KNOWN_ERROR, Page, Repository, write_links};
 use crate::convert::{
@@ -305,36 +305,15 @@ impl Repository {
             query =
                 query.filter(matching(self.db.get_database_backend(), id, KNOWN_ERROR, &ctx.tenant, words));
         }
-        if let Some(key) = after {
-            let (value, id) = keyset(&key)?;
-            let key = Expr::tuple([
-                Expr::col((known_error::Entity, column)),
-                Expr::col((known_error::Entity, known_error::Column::Id)),
-            ]);
-            let last = Expr::tuple([Expr::val(value), Expr::val(id)]);
-            query = query.filter(if descending { key.lt(last) } else { key.gt(last) });
-        }
-        let direction = if descending { Order::Desc } else { Order::Asc };
-        let rows = query
-            .order_by(column, direction.clone())
-            .order_by(known_error::Column::Id, direction)
-            .limit(limit + 1)
-            .all(&self.db)
-            .await?;
-        let more = rows.len() as u64 > limit;
-        let items: Vec<known_error::Model> = rows.into_iter().take(limit as usize).collect();
-        let next_key = match (more, items.last()) {
-            (true, Some(last)) => Some(vec![
-                match field {
-                    "number" => serde_json::json!(last.number),
-                    "update_time" => serde_json::json!(last.update_time),
-                    _ => serde_json::json!(last.create_time),
-                },
-                serde_json::json!(last.id),
-            ]),
-            _ => None,
-        };
-        Ok(Page { items, next_key })
+        keyset::page(&self.db, query, column, known_error::Column::Id, descending, after, limit, |m| {
+            let value = match field {
+                "number" => serde_json::json!(m.number),
+                "update_time" => serde_json::json!(m.update_time),
+                _ => serde_json::json!(m.create_time),
+            };
+            (value, m.id.clone())
+        })
+        .await
     }
 }
 

@@ -33,12 +33,7 @@ pub struct Repository {
     pub rules: Arc<Rules>,
 }
 
-/// One page of a listing.
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Sort key of the last item when there may be more.
-    pub next_key: Option<Vec<serde_json::Value>>,
-}
+pub use itsm_runtime::keyset::Page;
 
 /// Record kinds in the shared history and search tables.
 pub const INCIDENT: &str = "incident";

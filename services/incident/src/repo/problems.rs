@@ -3,8 +3,8 @@
 
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, IntoActiveModel, Order,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    TransactionTrait,
 };
 
 use itsm_proto::common::FieldChange;
@@ -13,6 +13,7 @@ use itsm_runtime::db::{now_micros, stmt};
 use itsm_runtime::error::Violations;
 use itsm_runtime::filter::Expr as Filter;
 use itsm_runtime::idempotency::{self, Claim};
+use itsm_runtime::keyset;
 use itsm_runtime::numbers;
 use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
@@ -311,37 +312,16 @@ impl Repository {
             query =
                 query.filter(filters::condition(filter, &ctx.tenant, &problem_field, PROBLEM_FILTER_FIELDS)?);
         }
-        if let Some(key) = after {
-            let (value, id) = keyset(&key)?;
-            let key = Expr::tuple([
-                Expr::col((problem::Entity, column)),
-                Expr::col((problem::Entity, problem::Column::Id)),
-            ]);
-            let last = Expr::tuple([Expr::val(value), Expr::val(id)]);
-            query = query.filter(if descending { key.lt(last) } else { key.gt(last) });
-        }
-        let direction = if descending { Order::Desc } else { Order::Asc };
-        let rows = query
-            .order_by(column, direction.clone())
-            .order_by(problem::Column::Id, direction)
-            .limit(limit + 1)
-            .all(&self.db)
-            .await?;
-        let more = rows.len() as u64 > limit;
-        let items: Vec<problem::Model> = rows.into_iter().take(limit as usize).collect();
-        let next_key = match (more, items.last()) {
-            (true, Some(last)) => Some(vec![
-                match field {
-                    "number" => serde_json::json!(last.number),
-                    "priority" => serde_json::json!(last.priority),
-                    "update_time" => serde_json::json!(last.update_time),
-                    _ => serde_json::json!(last.create_time),
-                },
-                serde_json::json!(last.id),
-            ]),
-            _ => None,
-        };
-        Ok(Page { items, next_key })
+        keyset::page(&self.db, query, column, problem::Column::Id, descending, after, limit, |m| {
+            let value = match field {
+                "number" => serde_json::json!(m.number),
+                "priority" => serde_json::json!(m.priority),
+                "update_time" => serde_json::json!(m.update_time),
+                _ => serde_json::json!(m.create_time),
+            };
+            (value, m.id.clone())
+        })
+        .await
     }
 
     /// Records that `change` (a change-service name) fixes the problem and puts the problem in
@@ -396,18 +376,6 @@ impl Repository {
             Some(row) => Self::find_problem(db, tenant, &row.try_get::<String>("", "number")?).await,
             None => Ok(None),
         }
-    }
-}
-
-/// The (value, id) of a keyset page token.
-pub(crate) fn keyset(key: &[serde_json::Value]) -> Result<(Value, String), Error> {
-    let bad = || Error::invalid("page_token", "invalid page token");
-    match key {
-        [serde_json::Value::String(v), serde_json::Value::String(id)] => Ok((v.clone().into(), id.clone())),
-        [serde_json::Value::Number(v), serde_json::Value::String(id)] => {
-            Ok((v.as_i64().ok_or_else(bad)?.into(), id.clone()))
-        }
-        _ => Err(bad()),
     }
 }
 
