@@ -24,6 +24,7 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub paging: PagingSettings,
     pub incident: IncidentSettings,
+    pub service_desk: ServiceDeskSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +141,31 @@ impl Default for IncidentSettings {
             duplicate_window_hours: 24,
             candidate_window_days: 30,
             candidate_min_incidents: 3,
+        }
+    }
+}
+
+/// Notification delivery of the service desk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceDeskSettings {
+    /// Attempts per webhook delivery before it is marked failed.
+    pub webhook_max_attempts: u32,
+    /// Wait before the first retry; doubled after each failure (at most 1 hour).
+    pub webhook_backoff_ms: u64,
+    /// How long one delivery may take.
+    pub webhook_timeout_ms: u64,
+    /// How often the deliverer looks for due deliveries (it is also woken by new ones).
+    pub delivery_interval_ms: u64,
+}
+
+impl Default for ServiceDeskSettings {
+    fn default() -> Self {
+        Self {
+            webhook_max_attempts: 8,
+            webhook_backoff_ms: 1_000,
+            webhook_timeout_ms: 10_000,
+            delivery_interval_ms: 1_000,
         }
     }
 }
@@ -297,6 +323,15 @@ impl Settings {
         }
         if self.incident.candidate_min_incidents < 2 {
             return Err(invalid("incident.candidate_min_incidents", "must be at least 2"));
+        }
+        if self.service_desk.webhook_max_attempts == 0 {
+            return Err(invalid("service_desk.webhook_max_attempts", "must be at least 1"));
+        }
+        if self.service_desk.delivery_interval_ms == 0 || self.service_desk.webhook_timeout_ms == 0 {
+            return Err(invalid(
+                "service_desk.delivery_interval_ms",
+                "intervals and timeouts must be at least 1",
+            ));
         }
         if self.paging.token_secret.len() < 16 {
             return Err(invalid("paging.token_secret", "must be at least 16 characters"));

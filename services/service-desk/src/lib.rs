@@ -1,23 +1,30 @@
-//! The service desk: tickets, support groups and tiers (`itsm.servicedesk.v1`).
+//! The service desk: tickets, support groups and tiers, routing, escalation, notifications
+//! (`itsm.servicedesk.v1`).
 //!
-//! This first version serves the contract, health, reflection and its event feed; the RPCs of
-//! `ServiceDeskService` answer `UNIMPLEMENTED` until the service-desk issue builds them.
+//! `serve` runs it on a listener until `shutdown` completes; besides the gRPC service it follows
+//! the incident service's feed (tickets follow their incidents) and delivers notifications to
+//! webhooks.
 
+pub mod api;
+pub mod convert;
+pub mod deliverer;
+pub mod domain;
+pub mod entity;
+pub mod incident_desk;
 pub mod migration;
+pub mod repo;
 
 use std::future::Future;
+use std::sync::Arc;
 
+use futures::FutureExt;
 use tokio::net::TcpListener;
 
-use itsm_proto::servicedesk::service_desk_service_server::{ServiceDeskService, ServiceDeskServiceServer};
+use itsm_proto::servicedesk::service_desk_service_server::ServiceDeskServiceServer;
+use itsm_runtime::consumer::{ConsumerOptions, EventConsumer};
 use itsm_runtime::{Error, Settings};
 
 pub const SERVICE: &str = "service-desk";
-
-struct ServiceDeskApi;
-
-#[tonic::async_trait]
-impl ServiceDeskService for ServiceDeskApi {}
 
 /// Runs the service desk on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -25,12 +32,43 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let incidents = incident_desk::IncidentDesk::from_settings(&settings)?;
+    let max = settings.server.max_message_bytes;
+    let desk_settings = settings.service_desk.clone();
+    let http = deliverer::http_client(&desk_settings)?;
+    let mut consumer_options = ConsumerOptions::new(incident_desk::CONSUMER);
+    consumer_options.types = vec![<itsm_proto::incident::IncidentChanged as prost::Name>::full_name()];
+    consumer_options.internal_token.clone_from(&settings.auth.internal_token);
+    let shutdown = shutdown.shared();
+    let consumer_stop = shutdown.clone();
+    let deliverer_stop = shutdown.clone();
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
         settings,
         listener,
         shutdown,
-        |server, _state| server.add_service(ServiceDeskServiceServer::new(ServiceDeskApi)),
+        |server, state| {
+            let repo = repo::Repository {
+                db: state.db.clone(),
+                feed: state.feed.clone(),
+                deliveries: Arc::new(tokio::sync::Notify::new()),
+            };
+            // Tickets follow their incidents.
+            if let Some(channel) = incidents.channel() {
+                let handler = incident_desk::LinkedIncidents { repo: repo.clone() };
+                tokio::spawn(
+                    EventConsumer::new(consumer_options, state.db.clone(), channel, handler)
+                        .run(consumer_stop),
+                );
+            }
+            tokio::spawn(deliverer::Deliverer::new(repo.clone(), desk_settings, http).run(deliverer_stop));
+            let api = api::ServiceDeskApi { repo, incidents, page_tokens: state.page_tokens.clone() };
+            server.add_service(
+                ServiceDeskServiceServer::new(api)
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+        },
     )
     .await
 }

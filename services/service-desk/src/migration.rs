@@ -1,13 +1,173 @@
-//! This service's schema: for now the runtime's tables (outbox, idempotency keys, consumer
-//! cursors); the domain issue adds its own migrations after them.
+//! The service desk's schema. Runtime tables (outbox, idempotency, cursors) come first.
 
 use sea_orm_migration::prelude::*;
+
+use itsm_runtime::db::execute_for_backend;
+use itsm_runtime::history::CreateRecordHistory;
+use itsm_runtime::numbers::CreateNumberSequences;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        itsm_runtime::schema::migrations()
+        let mut migrations = itsm_runtime::schema::migrations();
+        migrations.push(Box::new(CreateNumberSequences));
+        migrations.push(Box::new(CreateRecordHistory));
+        migrations.push(Box::new(CreateServiceDeskTables));
+        migrations
+    }
+}
+
+struct CreateServiceDeskTables;
+
+impl MigrationName for CreateServiceDeskTables {
+    fn name(&self) -> &str {
+        "m20261125_400001_tickets_groups_notifications"
+    }
+}
+
+/// The same text serves SQLite and Postgres.
+const TABLES: &str = r"
+CREATE TABLE tickets (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    number TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    requester TEXT NOT NULL,
+    organisation TEXT NOT NULL,
+    category TEXT NOT NULL,
+    short_description TEXT NOT NULL,
+    description TEXT NOT NULL,
+    ticket_type INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    support_group TEXT NOT NULL,
+    tier INTEGER NOT NULL,
+    assignee TEXT NOT NULL,
+    incident TEXT NOT NULL,
+    business_service TEXT NOT NULL,
+    configuration_items TEXT NOT NULL,
+    impact INTEGER NOT NULL,
+    urgency INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    resolution_notes TEXT NOT NULL,
+    open_time BIGINT NOT NULL,
+    first_response_time BIGINT NOT NULL,
+    resolve_time BIGINT NOT NULL,
+    close_time BIGINT NOT NULL,
+    escalation_count INTEGER NOT NULL,
+    max_tier INTEGER NOT NULL,
+    survey_score INTEGER NOT NULL,
+    survey_comment TEXT NOT NULL,
+    queue_key TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX tickets_by_number ON tickets (tenant_id, number);
+CREATE INDEX tickets_by_create ON tickets (tenant_id, create_time, id);
+CREATE INDEX tickets_by_update ON tickets (tenant_id, update_time, id);
+CREATE INDEX tickets_by_open ON tickets (tenant_id, open_time);
+CREATE INDEX tickets_by_assignee ON tickets (tenant_id, assignee, state, queue_key, id);
+CREATE INDEX tickets_by_group ON tickets (tenant_id, support_group, state, queue_key, id);
+CREATE INDEX tickets_by_incident ON tickets (tenant_id, incident);
+CREATE TABLE support_groups (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    tier INTEGER NOT NULL,
+    members TEXT NOT NULL,
+    manager TEXT NOT NULL,
+    assignment_method INTEGER NOT NULL,
+    shifts TEXT NOT NULL,
+    escalation_group TEXT NOT NULL,
+    last_assigned TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX support_groups_by_name ON support_groups (tenant_id, display_name);
+CREATE INDEX support_groups_by_tier ON support_groups (tenant_id, tier, display_name);
+CREATE TABLE group_members (
+    group_id TEXT NOT NULL,
+    member TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, member)
+);
+CREATE INDEX group_members_by_member ON group_members (tenant_id, member);
+CREATE TABLE assignment_rules (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    rule_order INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    business_service TEXT NOT NULL,
+    configuration_item TEXT NOT NULL,
+    support_group TEXT NOT NULL,
+    allow_tier_skip BOOLEAN NOT NULL,
+    create_time BIGINT NOT NULL,
+    creator TEXT NOT NULL
+);
+CREATE INDEX assignment_rules_by_order ON assignment_rules (tenant_id, rule_order, id);
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    kinds TEXT NOT NULL,
+    create_time BIGINT NOT NULL,
+    creator TEXT NOT NULL
+);
+CREATE INDEX webhooks_by_tenant ON webhooks (tenant_id);
+CREATE TABLE notifications (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    ticket TEXT NOT NULL,
+    create_time BIGINT NOT NULL
+);
+CREATE INDEX notifications_by_time ON notifications (tenant_id, create_time, id);
+CREATE INDEX notifications_by_ticket ON notifications (tenant_id, ticket, create_time);
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    notification_id TEXT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_time BIGINT NOT NULL,
+    last_error TEXT NOT NULL,
+    update_time BIGINT NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (state, next_attempt_time);
+CREATE INDEX deliveries_by_notification ON deliveries (notification_id)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateServiceDeskTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), TABLES, TABLES).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for table in [
+            "deliveries",
+            "notifications",
+            "webhooks",
+            "assignment_rules",
+            "group_members",
+            "support_groups",
+            "tickets",
+        ] {
+            db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
+        }
+        Ok(())
     }
 }

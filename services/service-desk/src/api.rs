@@ -1,0 +1,874 @@
+//! `itsm.servicedesk.v1.ServiceDeskService`: validates, calls the incident service where a
+//! ticket needs it, and the repository.
+
+use tonic::{Request, Response, Status};
+
+use itsm_proto::servicedesk::service_desk_service_server::ServiceDeskService;
+use itsm_proto::servicedesk::*;
+use itsm_runtime::error::Violations;
+use itsm_runtime::fieldmask::UpdateMask;
+use itsm_runtime::history::etag;
+use itsm_runtime::numbers::is_number;
+use itsm_runtime::paging::{PageTokens, page_size};
+use itsm_runtime::validate::{self, MAX_NAME};
+use itsm_runtime::{CallContext, Error, filter, idempotency};
+
+use crate::convert::{
+    GROUP_PREFIX, RULE_PREFIX, TICKET_NUMBER, TICKET_PREFIX, WEBHOOK_PREFIX, group_to_proto, list_to,
+    rule_to_proto, shift_from_proto, ticket_to_proto, uuid_of, webhook_to_proto,
+};
+use crate::domain::lifecycle::TicketState;
+use crate::domain::{shifts, templates};
+use crate::entity::{assignment_rule, support_group, ticket, webhook};
+use crate::incident_desk::IncidentDesk;
+use crate::repo::Repository;
+use crate::repo::groups::GROUP_ORDER_FIELDS;
+use crate::repo::tickets::{NewTicket, ORDER_FIELDS, resolve, transition};
+
+const MAX_SHORT: usize = 300;
+const MAX_LONG: usize = 32 * 1024;
+const MAX_CIS: usize = 100;
+const MAX_MEMBERS: usize = 500;
+
+pub struct ServiceDeskApi {
+    pub repo: Repository,
+    pub incidents: IncidentDesk,
+    pub page_tokens: PageTokens,
+}
+
+pub const TICKET_UPDATABLE: &[&str] = &[
+    "requester",
+    "organisation",
+    "category",
+    "short_description",
+    "description",
+    "business_service",
+    "configuration_items",
+    "impact",
+    "urgency",
+    "assignee",
+    "state",
+];
+
+pub const GROUP_UPDATABLE: &[&str] = &[
+    "display_name",
+    "description",
+    "tier",
+    "members",
+    "manager",
+    "assignment_method",
+    "shifts",
+    "escalation_group",
+];
+
+fn number(name: &str, field: &str) -> Result<String, Error> {
+    if name.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    name.strip_prefix(TICKET_PREFIX)
+        .filter(|n| is_number(n, TICKET_NUMBER))
+        .map(str::to_string)
+        .ok_or_else(|| Error::invalid(field, "must be `tickets/REQ0000123`"))
+}
+
+fn group_id(name: &str, field: &str) -> Result<String, Error> {
+    if name.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    uuid_of(name, GROUP_PREFIX).ok_or_else(|| Error::invalid(field, "must be `supportGroups/{uuid}`"))
+}
+
+fn ci_name_ok(name: &str) -> bool {
+    name.strip_prefix("configurationItems/").is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())
+}
+
+/// Checks the ticket fields a caller may set (all on create, the masked ones on update).
+fn check_ticket(v: &mut Violations, t: &Ticket, has: &dyn Fn(&str) -> bool) {
+    if has("short_description") {
+        validate::text(v, "ticket.short_description", &t.short_description, MAX_SHORT, true);
+    }
+    validate::text(v, "ticket.description", &t.description, MAX_LONG, false);
+    for (field, value) in [
+        ("ticket.requester", &t.requester),
+        ("ticket.organisation", &t.organisation),
+        ("ticket.category", &t.category),
+        ("ticket.assignee", &t.assignee),
+    ] {
+        validate::text(v, field, value, MAX_NAME, false);
+    }
+    if has("configuration_items") {
+        if t.configuration_items.len() > MAX_CIS {
+            v.add("ticket.configuration_items", format!("at most {MAX_CIS} configuration items"));
+        }
+        for (i, ci) in t.configuration_items.iter().enumerate() {
+            if !ci_name_ok(ci) {
+                v.add(format!("ticket.configuration_items[{i}]"), "must be `configurationItems/{uuid}`");
+            }
+        }
+    }
+    if has("business_service") && !t.business_service.is_empty() && !ci_name_ok(&t.business_service) {
+        v.add("ticket.business_service", "must be `configurationItems/{uuid}`");
+    }
+    for (field, value) in [("impact", t.impact), ("urgency", t.urgency)] {
+        if has(field) && !(0..=3).contains(&value) {
+            v.add(format!("ticket.{field}"), "must be HIGH, MEDIUM or LOW (1-3)");
+        }
+    }
+}
+
+fn check_group(v: &mut Violations, g: &SupportGroup, has: &dyn Fn(&str) -> bool) {
+    if has("display_name") {
+        validate::text(v, "support_group.display_name", &g.display_name, MAX_NAME, true);
+    }
+    validate::text(v, "support_group.description", &g.description, MAX_LONG, false);
+    validate::text(v, "support_group.manager", &g.manager, MAX_NAME, false);
+    if has("tier") && !(1..=3).contains(&g.tier) {
+        v.add("support_group.tier", "must be 1, 2 or 3");
+    }
+    if has("members") {
+        if g.members.len() > MAX_MEMBERS {
+            v.add("support_group.members", format!("at most {MAX_MEMBERS} members"));
+        }
+        for (i, m) in g.members.iter().enumerate() {
+            if m.trim().is_empty() || m.len() > MAX_NAME {
+                v.add(format!("support_group.members[{i}]"), "must be a principal");
+            }
+        }
+    }
+    if has("assignment_method") && !(0..=3).contains(&g.assignment_method) {
+        v.add("support_group.assignment_method", "must be ROUND_ROBIN, LEAST_LOADED or QUEUE");
+    }
+    if has("shifts") {
+        for (i, s) in g.shifts.iter().enumerate() {
+            if let Err((part, why)) = shifts::check(&shift_from_proto(s)) {
+                v.add(format!("support_group.shifts[{i}].{part}"), why);
+            }
+            if !g.members.contains(&s.member) {
+                v.add(format!("support_group.shifts[{i}].member"), "must be a member of the group");
+            }
+        }
+    }
+    if has("escalation_group")
+        && !g.escalation_group.is_empty()
+        && uuid_of(&g.escalation_group, GROUP_PREFIX).is_none()
+    {
+        v.add("support_group.escalation_group", "must be `supportGroups/{uuid}`");
+    }
+}
+
+impl ServiceDeskApi {
+    /// Raises the incident behind a ticket (when it has none) and records the classification.
+    async fn classify_as(
+        &self,
+        ctx: &CallContext,
+        current: &ticket::Model,
+        ticket_type: i32,
+        category: &str,
+        group: Option<support_group::Model>,
+        etag: &str,
+    ) -> Result<ticket::Model, Error> {
+        let incident = if ticket_type == TicketType::Incident as i32 && current.incident.is_empty() {
+            let mut routed = current.clone();
+            if let Some(g) = &group {
+                routed.support_group = crate::convert::group_name(&g.id);
+            }
+            let category = if category.is_empty() { current.category.as_str() } else { category };
+            let raised = self.incidents.raise(ctx, &routed, category).await?;
+            Some((raised.name, raised.priority))
+        } else {
+            None
+        };
+        self.repo.classify(ctx, &current.number, etag, ticket_type, category, group, incident).await
+    }
+
+    async fn existing_group(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        field: &str,
+    ) -> Result<Option<support_group::Model>, Error> {
+        if name.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Repository::named_group(&self.repo.db, &ctx.tenant, name, field).await?))
+    }
+}
+
+#[tonic::async_trait]
+impl ServiceDeskService for ServiceDeskApi {
+    async fn create_ticket(&self, request: Request<CreateTicketRequest>) -> Result<Response<Ticket>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let Some(t) = request.ticket.as_ref() else {
+            return Err(Error::invalid("ticket", "is required").into());
+        };
+        idempotency::validate_request_id(&request.request_id, "request_id")?;
+        let mut v = Violations::new();
+        check_ticket(&mut v, t, &|_| true);
+        if !(0..=6).contains(&t.channel) {
+            v.add("ticket.channel", "must be a channel");
+        }
+        if !(0..=2).contains(&t.r#type) {
+            v.add("ticket.type", "must be INCIDENT or SERVICE_REQUEST");
+        }
+        if !t.support_group.is_empty() && uuid_of(&t.support_group, GROUP_PREFIX).is_none() {
+            v.add("ticket.support_group", "must be `supportGroups/{uuid}`");
+        }
+        v.into_result()?;
+        let group = self.existing_group(&ctx, &t.support_group, "ticket.support_group").await?;
+        let new = NewTicket {
+            channel: if t.channel == 0 { Channel::Api as i32 } else { t.channel },
+            requester: t.requester.clone(),
+            organisation: t.organisation.clone(),
+            category: t.category.clone(),
+            short_description: t.short_description.trim().to_string(),
+            description: t.description.clone(),
+            ticket_type: t.r#type,
+            support_group: group.map(|g| g.id),
+            business_service: t.business_service.clone(),
+            configuration_items: t.configuration_items.clone(),
+            impact: t.impact,
+            urgency: t.urgency,
+        };
+        let hash = idempotency::request_hash(&request);
+        let created = self.repo.create_ticket(&ctx, new, &request.request_id, &hash).await?;
+        // An incident ticket gets its incident at once; if the incident service cannot take it now,
+        // the ticket stays recorded and a retry (same request_id) or ClassifyTicket raises it.
+        if created.ticket_type == TicketType::Incident as i32 && created.incident.is_empty() {
+            let classified = self
+                .classify_as(&ctx, &created, created.ticket_type, "", None, &etag(created.version))
+                .await?;
+            return Ok(Response::new(ticket_to_proto(&classified)));
+        }
+        Ok(Response::new(ticket_to_proto(&created)))
+    }
+
+    async fn get_ticket(&self, request: Request<GetTicketRequest>) -> Result<Response<Ticket>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let number = number(&request.get_ref().name, "name")?;
+        Ok(Response::new(ticket_to_proto(&self.repo.get_ticket(&ctx, &number).await?)))
+    }
+
+    async fn list_tickets(
+        &self,
+        request: Request<ListTicketsRequest>,
+    ) -> Result<Response<ListTicketsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        let parsed = filter::parse(&r.filter)?;
+        let order = filter::parse_order_by(&r.order_by, ORDER_FIELDS)?.unwrap_or(("create_time", true));
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "tickets", &r.filter, &r.order_by]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let page = self.repo.list_tickets(&ctx, parsed.as_ref(), order, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListTicketsResponse {
+            tickets: page.items.iter().map(ticket_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_ticket(&self, request: Request<UpdateTicketRequest>) -> Result<Response<Ticket>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let Some(t) = request.ticket else {
+            return Err(Error::invalid("ticket", "is required").into());
+        };
+        let number = number(&t.name, "ticket.name")?;
+        let mask = UpdateMask::parse(request.update_mask.as_ref(), TICKET_UPDATABLE, "update_mask")?;
+        let mut v = Violations::new();
+        check_ticket(&mut v, &t, &|p| mask.contains(p));
+        let target = if mask.contains("state") {
+            match TicketState::from_i32(t.state) {
+                Some(
+                    s @ (TicketState::InProgress
+                    | TicketState::Pending
+                    | TicketState::Cancelled
+                    | TicketState::Closed),
+                ) => Some(s),
+                _ => {
+                    v.add(
+                        "ticket.state",
+                        "Update sets IN_PROGRESS, PENDING, CANCELLED or CLOSED; ResolveTicket resolves",
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        v.into_result()?;
+        let updated = self
+            .repo
+            .change_ticket(&ctx, &number, &t.etag, "update", "", |m, now| {
+                let content = mask.paths().iter().any(|p| p != "state");
+                if content && !TicketState::from_i32(m.state).is_some_and(TicketState::is_open) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} is no longer open; only its state can change",
+                        crate::convert::ticket_name(&m.number)
+                    )));
+                }
+                for path in mask.paths() {
+                    match path.as_str() {
+                        "requester" => m.requester.clone_from(&t.requester),
+                        "organisation" => m.organisation.clone_from(&t.organisation),
+                        "category" => m.category.clone_from(&t.category),
+                        "short_description" => m.short_description = t.short_description.trim().to_string(),
+                        "description" => m.description.clone_from(&t.description),
+                        "business_service" => m.business_service.clone_from(&t.business_service),
+                        "configuration_items" => m.configuration_items = list_to(&t.configuration_items),
+                        "impact" => m.impact = t.impact,
+                        "urgency" => m.urgency = t.urgency,
+                        "assignee" => {
+                            m.assignee.clone_from(&t.assignee);
+                            if !m.assignee.is_empty() {
+                                if m.first_response_time == 0 {
+                                    m.first_response_time = now;
+                                }
+                                if m.state == TicketState::New as i32 {
+                                    m.state = TicketState::InProgress as i32;
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(to) = target {
+                    transition(m, to)?;
+                    if to == TicketState::Closed {
+                        m.close_time = now;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(Response::new(ticket_to_proto(&updated)))
+    }
+
+    async fn delete_ticket(
+        &self,
+        request: Request<DeleteTicketRequest>,
+    ) -> Result<Response<DeleteTicketResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let number = number(&request.get_ref().name, "name")?;
+        if !ctx.has_role("admin") {
+            return Err(Error::PermissionDenied(
+                "only an admin deletes tickets; cancel or close it instead".into(),
+            )
+            .into());
+        }
+        self.repo.delete_ticket(&ctx, &number, &request.get_ref().etag).await?;
+        Ok(Response::new(DeleteTicketResponse {}))
+    }
+
+    async fn classify_ticket(
+        &self,
+        request: Request<ClassifyTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = number(&r.name, "name")?;
+        let mut v = Violations::new();
+        if !matches!(TicketType::try_from(r.r#type), Ok(TicketType::Incident | TicketType::ServiceRequest)) {
+            v.add("type", "must be INCIDENT or SERVICE_REQUEST");
+        }
+        validate::text(&mut v, "category", &r.category, MAX_NAME, false);
+        if !r.support_group.is_empty() && uuid_of(&r.support_group, GROUP_PREFIX).is_none() {
+            v.add("support_group", "must be `supportGroups/{uuid}`");
+        }
+        v.into_result()?;
+        let group = self.existing_group(&ctx, &r.support_group, "support_group").await?;
+        let current = self.repo.get_ticket(&ctx, &number).await?;
+        if !TicketState::from_i32(current.state).is_some_and(TicketState::is_open) {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is no longer open and cannot be classified",
+                r.name
+            ))
+            .into());
+        }
+        let classified = self.classify_as(&ctx, &current, r.r#type, &r.category, group, &r.etag).await?;
+        Ok(Response::new(ticket_to_proto(&classified)))
+    }
+
+    async fn escalate_ticket(
+        &self,
+        request: Request<EscalateTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = number(&r.name, "name")?;
+        let mut v = Violations::new();
+        validate::text(&mut v, "reason", &r.reason, MAX_LONG, true);
+        if !r.support_group.is_empty() && uuid_of(&r.support_group, GROUP_PREFIX).is_none() {
+            v.add("support_group", "must be `supportGroups/{uuid}`");
+        }
+        v.into_result()?;
+        let plan = self.repo.plan_escalation(&ctx, &number, &r.support_group).await?;
+        if !plan.ticket.incident.is_empty() {
+            let group = crate::convert::group_name(&plan.target.id);
+            self.incidents
+                .escalate(
+                    &ctx,
+                    &plan.ticket.incident,
+                    &group,
+                    plan.target.tier,
+                    r.reason.trim(),
+                    r.notify_manager,
+                )
+                .await?;
+        }
+        let target = crate::convert::group_name(&plan.target.id);
+        let escalated =
+            self.repo.escalate(&ctx, &number, &r.etag, &target, r.reason.trim(), r.notify_manager).await?;
+        Ok(Response::new(ticket_to_proto(&escalated)))
+    }
+
+    async fn deescalate_ticket(
+        &self,
+        request: Request<DeescalateTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = number(&r.name, "name")?;
+        let mut v = Violations::new();
+        validate::text(&mut v, "reason", &r.reason, MAX_LONG, true);
+        if let Err(Error::InvalidArgument(fields)) = group_id(&r.support_group, "support_group") {
+            for f in fields {
+                v.add(f.field, f.description);
+            }
+        }
+        v.into_result()?;
+        let handed = self.repo.deescalate(&ctx, &number, &r.etag, &r.support_group, r.reason.trim()).await?;
+        Ok(Response::new(ticket_to_proto(&handed)))
+    }
+
+    async fn resolve_ticket(
+        &self,
+        request: Request<ResolveTicketRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = number(&r.name, "name")?;
+        let mut v = Violations::new();
+        validate::text(&mut v, "resolution_notes", &r.resolution_notes, MAX_LONG, true);
+        v.into_result()?;
+        let notes = r.resolution_notes.trim().to_string();
+        let resolved = self
+            .repo
+            .change_ticket(&ctx, &number, &r.etag, "resolve", &notes, |m, now| {
+                if !m.incident.is_empty() {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} follows its incident {}; resolve the incident",
+                        crate::convert::ticket_name(&m.number),
+                        m.incident
+                    )));
+                }
+                resolve(m, &notes, now)
+            })
+            .await?;
+        Ok(Response::new(ticket_to_proto(&resolved)))
+    }
+
+    async fn answer_survey(&self, request: Request<AnswerSurveyRequest>) -> Result<Response<Ticket>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = number(&r.name, "name")?;
+        let mut v = Violations::new();
+        if !(1..=5).contains(&r.score) {
+            v.add("score", "must be 1-5");
+        }
+        validate::text(&mut v, "comment", &r.comment, MAX_LONG, false);
+        v.into_result()?;
+        let principal = ctx.principal.clone();
+        let admin = ctx.has_role("admin");
+        let answered = self
+            .repo
+            .change_ticket(&ctx, &number, "", "survey", "", |m, _| {
+                if m.requester != principal && !admin {
+                    return Err(Error::PermissionDenied("only the requester answers the survey".into()));
+                }
+                if !matches!(
+                    TicketState::from_i32(m.state),
+                    Some(TicketState::Resolved | TicketState::Closed)
+                ) {
+                    return Err(Error::FailedPrecondition(
+                        "the survey opens when the ticket is resolved".into(),
+                    ));
+                }
+                if m.survey_score != 0 {
+                    return Err(Error::FailedPrecondition("the survey was already answered".into()));
+                }
+                m.survey_score = r.score;
+                m.survey_comment = r.comment.trim().to_string();
+                Ok(())
+            })
+            .await?;
+        Ok(Response::new(ticket_to_proto(&answered)))
+    }
+
+    async fn list_queue(
+        &self,
+        request: Request<ListQueueRequest>,
+    ) -> Result<Response<ListQueueResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        let queue = Queue::try_from(r.queue).unwrap_or(Queue::Unspecified);
+        if queue == Queue::Unspecified {
+            return Err(Error::invalid("queue", "must be MINE, MY_GROUPS or UNASSIGNED").into());
+        }
+        let fingerprint =
+            PageTokens::fingerprint(&[&ctx.tenant, &ctx.principal, "queue", queue.as_str_name()]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let groups = Repository::groups_of(&self.repo.db, &ctx.tenant, &ctx.principal).await?;
+        let page = match queue {
+            Queue::Mine => self.repo.queue(&ctx, Some(&ctx.principal), &[], false, after, size).await?,
+            Queue::MyGroups => self.repo.queue(&ctx, None, &groups, false, after, size).await?,
+            _ => self.repo.queue(&ctx, None, &groups, true, after, size).await?,
+        };
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListQueueResponse {
+            tickets: page.items.iter().map(ticket_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_ticket_history(
+        &self,
+        request: Request<ListTicketHistoryRequest>,
+    ) -> Result<Response<ListTicketHistoryResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = number(&r.parent, "parent")?;
+        let size = page_size(r.page_size, "page_size")?;
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "ticketHistory", &number]);
+        let after = self.page_tokens.decode_number(&r.page_token, &fingerprint)?;
+        let page = self.repo.ticket_history(&ctx, &number, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListTicketHistoryResponse {
+            entries: page
+                .items
+                .into_iter()
+                .map(|(change, reason)| TicketHistoryEntry { change: Some(change), reason })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn create_support_group(
+        &self,
+        request: Request<CreateSupportGroupRequest>,
+    ) -> Result<Response<SupportGroup>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let Some(g) = request.support_group else {
+            return Err(Error::invalid("support_group", "is required").into());
+        };
+        let mut v = Violations::new();
+        check_group(&mut v, &g, &|_| true);
+        v.into_result()?;
+        if let Some(next) =
+            self.existing_group(&ctx, &g.escalation_group, "support_group.escalation_group").await?
+            && next.tier <= g.tier
+        {
+            return Err(
+                Error::invalid("support_group.escalation_group", "must be a group of a higher tier").into()
+            );
+        }
+        let shifts: Vec<shifts::Shift> = g.shifts.iter().map(shift_from_proto).collect();
+        let model = support_group::Model {
+            id: String::new(),
+            tenant_id: String::new(),
+            display_name: g.display_name.trim().to_string(),
+            description: g.description.clone(),
+            tier: g.tier,
+            members: list_to(&g.members),
+            manager: g.manager.clone(),
+            assignment_method: if g.assignment_method == 0 {
+                AssignmentMethod::RoundRobin as i32
+            } else {
+                g.assignment_method
+            },
+            shifts: list_to(&shifts),
+            escalation_group: g.escalation_group.clone(),
+            last_assigned: String::new(),
+            version: 0,
+            create_time: 0,
+            update_time: 0,
+            creator: String::new(),
+            updater: String::new(),
+        };
+        let created = self.repo.create_group(&ctx, model).await?;
+        Ok(Response::new(group_to_proto(&created)))
+    }
+
+    async fn get_support_group(
+        &self,
+        request: Request<GetSupportGroupRequest>,
+    ) -> Result<Response<SupportGroup>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = group_id(&request.get_ref().name, "name")?;
+        Ok(Response::new(group_to_proto(&self.repo.get_group(&ctx, &id).await?)))
+    }
+
+    async fn list_support_groups(
+        &self,
+        request: Request<ListSupportGroupsRequest>,
+    ) -> Result<Response<ListSupportGroupsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        let parsed = filter::parse(&r.filter)?;
+        let order =
+            filter::parse_order_by(&r.order_by, GROUP_ORDER_FIELDS)?.unwrap_or(("display_name", false));
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "supportGroups", &r.filter, &r.order_by]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let page = self.repo.list_groups(&ctx, parsed.as_ref(), order, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListSupportGroupsResponse {
+            support_groups: page.items.iter().map(group_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_support_group(
+        &self,
+        request: Request<UpdateSupportGroupRequest>,
+    ) -> Result<Response<SupportGroup>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let Some(g) = request.support_group else {
+            return Err(Error::invalid("support_group", "is required").into());
+        };
+        let id = group_id(&g.name, "support_group.name")?;
+        let mask = UpdateMask::parse(request.update_mask.as_ref(), GROUP_UPDATABLE, "update_mask")?;
+        let mut v = Violations::new();
+        check_group(&mut v, &g, &|p| mask.contains(p) && p != "shifts");
+        v.into_result()?;
+        if mask.contains("escalation_group") {
+            self.existing_group(&ctx, &g.escalation_group, "support_group.escalation_group").await?;
+        }
+        let mut shift_violations = Violations::new();
+        let updated = self
+            .repo
+            .update_group(&ctx, &id, &g.etag, |m| {
+                for path in mask.paths() {
+                    match path.as_str() {
+                        "display_name" => m.display_name = g.display_name.trim().to_string(),
+                        "description" => m.description.clone_from(&g.description),
+                        "tier" => m.tier = g.tier,
+                        "members" => m.members = list_to(&g.members),
+                        "manager" => m.manager.clone_from(&g.manager),
+                        "assignment_method" => m.assignment_method = g.assignment_method.max(1),
+                        "shifts" => {
+                            let members = crate::convert::list_from(&m.members);
+                            let list: Vec<shifts::Shift> = g.shifts.iter().map(shift_from_proto).collect();
+                            for (i, s) in list.iter().enumerate() {
+                                if let Err((part, why)) = shifts::check(s) {
+                                    shift_violations.add(format!("support_group.shifts[{i}].{part}"), why);
+                                }
+                                if !members.contains(&s.member) {
+                                    shift_violations.add(
+                                        format!("support_group.shifts[{i}].member"),
+                                        "must be a member of the group",
+                                    );
+                                }
+                            }
+                            m.shifts = list_to(&list);
+                        }
+                        "escalation_group" => m.escalation_group.clone_from(&g.escalation_group),
+                        _ => {}
+                    }
+                }
+            })
+            .await;
+        shift_violations.into_result()?;
+        Ok(Response::new(group_to_proto(&updated?)))
+    }
+
+    async fn delete_support_group(
+        &self,
+        request: Request<DeleteSupportGroupRequest>,
+    ) -> Result<Response<DeleteSupportGroupResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = group_id(&request.get_ref().name, "name")?;
+        self.repo.delete_group(&ctx, &id, &request.get_ref().etag).await?;
+        Ok(Response::new(DeleteSupportGroupResponse {}))
+    }
+
+    async fn create_assignment_rule(
+        &self,
+        request: Request<CreateAssignmentRuleRequest>,
+    ) -> Result<Response<AssignmentRule>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let Some(rule) = request.into_inner().assignment_rule else {
+            return Err(Error::invalid("assignment_rule", "is required").into());
+        };
+        let mut v = Violations::new();
+        validate::text(&mut v, "assignment_rule.category", &rule.category, MAX_NAME, false);
+        for (field, value) in
+            [("business_service", &rule.business_service), ("configuration_item", &rule.configuration_item)]
+        {
+            if !value.is_empty() && !ci_name_ok(value) {
+                v.add(format!("assignment_rule.{field}"), "must be `configurationItems/{uuid}`");
+            }
+        }
+        if let Err(Error::InvalidArgument(fields)) =
+            group_id(&rule.support_group, "assignment_rule.support_group")
+        {
+            for f in fields {
+                v.add(f.field, f.description);
+            }
+        }
+        v.into_result()?;
+        Repository::named_group(
+            &self.repo.db,
+            &ctx.tenant,
+            &rule.support_group,
+            "assignment_rule.support_group",
+        )
+        .await?;
+        let model = assignment_rule::Model {
+            id: String::new(),
+            tenant_id: String::new(),
+            rule_order: rule.order,
+            category: rule.category.clone(),
+            business_service: rule.business_service.clone(),
+            configuration_item: rule.configuration_item.clone(),
+            support_group: rule.support_group.clone(),
+            allow_tier_skip: rule.allow_tier_skip,
+            create_time: 0,
+            creator: String::new(),
+        };
+        Ok(Response::new(rule_to_proto(&self.repo.create_rule(&ctx, model).await?)))
+    }
+
+    async fn list_assignment_rules(
+        &self,
+        request: Request<ListAssignmentRulesRequest>,
+    ) -> Result<Response<ListAssignmentRulesResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let rules = Repository::rules(&self.repo.db, &ctx.tenant).await?;
+        Ok(Response::new(ListAssignmentRulesResponse {
+            assignment_rules: rules.iter().map(rule_to_proto).collect(),
+        }))
+    }
+
+    async fn delete_assignment_rule(
+        &self,
+        request: Request<DeleteAssignmentRuleRequest>,
+    ) -> Result<Response<DeleteAssignmentRuleResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = uuid_of(&request.get_ref().name, RULE_PREFIX)
+            .ok_or_else(|| Error::invalid("name", "must be `assignmentRules/{uuid}`"))?;
+        self.repo.delete_rule(&ctx, &id).await?;
+        Ok(Response::new(DeleteAssignmentRuleResponse {}))
+    }
+
+    async fn create_webhook(
+        &self,
+        request: Request<CreateWebhookRequest>,
+    ) -> Result<Response<Webhook>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let Some(hook) = request.into_inner().webhook else {
+            return Err(Error::invalid("webhook", "is required").into());
+        };
+        let mut v = Violations::new();
+        match reqwest::Url::parse(&hook.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => v.add("webhook.url", "must be an http:// or https:// URL"),
+        }
+        if hook.secret.len() < 16 || hook.secret.len() > 256 {
+            v.add("webhook.secret", "must be 16-256 characters");
+        }
+        for (i, kind) in hook.kinds.iter().enumerate() {
+            if !templates::TEMPLATES.iter().any(|(k, ..)| k == kind) {
+                let known: Vec<&str> = templates::TEMPLATES.iter().map(|(k, ..)| *k).collect();
+                v.add(format!("webhook.kinds[{i}]"), format!("unknown kind; kinds: {}", known.join(", ")));
+            }
+        }
+        v.into_result()?;
+        let model = webhook::Model {
+            id: String::new(),
+            tenant_id: String::new(),
+            url: hook.url.clone(),
+            secret: hook.secret.clone(),
+            kinds: list_to(&hook.kinds),
+            create_time: 0,
+            creator: String::new(),
+        };
+        Ok(Response::new(webhook_to_proto(&self.repo.create_webhook(&ctx, model).await?)))
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<ListWebhooksRequest>,
+    ) -> Result<Response<ListWebhooksResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let hooks = Repository::webhooks(&self.repo.db, &ctx.tenant).await?;
+        Ok(Response::new(ListWebhooksResponse { webhooks: hooks.iter().map(webhook_to_proto).collect() }))
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<DeleteWebhookRequest>,
+    ) -> Result<Response<DeleteWebhookResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = uuid_of(&request.get_ref().name, WEBHOOK_PREFIX)
+            .ok_or_else(|| Error::invalid("name", "must be `webhooks/{uuid}`"))?;
+        self.repo.delete_webhook(&ctx, &id).await?;
+        Ok(Response::new(DeleteWebhookResponse {}))
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<ListNotificationsRequest>,
+    ) -> Result<Response<ListNotificationsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        if !r.ticket.is_empty() {
+            number(&r.ticket, "ticket")?;
+        }
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "notifications", &r.ticket]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let page = self.repo.notifications(&ctx, &r.ticket, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListNotificationsResponse { notifications: page.items, next_page_token }))
+    }
+
+    async fn get_service_desk_report(
+        &self,
+        request: Request<GetServiceDeskReportRequest>,
+    ) -> Result<Response<ServiceDeskReport>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let days = request.get_ref().window_days;
+        if !(0..=366).contains(&days) {
+            return Err(Error::invalid("window_days", "must be 1-366 (0 = 30)").into());
+        }
+        let days = if days == 0 { 30 } else { i64::from(days) };
+        let since = itsm_runtime::db::now_micros() - days * 86_400_000_000;
+        let report = self.repo.report(&ctx, since).await?;
+        Ok(Response::new(ServiceDeskReport {
+            tickets: report.tickets,
+            resolved: report.resolved,
+            first_contact_resolved: report.first_contact_resolved,
+            first_contact_resolution_rate: report.first_contact_resolution_rate,
+            tiers: report
+                .tiers
+                .into_iter()
+                .map(|t| TierFigures {
+                    tier: t.tier,
+                    tickets: t.tickets,
+                    escalated: t.escalated,
+                    escalation_rate: t.escalation_rate,
+                    mean_time_to_respond_seconds: t.mean_time_to_respond_seconds,
+                    mean_time_to_resolve_seconds: t.mean_time_to_resolve_seconds,
+                    resolved: t.resolved,
+                })
+                .collect(),
+            mean_survey_score: report.mean_survey_score,
+            surveys: report.surveys,
+        }))
+    }
+}

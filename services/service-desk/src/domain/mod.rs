@@ -1,0 +1,8 @@
+//! Service desk rules in plain Rust: no gRPC, no SQL.
+
+pub mod assignment;
+pub mod lifecycle;
+pub mod report;
+pub mod shifts;
+pub mod templates;
+pub mod tiers;

@@ -1,0 +1,728 @@
+//! Tickets: create with routing, changes through the state machine, escalation between tiers,
+//! following the linked incident, surveys, queues and the report.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
+    TransactionTrait,
+};
+
+use itsm_proto::common::FieldChange;
+use itsm_proto::servicedesk::TicketChanged;
+use itsm_runtime::filter::Expr as Filter;
+use itsm_runtime::history::{self, NewEntry, change_time, check_etag, diff};
+use itsm_runtime::idempotency::{self, Claim};
+use itsm_runtime::outbox::{self, NewEvent};
+use itsm_runtime::sql_filter::{self as filters, Field};
+use itsm_runtime::{CallContext, Error, keyset, numbers};
+
+use super::{Page, Repository, TICKET};
+use crate::convert::{GROUP_PREFIX, TICKET_NUMBER, TICKET_PREFIX, group_name, ticket_name, ticket_to_proto};
+use crate::domain::lifecycle::TicketState;
+use crate::domain::report::{self, Report, TicketFacts};
+use crate::domain::tiers;
+use crate::entity::{support_group, ticket};
+
+pub const CREATE_METHOD: &str = "CreateTicket";
+pub const ORDER_FIELDS: &[&str] = &["number", "create_time", "update_time"];
+
+/// What a caller gives to create a ticket (checked by the API layer).
+#[derive(Debug, Clone, Default)]
+pub struct NewTicket {
+    pub channel: i32,
+    pub requester: String,
+    pub organisation: String,
+    pub category: String,
+    pub short_description: String,
+    pub description: String,
+    pub ticket_type: i32,
+    /// Group id (not name) when the caller routes it; else the rules decide.
+    pub support_group: Option<String>,
+    pub business_service: String,
+    pub configuration_items: Vec<String>,
+    pub impact: i32,
+    pub urgency: i32,
+}
+
+/// Where an escalation goes.
+pub struct EscalationPlan {
+    pub ticket: ticket::Model,
+    pub target: support_group::Model,
+}
+
+fn state_of(m: &ticket::Model) -> Result<TicketState, Error> {
+    TicketState::from_i32(m.state)
+        .ok_or_else(|| Error::Internal(format!("{} has unknown state {}", m.number, m.state)))
+}
+
+/// Queue order: priority (unclassified last), then oldest first.
+fn queue_key(m: &ticket::Model) -> String {
+    let rank = if m.priority == 0 { 9 } else { m.priority };
+    format!("{rank}:{:020}", m.open_time)
+}
+
+fn not_open(m: &ticket::Model, what: &str) -> Result<(), Error> {
+    let state = state_of(m)?;
+    if state.is_open() {
+        Ok(())
+    } else {
+        Err(Error::FailedPrecondition(format!(
+            "{} is {state}; only NEW, IN_PROGRESS or PENDING tickets can be {what}",
+            ticket_name(&m.number)
+        )))
+    }
+}
+
+impl Repository {
+    pub async fn find_ticket(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        number: &str,
+    ) -> Result<Option<ticket::Model>, Error> {
+        Ok(ticket::Entity::find()
+            .filter(ticket::Column::TenantId.eq(tenant))
+            .filter(ticket::Column::Number.eq(number))
+            .one(db)
+            .await?)
+    }
+
+    async fn require_ticket(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        number: &str,
+    ) -> Result<ticket::Model, Error> {
+        Self::find_ticket(db, tenant, number).await?.ok_or_else(|| Error::NotFound(ticket_name(number)))
+    }
+
+    pub async fn get_ticket(&self, ctx: &CallContext, number: &str) -> Result<ticket::Model, Error> {
+        Self::require_ticket(&self.db, &ctx.tenant, number).await
+    }
+
+    /// The group a field names, or a violation of that field.
+    pub async fn named_group(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        name: &str,
+        field: &str,
+    ) -> Result<support_group::Model, Error> {
+        let id = crate::convert::uuid_of(name, GROUP_PREFIX)
+            .ok_or_else(|| Error::invalid(field, "must be `supportGroups/{uuid}`"))?;
+        Self::find_group(db, tenant, &id)
+            .await?
+            .ok_or_else(|| Error::invalid(field, format!("{name} does not exist")))
+    }
+
+    pub async fn create_ticket(
+        &self,
+        ctx: &CallContext,
+        new: NewTicket,
+        request_id: &str,
+        request_hash: &str,
+    ) -> Result<ticket::Model, Error> {
+        for _ in 0..3 {
+            let txn = self.db.begin().await?;
+            match idempotency::claim(&txn, &ctx.tenant, CREATE_METHOD, request_id, request_hash).await? {
+                Claim::Fresh => {}
+                Claim::Done(name) => {
+                    let found =
+                        Self::find_ticket(&txn, &ctx.tenant, name.trim_start_matches(TICKET_PREFIX)).await?;
+                    txn.commit().await?;
+                    return found.ok_or(Error::NotFound(name));
+                }
+                Claim::LostRace => {
+                    txn.rollback().await?;
+                    continue;
+                }
+            }
+            let now = itsm_runtime::db::now_micros();
+            let mut model = ticket::Model {
+                id: uuid::Uuid::now_v7().to_string(),
+                tenant_id: ctx.tenant.clone(),
+                number: numbers::next(&txn, &ctx.tenant, TICKET_NUMBER).await?,
+                channel: new.channel,
+                requester: if new.requester.is_empty() {
+                    ctx.principal.clone()
+                } else {
+                    new.requester.clone()
+                },
+                organisation: new.organisation.clone(),
+                category: new.category.clone(),
+                short_description: new.short_description.clone(),
+                description: new.description.clone(),
+                ticket_type: new.ticket_type,
+                state: TicketState::New as i32,
+                support_group: String::new(),
+                tier: 1,
+                assignee: String::new(),
+                incident: String::new(),
+                business_service: new.business_service.clone(),
+                configuration_items: crate::convert::list_to(&new.configuration_items),
+                impact: new.impact,
+                urgency: new.urgency,
+                priority: 0,
+                resolution_notes: String::new(),
+                open_time: now,
+                first_response_time: 0,
+                resolve_time: 0,
+                close_time: 0,
+                escalation_count: 0,
+                max_tier: 1,
+                survey_score: 0,
+                survey_comment: String::new(),
+                queue_key: String::new(),
+                version: 1,
+                create_time: now,
+                update_time: now,
+                creator: ctx.principal.clone(),
+                updater: ctx.principal.clone(),
+            };
+            let group = match &new.support_group {
+                Some(id) => Self::find_group(&txn, &ctx.tenant, id).await?,
+                None => self.route(&txn, &model).await?,
+            };
+            if let Some(group) = group {
+                Self::give_to(&txn, &mut model, &group, now).await?;
+            }
+            model.queue_key = queue_key(&model);
+            model.clone().into_active_model().reset_all().insert(&txn).await?;
+            let changes = diff(None, Some(&model));
+            let entry = NewEntry {
+                kind: TICKET,
+                record_id: &model.id,
+                version: 1,
+                change_time: now,
+                action: "create",
+                changes: &changes,
+                reason: "",
+            };
+            history::record(&txn, ctx, entry).await?;
+            emit(&txn, ctx, None, &model, "create", &changes).await?;
+            if !model.assignee.is_empty() {
+                Self::notify(&txn, "ticket_assigned", &model.assignee, &model, &[]).await?;
+            }
+            idempotency::complete(&txn, &ctx.tenant, CREATE_METHOD, request_id, &ticket_name(&model.number))
+                .await?;
+            txn.commit().await?;
+            self.committed();
+            return Ok(model);
+        }
+        Err(Error::Aborted("concurrent creates with the same request_id; retry".into()))
+    }
+
+    /// The group the rules send a ticket to: the first matching rule's, else the first tier-1
+    /// group; `None` when the desk has no groups yet.
+    async fn route(
+        &self,
+        txn: &impl ConnectionTrait,
+        ticket: &ticket::Model,
+    ) -> Result<Option<support_group::Model>, Error> {
+        if let Some(rule) = Self::matching_rule(txn, ticket).await?
+            && let Some(id) = crate::convert::uuid_of(&rule.support_group, GROUP_PREFIX)
+            && let Some(group) = Self::find_group(txn, &ticket.tenant_id, &id).await?
+        {
+            return Ok(Some(group));
+        }
+        Self::group_of_tier(txn, &ticket.tenant_id, 1).await
+    }
+
+    /// Puts the ticket in `group` at its tier, with a member chosen by the group's method.
+    async fn give_to(
+        txn: &impl ConnectionTrait,
+        m: &mut ticket::Model,
+        group: &support_group::Model,
+        now: i64,
+    ) -> Result<(), Error> {
+        m.support_group = group_name(&group.id);
+        m.tier = group.tier;
+        m.max_tier = m.max_tier.max(group.tier);
+        m.assignee = Self::choose_member(txn, group).await?.unwrap_or_default();
+        if !m.assignee.is_empty() {
+            if m.first_response_time == 0 {
+                m.first_response_time = now;
+            }
+            if m.state == TicketState::New as i32 {
+                m.state = TicketState::InProgress as i32;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads, checks the etag, lets `edit` change a copy, stores with history and event.
+    pub async fn change_ticket(
+        &self,
+        ctx: &CallContext,
+        number: &str,
+        expected_etag: &str,
+        action: &str,
+        reason: &str,
+        edit: impl FnOnce(&mut ticket::Model, i64) -> Result<(), Error>,
+    ) -> Result<ticket::Model, Error> {
+        let txn = self.db.begin().await?;
+        let current = Self::require_ticket(&txn, &ctx.tenant, number).await?;
+        check_etag(expected_etag, current.version, &ticket_name(number))?;
+        let now = change_time(current.update_time);
+        let mut after = current.clone();
+        edit(&mut after, now)?;
+        let stored = self.store_ticket(&txn, ctx, &current, after, action, reason, now).await?;
+        if stored.state == TicketState::Resolved as i32 && current.state != TicketState::Resolved as i32 {
+            Self::notify(&txn, "ticket_resolved", &stored.requester, &stored, &[]).await?;
+        }
+        txn.commit().await?;
+        self.committed();
+        Ok(stored)
+    }
+
+    #[allow(clippy::too_many_arguments)] // the transaction, who, before, after and why
+    pub(crate) async fn store_ticket(
+        &self,
+        txn: &impl ConnectionTrait,
+        ctx: &CallContext,
+        current: &ticket::Model,
+        mut after: ticket::Model,
+        action: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<ticket::Model, Error> {
+        after.queue_key = queue_key(&after);
+        let changes = diff(Some(current), Some(&after));
+        if changes.is_empty() && reason.is_empty() {
+            return Ok(current.clone());
+        }
+        after.version = current.version + 1;
+        after.update_time = now;
+        after.updater.clone_from(&ctx.principal);
+        let mut active = after.clone().into_active_model().reset_all();
+        active.id = sea_orm::ActiveValue::NotSet;
+        active.tenant_id = sea_orm::ActiveValue::NotSet;
+        let result = ticket::Entity::update_many()
+            .set(active)
+            .filter(ticket::Column::Id.eq(current.id.as_str()))
+            .filter(ticket::Column::Version.eq(current.version))
+            .exec(txn)
+            .await?;
+        if result.rows_affected != 1 {
+            return Err(Error::Aborted(format!(
+                "{} was changed concurrently; read it again",
+                ticket_name(&current.number)
+            )));
+        }
+        let entry = NewEntry {
+            kind: TICKET,
+            record_id: &after.id,
+            version: after.version,
+            change_time: now,
+            action,
+            changes: &changes,
+            reason,
+        };
+        history::record(txn, ctx, entry).await?;
+        emit(txn, ctx, Some(current), &after, action, &changes).await?;
+        Ok(after)
+    }
+
+    /// Works out where an escalation goes, and checks it is allowed (read-only; `escalate`
+    /// checks again inside its transaction).
+    pub async fn plan_escalation(
+        &self,
+        ctx: &CallContext,
+        number: &str,
+        explicit: &str,
+    ) -> Result<EscalationPlan, Error> {
+        Self::plan(&self.db, &ctx.tenant, number, explicit).await
+    }
+
+    async fn plan(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        number: &str,
+        explicit: &str,
+    ) -> Result<EscalationPlan, Error> {
+        let ticket = Self::require_ticket(db, tenant, number).await?;
+        not_open(&ticket, "escalated")?;
+        let target = if !explicit.is_empty() {
+            Self::named_group(db, tenant, explicit, "support_group").await?
+        } else {
+            let current = match crate::convert::uuid_of(&ticket.support_group, GROUP_PREFIX) {
+                Some(id) => Self::find_group(db, tenant, &id).await?,
+                None => None,
+            };
+            let next = match current.as_ref().map(|g| g.escalation_group.as_str()).filter(|g| !g.is_empty()) {
+                Some(name) => match crate::convert::uuid_of(name, GROUP_PREFIX) {
+                    Some(id) => Self::find_group(db, tenant, &id).await?,
+                    None => None,
+                },
+                None => None,
+            };
+            match next {
+                Some(group) => group,
+                None => Self::group_of_tier(db, tenant, ticket.tier + 1).await?.ok_or_else(|| {
+                    Error::FailedPrecondition(format!(
+                        "no support group of tier {} to escalate to",
+                        ticket.tier + 1
+                    ))
+                })?,
+            }
+        };
+        let skip_allowed = Self::matching_rule(db, &ticket).await?.is_some_and(|r| r.allow_tier_skip);
+        tiers::check_escalation(ticket.tier, target.tier, skip_allowed, ticket.priority)
+            .map_err(|e| Error::FailedPrecondition(format!("{}: {e}", ticket_name(&ticket.number))))?;
+        Ok(EscalationPlan { ticket, target })
+    }
+
+    /// Moves the ticket up to the planned group, records why and notifies.
+    pub async fn escalate(
+        &self,
+        ctx: &CallContext,
+        number: &str,
+        expected_etag: &str,
+        explicit: &str,
+        reason: &str,
+        notify_manager: bool,
+    ) -> Result<ticket::Model, Error> {
+        let txn = self.db.begin().await?;
+        let plan = Self::plan(&txn, &ctx.tenant, number, explicit).await?;
+        let current = plan.ticket;
+        check_etag(expected_etag, current.version, &ticket_name(number))?;
+        let now = change_time(current.update_time);
+        let mut after = current.clone();
+        Self::give_to(&txn, &mut after, &plan.target, now).await?;
+        after.escalation_count += 1;
+        let stored = self.store_ticket(&txn, ctx, &current, after, "escalate", reason, now).await?;
+        let why = [("reason", reason.to_string())];
+        Self::notify(&txn, "ticket_escalated", &stored.requester, &stored, &why).await?;
+        if notify_manager && !plan.target.manager.is_empty() {
+            Self::notify(&txn, "manager_escalation", &plan.target.manager, &stored, &why).await?;
+        }
+        if !stored.assignee.is_empty() {
+            Self::notify(&txn, "ticket_assigned", &stored.assignee, &stored, &why).await?;
+        }
+        txn.commit().await?;
+        self.committed();
+        Ok(stored)
+    }
+
+    /// Gives the ticket back to a lower tier's group.
+    pub async fn deescalate(
+        &self,
+        ctx: &CallContext,
+        number: &str,
+        expected_etag: &str,
+        group: &str,
+        reason: &str,
+    ) -> Result<ticket::Model, Error> {
+        let txn = self.db.begin().await?;
+        let current = Self::require_ticket(&txn, &ctx.tenant, number).await?;
+        check_etag(expected_etag, current.version, &ticket_name(number))?;
+        not_open(&current, "handed back")?;
+        let target = Self::named_group(&txn, &ctx.tenant, group, "support_group").await?;
+        tiers::check_deescalation(current.tier, target.tier)
+            .map_err(|e| Error::FailedPrecondition(format!("{}: {e}", ticket_name(number))))?;
+        let now = change_time(current.update_time);
+        let mut after = current.clone();
+        Self::give_to(&txn, &mut after, &target, now).await?;
+        let stored = self.store_ticket(&txn, ctx, &current, after, "deescalate", reason, now).await?;
+        if !stored.assignee.is_empty() {
+            Self::notify(&txn, "ticket_assigned", &stored.assignee, &stored, &[]).await?;
+        }
+        txn.commit().await?;
+        self.committed();
+        Ok(stored)
+    }
+
+    /// The ticket linked to an incident, if any.
+    pub async fn ticket_of_incident(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        incident: &str,
+    ) -> Result<Option<ticket::Model>, Error> {
+        Ok(ticket::Entity::find()
+            .filter(ticket::Column::TenantId.eq(tenant))
+            .filter(ticket::Column::Incident.eq(incident))
+            .one(db)
+            .await?)
+    }
+
+    pub async fn delete_ticket(
+        &self,
+        ctx: &CallContext,
+        number: &str,
+        expected_etag: &str,
+    ) -> Result<(), Error> {
+        let txn = self.db.begin().await?;
+        let current = Self::require_ticket(&txn, &ctx.tenant, number).await?;
+        check_etag(expected_etag, current.version, &ticket_name(number))?;
+        ticket::Entity::delete_many().filter(ticket::Column::Id.eq(current.id.as_str())).exec(&txn).await?;
+        let now = change_time(current.update_time);
+        let changes = diff(Some(&current), None);
+        let entry = NewEntry {
+            kind: TICKET,
+            record_id: &current.id,
+            version: current.version + 1,
+            change_time: now,
+            action: "delete",
+            changes: &changes,
+            reason: "",
+        };
+        history::record(&txn, ctx, entry).await?;
+        emit(&txn, ctx, Some(&current), &current, "delete", &changes).await?;
+        txn.commit().await?;
+        self.committed();
+        Ok(())
+    }
+
+    pub async fn list_tickets(
+        &self,
+        ctx: &CallContext,
+        filter: Option<&Filter>,
+        order: (&str, bool),
+        after: Option<Vec<serde_json::Value>>,
+        limit: u64,
+    ) -> Result<Page<ticket::Model>, Error> {
+        let (field, descending) = order;
+        let column = match field {
+            "number" => ticket::Column::Number,
+            "update_time" => ticket::Column::UpdateTime,
+            _ => ticket::Column::CreateTime,
+        };
+        let mut query = ticket::Entity::find().filter(ticket::Column::TenantId.eq(ctx.tenant.as_str()));
+        if let Some(filter) = filter {
+            query =
+                query.filter(filters::condition(filter, &ctx.tenant, &ticket_field, TICKET_FILTER_FIELDS)?);
+        }
+        keyset::page(&self.db, query, column, ticket::Column::Id, descending, after, limit, |m| {
+            let value = match field {
+                "number" => serde_json::json!(m.number),
+                "update_time" => serde_json::json!(m.update_time),
+                _ => serde_json::json!(m.create_time),
+            };
+            (value, m.id.clone())
+        })
+        .await
+    }
+
+    /// Open tickets assigned to `assignee` (Some) or of `groups`, unassigned only when asked;
+    /// in queue order.
+    pub async fn queue(
+        &self,
+        ctx: &CallContext,
+        assignee: Option<&str>,
+        groups: &[String],
+        unassigned_only: bool,
+        after: Option<Vec<serde_json::Value>>,
+        limit: u64,
+    ) -> Result<Page<ticket::Model>, Error> {
+        let open: Vec<i32> = TicketState::ALL.iter().filter(|s| s.is_open()).map(|s| *s as i32).collect();
+        let mut query = ticket::Entity::find()
+            .filter(ticket::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(ticket::Column::State.is_in(open));
+        query = match assignee {
+            Some(who) => query.filter(ticket::Column::Assignee.eq(who)),
+            None => query.filter(ticket::Column::SupportGroup.is_in(groups.iter().map(String::as_str))),
+        };
+        if unassigned_only {
+            query = query.filter(ticket::Column::Assignee.eq(""));
+        }
+        keyset::page(
+            &self.db,
+            query,
+            ticket::Column::QueueKey,
+            ticket::Column::Id,
+            false,
+            after,
+            limit,
+            |m| (serde_json::json!(m.queue_key), m.id.clone()),
+        )
+        .await
+    }
+
+    /// Figures over the tickets opened since `since`.
+    pub async fn report(&self, ctx: &CallContext, since: i64) -> Result<Report, Error> {
+        let rows: Vec<(i64, i64, i64, i32, i32, i32)> = ticket::Entity::find()
+            .select_only()
+            .column(ticket::Column::OpenTime)
+            .column(ticket::Column::FirstResponseTime)
+            .column(ticket::Column::ResolveTime)
+            .column(ticket::Column::MaxTier)
+            .column(ticket::Column::EscalationCount)
+            .column(ticket::Column::SurveyScore)
+            .filter(ticket::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(ticket::Column::OpenTime.gte(since))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let facts: Vec<TicketFacts> = rows
+            .into_iter()
+            .map(
+                |(open_time, first_response_time, resolve_time, max_tier, escalation_count, survey_score)| {
+                    TicketFacts {
+                        open_time,
+                        first_response_time,
+                        resolve_time,
+                        max_tier,
+                        escalation_count,
+                        survey_score,
+                    }
+                },
+            )
+            .collect();
+        Ok(report::compute(&facts))
+    }
+
+    pub async fn ticket_history(
+        &self,
+        ctx: &CallContext,
+        number: &str,
+        after_id: i64,
+        limit: u64,
+    ) -> Result<Page<(itsm_proto::common::HistoryEntry, String)>, Error> {
+        let ticket = Self::require_ticket(&self.db, &ctx.tenant, number).await?;
+        let rows = history::list(&self.db, &ctx.tenant, TICKET, &ticket.id, after_id, limit + 1).await?;
+        let more = rows.len() as u64 > limit;
+        let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+        let next_key = match (more, rows.last()) {
+            (true, Some((id, _, _))) => Some(vec![serde_json::json!(id)]),
+            _ => None,
+        };
+        Ok(Page { items: rows.into_iter().map(|(_, entry, reason)| (entry, reason)).collect(), next_key })
+    }
+}
+
+async fn emit(
+    txn: &impl ConnectionTrait,
+    ctx: &CallContext,
+    before: Option<&ticket::Model>,
+    after: &ticket::Model,
+    action: &str,
+    changes: &[itsm_runtime::history::FieldDiff],
+) -> Result<(), Error> {
+    let name = ticket_name(&after.number);
+    let payload = TicketChanged {
+        action: action.to_string(),
+        ticket: Some(ticket_to_proto(after)),
+        previous_state: before.map_or(0, |b| b.state),
+        changes: changes.iter().map(FieldChange::from).collect(),
+    };
+    outbox::append(txn, NewEvent::of(&payload, &name, &ctx.tenant, &ctx.principal)).await?;
+    Ok(())
+}
+
+/// Moves the ticket to `to` when the machine allows it.
+pub fn transition(m: &mut ticket::Model, to: TicketState) -> Result<(), Error> {
+    let from = state_of(m)?;
+    if from == to {
+        return Ok(());
+    }
+    from.check(to).map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+    m.state = to as i32;
+    Ok(())
+}
+
+/// Resolves: a NEW ticket is taken into work first (someone resolved it).
+pub fn resolve(m: &mut ticket::Model, notes: &str, now: i64) -> Result<(), Error> {
+    if m.state == TicketState::New as i32 {
+        transition(m, TicketState::InProgress)?;
+    }
+    transition(m, TicketState::Resolved)?;
+    m.resolution_notes = notes.to_string();
+    m.resolve_time = now;
+    if m.first_response_time == 0 {
+        m.first_response_time = now;
+    }
+    Ok(())
+}
+
+pub const TICKET_FILTER_FIELDS: &[&str] = &[
+    "state",
+    "type",
+    "channel",
+    "requester",
+    "organisation",
+    "category",
+    "support_group",
+    "tier",
+    "assignee",
+    "incident",
+    "business_service",
+    "priority",
+    "open_time",
+    "update_time",
+];
+
+const STATES: &[(i32, &str)] =
+    &[(1, "NEW"), (2, "IN_PROGRESS"), (3, "PENDING"), (4, "RESOLVED"), (5, "CLOSED"), (6, "CANCELLED")];
+const TYPES: &[(i32, &str)] = &[(1, "INCIDENT"), (2, "SERVICE_REQUEST")];
+const CHANNELS: &[(i32, &str)] =
+    &[(1, "PORTAL"), (2, "EMAIL"), (3, "PHONE"), (4, "CHAT"), (5, "API"), (6, "MONITORING")];
+const TIERS: &[(i32, &str)] = &[(1, "1"), (2, "2"), (3, "3")];
+
+fn ticket_field(member: &str) -> Option<Field> {
+    use ticket::Column as C;
+    let col = |c: C| Expr::col((ticket::Entity, c));
+    Some(match member {
+        "state" => Field::Enum { column: col(C::State), values: STATES, prefix: "TICKET_STATE_" },
+        "type" => Field::Enum { column: col(C::TicketType), values: TYPES, prefix: "TICKET_TYPE_" },
+        "channel" => Field::Enum { column: col(C::Channel), values: CHANNELS, prefix: "CHANNEL_" },
+        "tier" => Field::Enum { column: col(C::Tier), values: TIERS, prefix: "" },
+        "priority" => Field::Enum {
+            column: col(C::Priority),
+            values: itsm_runtime::sql_filter::PRIORITIES,
+            prefix: "PRIORITY_",
+        },
+        "requester" => Field::Text(col(C::Requester)),
+        "organisation" => Field::Text(col(C::Organisation)),
+        "category" => Field::Text(col(C::Category)),
+        "support_group" => Field::Text(col(C::SupportGroup)),
+        "assignee" => Field::Text(col(C::Assignee)),
+        "incident" => Field::Text(col(C::Incident)),
+        "business_service" => Field::Text(col(C::BusinessService)),
+        "open_time" => Field::Time(col(C::OpenTime)),
+        "update_time" => Field::Time(col(C::UpdateTime)),
+        _ => return None,
+    })
+}
+
+impl Repository {
+    /// Sets type and category, links the incident raised for it, and routes it to `group` when
+    /// one is given (or when it has none yet, by the rules).
+    #[allow(clippy::too_many_arguments)] // the classification's parts
+    pub async fn classify(
+        &self,
+        ctx: &CallContext,
+        number: &str,
+        expected_etag: &str,
+        ticket_type: i32,
+        category: &str,
+        group: Option<support_group::Model>,
+        incident: Option<(String, i32)>,
+    ) -> Result<ticket::Model, Error> {
+        let txn = self.db.begin().await?;
+        let current = Self::require_ticket(&txn, &ctx.tenant, number).await?;
+        check_etag(expected_etag, current.version, &ticket_name(number))?;
+        not_open(&current, "classified")?;
+        let now = change_time(current.update_time);
+        let mut after = current.clone();
+        after.ticket_type = ticket_type;
+        if !category.is_empty() {
+            after.category = category.to_string();
+        }
+        if let Some((name, priority)) = incident {
+            after.incident = name;
+            after.priority = priority;
+        }
+        let target = match group {
+            Some(group) => Some(group),
+            None if after.support_group.is_empty() => self.route(&txn, &after).await?,
+            None => None,
+        };
+        if let Some(group) = target {
+            Self::give_to(&txn, &mut after, &group, now).await?;
+        }
+        let stored = self.store_ticket(&txn, ctx, &current, after, "classify", "", now).await?;
+        if !stored.assignee.is_empty() && stored.assignee != current.assignee {
+            Self::notify(&txn, "ticket_assigned", &stored.assignee, &stored, &[]).await?;
+        }
+        txn.commit().await?;
+        self.committed();
+        Ok(stored)
+    }
+}

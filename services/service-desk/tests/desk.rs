@@ -1,0 +1,579 @@
+//! The service desk against real servers on port 0 (CMDB, incident service, service desk), each
+//! with a fresh database, on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
+use itsm_proto::cmdb::{ConfigurationItem, CreateConfigurationItemRequest};
+use itsm_proto::incident::incident_service_client::IncidentServiceClient;
+use itsm_proto::incident::{GetIncidentRequest, ResolutionCode, ResolveIncidentRequest};
+use itsm_proto::servicedesk::service_desk_service_client::ServiceDeskServiceClient;
+use itsm_proto::servicedesk::*;
+use itsm_runtime::Settings;
+use itsm_runtime::testing::{
+    RunningServer, TestBackend, TestDatabase, internal_channel, settings_for, with_context,
+};
+
+struct Desk {
+    desk: ServiceDeskServiceClient<Channel>,
+    incidents: IncidentServiceClient<Channel>,
+    cmdb: CmdbServiceClient<Channel>,
+    _servers: Vec<RunningServer>,
+    _dbs: Vec<TestDatabase>,
+}
+
+async fn start(backend: TestBackend) -> Desk {
+    start_with(backend, |_| {}).await
+}
+
+async fn start_with(backend: TestBackend, tune: impl FnOnce(&mut Settings)) -> Desk {
+    let mut dbs = Vec::new();
+    let blank = |url: &str| {
+        let mut s = settings_for(url);
+        s.upstream.cmdb.clear();
+        s.upstream.change.clear();
+        s.upstream.incident.clear();
+        s
+    };
+    let db = TestDatabase::create(backend).await.unwrap();
+    let settings = blank(&db.url);
+    let cmdb = RunningServer::start(move |l, s| itsm_cmdb::serve(settings, l, s.wait())).await.unwrap();
+    dbs.push(db);
+    let db = TestDatabase::create(backend).await.unwrap();
+    let mut settings = blank(&db.url);
+    settings.upstream.cmdb = cmdb.url();
+    let incident =
+        RunningServer::start(move |l, s| itsm_incident::serve(settings, l, s.wait())).await.unwrap();
+    dbs.push(db);
+    let db = TestDatabase::create(backend).await.unwrap();
+    let mut settings = blank(&db.url);
+    settings.upstream.incident = incident.url();
+    settings.service_desk.delivery_interval_ms = 50;
+    settings.service_desk.webhook_backoff_ms = 50;
+    tune(&mut settings);
+    let desk =
+        RunningServer::start(move |l, s| itsm_service_desk::serve(settings, l, s.wait())).await.unwrap();
+    dbs.push(db);
+    Desk {
+        desk: ServiceDeskServiceClient::new(internal_channel(&desk.url()).await.unwrap()),
+        incidents: IncidentServiceClient::new(internal_channel(&incident.url()).await.unwrap()),
+        cmdb: CmdbServiceClient::new(internal_channel(&cmdb.url()).await.unwrap()),
+        _servers: vec![desk, incident, cmdb],
+        _dbs: dbs,
+    }
+}
+
+fn req<T>(message: T) -> tonic::Request<T> {
+    with_context(message, "acme", "alice")
+}
+
+fn as_user<T>(message: T, who: &str) -> tonic::Request<T> {
+    with_context(message, "acme", who)
+}
+
+fn violations(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let mut fields: Vec<String> = status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default();
+    fields.sort();
+    fields
+}
+
+fn group(name: &str, tier: i32, members: &[&str]) -> SupportGroup {
+    SupportGroup {
+        display_name: name.into(),
+        tier,
+        members: members.iter().map(|m| (*m).to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn ticket(text: &str, category: &str) -> Ticket {
+    Ticket {
+        short_description: text.into(),
+        category: category.into(),
+        r#type: TicketType::ServiceRequest as i32,
+        requester: "rita".into(),
+        ..Default::default()
+    }
+}
+
+impl Desk {
+    async fn group(&mut self, g: SupportGroup) -> SupportGroup {
+        self.desk
+            .create_support_group(req(CreateSupportGroupRequest {
+                support_group: Some(g),
+                request_id: String::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn ticket(&mut self, t: Ticket) -> Result<Ticket, tonic::Status> {
+        self.desk
+            .create_ticket(req(CreateTicketRequest { ticket: Some(t), request_id: String::new() }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn escalate(
+        &mut self,
+        name: &str,
+        group: &str,
+        reason: &str,
+        manager: bool,
+    ) -> Result<Ticket, tonic::Status> {
+        self.desk
+            .escalate_ticket(req(EscalateTicketRequest {
+                name: name.into(),
+                reason: reason.into(),
+                support_group: group.into(),
+                etag: String::new(),
+                notify_manager: manager,
+            }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn get(&mut self, name: &str) -> Ticket {
+        self.desk.get_ticket(req(GetTicketRequest { name: name.into() })).await.unwrap().into_inner()
+    }
+
+    async fn notifications(&mut self, ticket: &str) -> Vec<Notification> {
+        self.desk
+            .list_notifications(req(ListNotificationsRequest { ticket: ticket.into(), ..Default::default() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .notifications
+    }
+}
+
+async fn routing_round_robin_and_tiers(backend: TestBackend) {
+    let mut d = start(backend).await;
+    let l1 = d.group(group("Service desk", 1, &["ann", "abe"])).await;
+    let l2 = d.group(group("Network", 2, &["ben"])).await;
+    let l3 =
+        d.group(SupportGroup { manager: "mia".into(), ..group("Network engineering", 3, &["cal"]) }).await;
+    d.desk
+        .create_assignment_rule(req(CreateAssignmentRuleRequest {
+            assignment_rule: Some(AssignmentRule {
+                order: 10,
+                category: "network".into(),
+                support_group: l1.name.clone(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap();
+
+    // Round robin among the group's members.
+    let mut assignees = Vec::new();
+    for i in 0..3 {
+        let t = d.ticket(ticket(&format!("VPN {i}"), "network")).await.unwrap();
+        assert_eq!(t.support_group, l1.name);
+        assert_eq!(t.tier, 1);
+        assert_eq!(t.state, TicketState::InProgress as i32, "assigned to a person: taken into work");
+        assignees.push(t.assignee);
+    }
+    assert_eq!(assignees, ["ann", "abe", "ann"]);
+    let name = d.ticket(ticket("Cannot reach the file server", "network")).await.unwrap().name;
+
+    // Tier skips need a rule or a P1.
+    let err = d.escalate(&name, &l3.name, "Needs an engineer", false).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("skips a tier"), "{}", err.message());
+    let err = d.escalate(&name, "", "", false).await.unwrap_err();
+    assert_eq!(violations(&err), vec!["reason"]);
+    let t2 = d.escalate(&name, "", "Routing problem", false).await.unwrap();
+    assert_eq!((t2.tier, t2.support_group.as_str(), t2.assignee.as_str()), (2, l2.name.as_str(), "ben"));
+    assert_eq!(t2.escalation_count, 1);
+    let t3 = d.escalate(&name, "", "Firmware bug", true).await.unwrap();
+    assert_eq!((t3.tier, t3.max_tier), (3, 3));
+    let err = d.escalate(&name, "", "more", false).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "nothing above tier 3");
+    let kinds: Vec<(String, String)> =
+        d.notifications(&name).await.into_iter().map(|n| (n.kind, n.recipient)).collect();
+    assert!(kinds.contains(&("manager_escalation".to_string(), "mia".to_string())), "{kinds:?}");
+    assert!(kinds.contains(&("ticket_escalated".to_string(), "rita".to_string())), "{kinds:?}");
+
+    // Hand-back to tier 1.
+    let back = d
+        .desk
+        .deescalate_ticket(req(DeescalateTicketRequest {
+            name: name.clone(),
+            reason: "Workaround documented; tier 1 can close".into(),
+            support_group: l1.name.clone(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((back.tier, back.max_tier), (1, 3));
+
+    // A rule that allows skipping.
+    d.desk
+        .create_assignment_rule(req(CreateAssignmentRuleRequest {
+            assignment_rule: Some(AssignmentRule {
+                order: 1,
+                category: "vip".into(),
+                support_group: l1.name.clone(),
+                allow_tier_skip: true,
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap();
+    let vip = d.ticket(ticket("CEO laptop", "vip")).await.unwrap();
+    assert_eq!(d.escalate(&vip.name, &l3.name, "VIP", false).await.unwrap().tier, 3);
+
+    // The history says who moved it where and why.
+    let history = d
+        .desk
+        .list_ticket_history(req(ListTicketHistoryRequest {
+            parent: name.clone(),
+            page_size: 50,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let actions: Vec<(&str, &str)> = history
+        .entries
+        .iter()
+        .map(|e| (e.change.as_ref().unwrap().action.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("create", ""),
+            ("escalate", "Routing problem"),
+            ("escalate", "Firmware bug"),
+            ("deescalate", "Workaround documented; tier 1 can close")
+        ]
+    );
+
+    // Queues: mine, my groups, unassigned.
+    let mine = d
+        .desk
+        .list_queue(as_user(ListQueueRequest { queue: Queue::Mine as i32, ..Default::default() }, "ann"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.tickets.len(), 3, "two of her own, and the handed-back one by turn");
+    let groups = d
+        .desk
+        .list_queue(as_user(ListQueueRequest { queue: Queue::MyGroups as i32, ..Default::default() }, "abe"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(groups.tickets.len() >= 4, "{}", groups.tickets.len());
+}
+
+async fn least_loaded_and_shifts(backend: TestBackend) {
+    let mut d = start(backend).await;
+    // Off shift now: a half hour twelve hours away, every day.
+    let off = chrono::Utc::now() + chrono::Duration::hours(12);
+    let start = off.format("%H:00").to_string();
+    let end = off.format("%H:30").to_string();
+    let g = d
+        .group(SupportGroup {
+            assignment_method: AssignmentMethod::LeastLoaded as i32,
+            shifts: vec![Shift {
+                member: "night".into(),
+                weekdays: (1..=7).collect(),
+                start_time: start,
+                end_time: end,
+                time_zone: "UTC".into(),
+            }],
+            ..group("Apps", 1, &["night", "xena", "yuri"])
+        })
+        .await;
+    let first = d.ticket(Ticket { support_group: g.name.clone(), ..ticket("a", "apps") }).await.unwrap();
+    let second = d.ticket(Ticket { support_group: g.name.clone(), ..ticket("b", "apps") }).await.unwrap();
+    let third = d.ticket(Ticket { support_group: g.name.clone(), ..ticket("c", "apps") }).await.unwrap();
+    assert_eq!(first.assignee, "xena", "night is off shift; xena and yuri have nothing yet");
+    assert_eq!(second.assignee, "yuri");
+    assert_eq!(third.assignee, "xena");
+    // A shift for a non-member or with a bad zone is refused.
+    let err = d
+        .desk
+        .create_support_group(req(CreateSupportGroupRequest {
+            support_group: Some(SupportGroup {
+                shifts: vec![Shift {
+                    member: "zed".into(),
+                    weekdays: vec![1],
+                    start_time: "09:00".into(),
+                    end_time: "17:00".into(),
+                    time_zone: "Nowhere/Land".into(),
+                }],
+                ..group("Bad", 1, &["amy"])
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), vec!["support_group.shifts[0].member", "support_group.shifts[0].time_zone"]);
+}
+
+async fn ticket_follows_its_incident(backend: TestBackend) {
+    let mut d = start(backend).await;
+    let ci = d
+        .cmdb
+        .create_configuration_item(req(CreateConfigurationItemRequest {
+            configuration_item: Some(ConfigurationItem {
+                display_name: "mail-01".into(),
+                ci_class: "server".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    let l1 = d.group(group("Desk", 1, &["ann"])).await;
+    let l2 = d.group(group("Messaging", 2, &["ben"])).await;
+    let created = d
+        .ticket(Ticket {
+            r#type: TicketType::Incident as i32,
+            configuration_items: vec![ci.clone()],
+            impact: 1,
+            urgency: 2,
+            ..ticket("Mail is not delivered", "email")
+        })
+        .await
+        .unwrap();
+    assert!(created.incident.starts_with("incidents/INC"), "{created:?}");
+    assert_eq!(created.priority, 2);
+    assert_eq!(created.support_group, l1.name);
+    let incident = d
+        .incidents
+        .get_incident(req(GetIncidentRequest { name: created.incident.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(incident.service_desk_ticket, created.name);
+    assert_eq!(incident.caller, "rita");
+    assert_eq!(incident.assignment_group, l1.name);
+
+    // Escalating the ticket escalates its incident.
+    d.escalate(&created.name, &l2.name, "Queue stuck on the relay", false).await.unwrap();
+    let incident = d
+        .incidents
+        .get_incident(req(GetIncidentRequest { name: created.incident.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((incident.support_tier, incident.assignment_group.as_str()), (2, l2.name.as_str()));
+
+    // The ticket cannot be resolved past its incident; resolving the incident resolves it.
+    let err = d
+        .desk
+        .resolve_ticket(req(ResolveTicketRequest {
+            name: created.name.clone(),
+            resolution_notes: "done".into(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    d.incidents
+        .resolve_incident(req(ResolveIncidentRequest {
+            name: created.incident.clone(),
+            resolution_code: ResolutionCode::SolvedPermanently as i32,
+            resolution_notes: "Restarted the relay".into(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let resolved = loop {
+        let t = d.get(&created.name).await;
+        if t.state == TicketState::Resolved as i32 {
+            break t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the ticket did not follow its incident");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(resolved.resolution_notes, "Restarted the relay");
+    let kinds: Vec<String> = d.notifications(&created.name).await.into_iter().map(|n| n.kind).collect();
+    assert!(kinds.contains(&"ticket_resolved".to_string()), "{kinds:?}");
+
+    // Only the requester answers the survey, once.
+    let survey = |who: &str, score: i32| {
+        as_user(AnswerSurveyRequest { name: created.name.clone(), score, comment: "quick".into() }, who)
+    };
+    let err = d.desk.answer_survey(survey("rita", 9)).await.unwrap_err();
+    assert_eq!(violations(&err), vec!["score"]);
+    let answered = d.desk.answer_survey(survey("rita", 4)).await.unwrap().into_inner();
+    assert_eq!(answered.survey_score, 4);
+    assert_eq!(d.desk.answer_survey(survey("rita", 5)).await.unwrap_err().code(), Code::FailedPrecondition);
+
+    let report = d
+        .desk
+        .get_service_desk_report(req(GetServiceDeskReportRequest { window_days: 7 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((report.tickets, report.resolved, report.first_contact_resolved), (1, 1, 0));
+    assert_eq!(report.tiers[0].escalated, 1);
+    assert_eq!(report.tiers[1].resolved, 1);
+    assert_eq!(report.surveys, 1);
+}
+
+/// A local receiver that fails its first `failures` calls, then accepts; it keeps what it got.
+async fn receiver(failures: usize) -> (String, Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>) {
+    let got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                let mut list = seen.lock().unwrap();
+                list.push((headers, body));
+                if list.len() <= failures {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+async fn webhook_delivery_with_retry(backend: TestBackend) {
+    let mut d = start(backend).await;
+    let (url, got) = receiver(1).await;
+    let secret = "a-webhook-secret-of-some-length";
+    let hook = d
+        .desk
+        .create_webhook(req(CreateWebhookRequest {
+            webhook: Some(Webhook {
+                url: url.clone(),
+                secret: secret.into(),
+                kinds: vec!["ticket_resolved".into()],
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(hook.secret.is_empty(), "the secret is never given back");
+    d.group(group("Desk", 1, &["ann"])).await;
+    let t = d.ticket(ticket("New monitor", "hardware")).await.unwrap();
+    d.desk
+        .resolve_ticket(req(ResolveTicketRequest {
+            name: t.name.clone(),
+            resolution_notes: "Delivered to desk 4".into(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let delivered = loop {
+        let n = d.notifications(&t.name).await;
+        if let Some(done) =
+            n.into_iter().find(|n| n.kind == "ticket_resolved" && n.state == DeliveryState::Delivered as i32)
+        {
+            break done;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the notification was not delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(delivered.attempts, 2, "one failure, one success");
+    let calls = got.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2);
+    let (headers, body) = &calls[1];
+    assert_eq!(
+        headers["x-itsm-signature"].to_str().unwrap(),
+        itsm_service_desk::deliverer::signature(secret, body.as_bytes())
+    );
+    assert_eq!(headers["x-itsm-event"].to_str().unwrap(), "ticket_resolved");
+    assert_eq!(
+        headers["x-itsm-delivery"], calls[0].0["x-itsm-delivery"],
+        "a retry carries the same delivery id"
+    );
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["recipient"], "rita");
+    assert!(json["body"].as_str().unwrap().contains("Delivered to desk 4"));
+    // The assignment notification had no subscriber.
+    let assigned = d.notifications(&t.name).await.into_iter().find(|n| n.kind == "ticket_assigned").unwrap();
+    assert_eq!(assigned.state, DeliveryState::NoSubscriber as i32);
+}
+
+async fn bad_input_writes_nothing(backend: TestBackend) {
+    let mut d = start(backend).await;
+    let missing = format!("supportGroups/{}", uuid::Uuid::now_v7());
+    let err = d.ticket(Ticket { support_group: missing.clone(), ..ticket("x", "") }).await.unwrap_err();
+    assert_eq!(violations(&err), vec!["ticket.support_group"]);
+    let err =
+        d.ticket(Ticket { support_group: "desk".into(), impact: 5, ..ticket("", "") }).await.unwrap_err();
+    assert_eq!(violations(&err), vec!["ticket.impact", "ticket.short_description", "ticket.support_group"]);
+    let listed = d.desk.list_tickets(req(ListTicketsRequest::default())).await.unwrap().into_inner();
+    assert!(listed.tickets.is_empty());
+
+    let l1 = d.group(group("Desk", 1, &["ann"])).await;
+    d.group(group("Ops", 3, &["ops"])).await;
+    let t = d.ticket(ticket("Printer", "")).await.unwrap();
+    let err = d.escalate(&t.name, &missing, "why", false).await.unwrap_err();
+    assert_eq!(violations(&err), vec!["support_group"]);
+    let err = d.escalate(&t.name, "", "why", false).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "no tier-2 group, and no skipping");
+    d.desk
+        .resolve_ticket(req(ResolveTicketRequest {
+            name: t.name.clone(),
+            resolution_notes: "Paper jam cleared".into(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap();
+    d.desk
+        .update_ticket(req(UpdateTicketRequest {
+            ticket: Some(Ticket {
+                name: t.name.clone(),
+                state: TicketState::Closed as i32,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["state".into()] }),
+        }))
+        .await
+        .unwrap();
+    let err = d.escalate(&t.name, "", "reopen please", false).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "a closed ticket is not escalated");
+    let after = d.get(&t.name).await;
+    assert_eq!((after.tier, after.escalation_count), (1, 0));
+    // A group with open tickets is not deleted.
+    let open = d.ticket(ticket("Another", "")).await.unwrap();
+    assert_eq!(open.support_group, l1.name);
+    let err = d
+        .desk
+        .delete_support_group(req(DeleteSupportGroupRequest { name: l1.name.clone(), etag: String::new() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+}
+
+itsm_runtime::db_tests!(
+    routing_round_robin_and_tiers,
+    least_loaded_and_shifts,
+    ticket_follows_its_incident,
+    webhook_delivery_with_retry,
+    bad_input_writes_nothing,
+);
