@@ -25,6 +25,7 @@ fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
 async fn incident_to_problem_to_change(backend: TestBackend) {
     let suite = Suite::start(backend).await.unwrap();
     let alice = suite.token("alice", "acme", &["agent", "problem-manager"]).unwrap();
+    let configurer = suite.token("carl", "acme", &["change-manager"]).unwrap();
     let bob = suite.token("bob", "acme", &["cab-member"]).unwrap();
     let mallory = suite.token("mallory", "globex", &["admin"]).unwrap();
     let channel = suite.gateway_channel().await.unwrap();
@@ -43,7 +44,7 @@ async fn incident_to_problem_to_change(backend: TestBackend) {
                 }),
                 request_id: String::new(),
             },
-            &alice,
+            &configurer,
         ))
         .await
         .unwrap()

@@ -2,7 +2,8 @@
 //! authenticated principal, tenant and roles replace whatever `x-itsm-*` metadata the client
 //! sent, together with the internal token that services require.
 //!
-//! Roles per RPC, JWKS, API keys and audit come with the gateway issue; they plug in here.
+//! After authentication the caller's roles are checked against the table in `authz`; a call no
+//! role allows is `PERMISSION_DENIED`.
 
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -134,6 +135,12 @@ impl CallGuard for BearerGuard {
                 tonic::Status::unauthenticated("missing bearer token (authorization: Bearer <token>)")
             })?;
         let claims = self.verify(token).map_err(tonic::Status::unauthenticated)?;
+        if !crate::authz::allowed(path, &claims.roles) {
+            return Err(tonic::Status::permission_denied(format!(
+                "{path} is not allowed for the roles [{}]",
+                claims.roles.join(", ")
+            )));
+        }
         // Backends get the verified context, never the caller's token.
         headers.remove(http::header::AUTHORIZATION);
         set(headers, TENANT_HEADER, &claims.tenant)?;

@@ -3,6 +3,7 @@
 //! services, and answers composite reads (`OverviewService`).
 
 pub mod auth;
+pub mod authz;
 pub mod proxy;
 
 use std::future::Future;

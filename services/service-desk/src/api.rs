@@ -156,7 +156,22 @@ fn check_group(v: &mut Violations, g: &SupportGroup, has: &dyn Fn(&str) -> bool)
     }
 }
 
+/// A caller who is only a requester: sees and raises only their own tickets.
+fn requester_only(ctx: &CallContext) -> bool {
+    ctx.has_role("requester")
+        && !["agent", "tier1", "tier2", "tier3", "admin"].iter().any(|r| ctx.has_role(r))
+}
+
 impl ServiceDeskApi {
+    /// The ticket, unless a requester asks for someone else's (then it does not exist for them).
+    async fn visible_ticket(&self, ctx: &CallContext, number: &str) -> Result<ticket::Model, Error> {
+        let found = self.repo.get_ticket(ctx, number).await?;
+        if requester_only(ctx) && found.requester != ctx.principal {
+            return Err(Error::NotFound(crate::convert::ticket_name(number)));
+        }
+        Ok(found)
+    }
+
     /// Raises the incident behind a ticket (when it has none) and records the classification.
     async fn classify_as(
         &self,
@@ -218,7 +233,8 @@ impl ServiceDeskService for ServiceDeskApi {
         let group = self.existing_group(&ctx, &t.support_group, "ticket.support_group").await?;
         let new = NewTicket {
             channel: if t.channel == 0 { Channel::Api as i32 } else { t.channel },
-            requester: t.requester.clone(),
+            // A requester raises tickets for themselves only.
+            requester: if requester_only(&ctx) { ctx.principal.clone() } else { t.requester.clone() },
             organisation: t.organisation.clone(),
             category: t.category.clone(),
             short_description: t.short_description.trim().to_string(),
@@ -246,7 +262,7 @@ impl ServiceDeskService for ServiceDeskApi {
     async fn get_ticket(&self, request: Request<GetTicketRequest>) -> Result<Response<Ticket>, Status> {
         let ctx = CallContext::from_request(&request)?;
         let number = number(&request.get_ref().name, "name")?;
-        Ok(Response::new(ticket_to_proto(&self.repo.get_ticket(&ctx, &number).await?)))
+        Ok(Response::new(ticket_to_proto(&self.visible_ticket(&ctx, &number).await?)))
     }
 
     async fn list_tickets(
@@ -256,9 +272,22 @@ impl ServiceDeskService for ServiceDeskApi {
         let ctx = CallContext::from_request(&request)?;
         let r = request.into_inner();
         let size = page_size(r.page_size, "page_size")?;
-        let parsed = filter::parse(&r.filter)?;
+        let mut parsed = filter::parse(&r.filter)?;
+        if requester_only(&ctx) {
+            // Their own tickets only, whatever else the filter says.
+            let own = filter::Expr::Compare {
+                member: "requester".into(),
+                op: filter::Op::Eq,
+                value: ctx.principal.clone(),
+            };
+            parsed = Some(match parsed {
+                Some(other) => filter::Expr::And(vec![own, other]),
+                None => own,
+            });
+        }
         let order = filter::parse_order_by(&r.order_by, ORDER_FIELDS)?.unwrap_or(("create_time", true));
-        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "tickets", &r.filter, &r.order_by]);
+        let fingerprint =
+            PageTokens::fingerprint(&[&ctx.tenant, &ctx.principal, "tickets", &r.filter, &r.order_by]);
         let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
         let page = self.repo.list_tickets(&ctx, parsed.as_ref(), order, after, size).await?;
         let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
