@@ -22,6 +22,14 @@ pub struct Suite {
 
 impl Suite {
     pub async fn start(backend: TestBackend) -> Result<Self, Error> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts the suite; `tune_gateway` adjusts the gateway's settings (e.g. its rate limits).
+    pub async fn start_with(
+        backend: TestBackend,
+        tune_gateway: impl FnOnce(&mut Settings),
+    ) -> Result<Self, Error> {
         let jwt_secret = "e2e-secret-that-is-long-enough-for-hs256".to_string();
         let mut databases = Vec::new();
         let mut services = Vec::new();
@@ -66,6 +74,7 @@ impl Suite {
         let mut settings = settings_for("sqlite::memory:");
         settings.upstream = base.upstream;
         settings.auth.jwt_secret.clone_from(&jwt_secret);
+        tune_gateway(&mut settings);
         let gateway = RunningServer::start(move |listener, shutdown| async move {
             itsm_gateway::serve(settings, listener, shutdown.wait()).await
         })

@@ -209,3 +209,31 @@ async fn streaming_calls_pass_through_the_proxy() {
     }
     assert_eq!(sequences, [1, 2, 3]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_over_its_rate_limit_is_told_when_to_retry() {
+    use tonic_types::StatusExt;
+    let suite = Suite::start_with(TestBackend::Sqlite, |settings| {
+        settings.gateway.rate_limit_per_second = 1;
+        settings.gateway.rate_limit_burst = 3;
+    })
+    .await
+    .unwrap();
+    let alice = suite.token("alice", "acme", &["admin"]).unwrap();
+    let bob = suite.token("bob", "acme", &["admin"]).unwrap();
+    let mut cmdb = CmdbServiceClient::new(suite.gateway_channel().await.unwrap());
+    for _ in 0..3 {
+        cmdb.list_configuration_items(authed(ListConfigurationItemsRequest::default(), &alice))
+            .await
+            .unwrap();
+    }
+    let status = cmdb
+        .list_configuration_items(authed(ListConfigurationItemsRequest::default(), &alice))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    let retry = status.get_error_details().retry_info().cloned().expect("a RetryInfo detail");
+    assert!(retry.retry_delay.unwrap() > std::time::Duration::ZERO);
+    // Bob has his own budget.
+    cmdb.list_configuration_items(authed(ListConfigurationItemsRequest::default(), &bob)).await.unwrap();
+}

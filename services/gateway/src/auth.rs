@@ -63,6 +63,7 @@ pub struct BearerGuard {
     validation: Validation,
     internal_token: String,
     configured: bool,
+    limits: Option<std::sync::Arc<crate::limits::PrincipalLimits>>,
 }
 
 impl BearerGuard {
@@ -78,7 +79,14 @@ impl BearerGuard {
             validation,
             internal_token: internal_token.to_string(),
             configured: !secret.is_empty(),
+            limits: None,
         }
+    }
+
+    /// Rate-limits authenticated callers per tenant and principal.
+    pub fn with_limits(mut self, limits: std::sync::Arc<crate::limits::PrincipalLimits>) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     /// Verifies a token; the error text is safe to return to the caller.
@@ -135,6 +143,9 @@ impl CallGuard for BearerGuard {
                 tonic::Status::unauthenticated("missing bearer token (authorization: Bearer <token>)")
             })?;
         let claims = self.verify(token).map_err(tonic::Status::unauthenticated)?;
+        if let Some(limits) = &self.limits {
+            limits.admit(&claims.tenant, &claims.sub)?;
+        }
         if !crate::authz::allowed(path, &claims.roles) {
             return Err(tonic::Status::permission_denied(format!(
                 "{path} is not allowed for the roles [{}]",

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod limits;
 pub mod proxy;
 
 use std::future::Future;
@@ -40,12 +41,14 @@ pub async fn serve(
         ));
     }
     let routes = proxy::Routes::from_settings(&settings)?;
+    let limits = Arc::new(limits::PrincipalLimits::new(&settings.gateway));
     let guard = auth::BearerGuard::new(
         &settings.auth.jwt_secret,
         &settings.auth.jwt_issuer,
         &settings.auth.jwt_audience,
         &settings.auth.internal_token,
-    );
+    )
+    .with_limits(limits.clone());
     let mut server = GrpcServer::new(SERVICE, &settings)
         .guard(Arc::new(guard))
         .add_service(OverviewServiceServer::new(OverviewApi))
@@ -57,8 +60,16 @@ pub async fn serve(
     }
     let health = server.health_reporter();
     let watcher = tokio::spawn(watch_backends(routes, health));
+    let sweeper = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticker.tick().await;
+            limits.forget_idle();
+        }
+    });
     let result = server.serve(listener, shutdown).await;
     watcher.abort();
+    sweeper.abort();
     result
 }
 

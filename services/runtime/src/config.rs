@@ -25,6 +25,7 @@ pub struct Settings {
     pub paging: PagingSettings,
     pub incident: IncidentSettings,
     pub service_desk: ServiceDeskSettings,
+    pub gateway: GatewaySettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +143,22 @@ impl Default for IncidentSettings {
             candidate_window_days: 30,
             candidate_min_incidents: 3,
         }
+    }
+}
+
+/// The gateway's protection of the services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Calls per second one principal of one tenant may make on average (0 = no limit).
+    pub rate_limit_per_second: u32,
+    /// Calls one principal may make at once above the average.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self { rate_limit_per_second: 50, rate_limit_burst: 100 }
     }
 }
 
@@ -332,6 +349,9 @@ impl Settings {
                 "service_desk.delivery_interval_ms",
                 "intervals and timeouts must be at least 1",
             ));
+        }
+        if self.gateway.rate_limit_per_second > 0 && self.gateway.rate_limit_burst == 0 {
+            return Err(invalid("gateway.rate_limit_burst", "must be at least 1 when rate limiting is on"));
         }
         if self.paging.token_secret.len() < 16 {
             return Err(invalid("paging.token_secret", "must be at least 16 characters"));
