@@ -1,11 +1,17 @@
-//! Authentication at the front door: bearer JWTs (HS256 with the configured secret). The
+//! Authentication at the front door: bearer JWTs — HS256 with the configured secret, or RS256 /
+//! ES256 verified against a JSON Web Key Set file that is re-read when it changes. The
 //! authenticated principal, tenant and roles replace whatever `x-itsm-*` metadata the client
 //! sent, together with the internal token that services require.
 //!
 //! After authentication the caller's roles are checked against the table in `authz`; a call no
 //! role allows is `PERMISSION_DENIED`.
 
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{Duration, Instant, SystemTime};
+
 use http::HeaderMap;
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -57,12 +63,79 @@ pub fn mint_token(
     )
 }
 
+/// How often at most the JWKS file's modification time is looked at.
+const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A JWKS file and the key set last read from it.
+pub struct Jwks {
+    path: PathBuf,
+    state: RwLock<JwksState>,
+}
+
+struct JwksState {
+    modified: Option<SystemTime>,
+    checked: Instant,
+    set: JwkSet,
+}
+
+fn read_jwks(path: &Path) -> Result<(Option<SystemTime>, JwkSet), String> {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let set: JwkSet =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not a JWK set: {e}", path.display()))?;
+    Ok((modified, set))
+}
+
+impl Jwks {
+    /// Reads the file now: a missing or malformed file stops start-up.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let (modified, set) = read_jwks(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            state: RwLock::new(JwksState { modified, checked: Instant::now(), set }),
+        })
+    }
+
+    /// Re-reads the file when it changed; a file that became unreadable or malformed keeps the
+    /// previous keys (and says so in the log) rather than locking everyone out.
+    fn refresh(&self) {
+        let due = self.state.read().map(|s| s.checked.elapsed() >= JWKS_CHECK_INTERVAL).unwrap_or(true);
+        if !due {
+            return;
+        }
+        let Ok(mut state) = self.state.write() else { return };
+        state.checked = Instant::now();
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        if modified == state.modified {
+            return;
+        }
+        match read_jwks(&self.path) {
+            Ok((modified, set)) => {
+                tracing::info!(file = %self.path.display(), keys = set.keys.len(), "JWKS reloaded");
+                state.modified = modified;
+                state.set = set;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "JWKS file changed but cannot be used; keeping the previous keys");
+            }
+        }
+    }
+
+    fn key(&self, kid: &str) -> Result<DecodingKey, String> {
+        self.refresh();
+        let state = self.state.read().map_err(|_| "key set unavailable".to_string())?;
+        let jwk = state.set.find(kid).ok_or_else(|| format!("no key {kid:?} in the key set"))?;
+        DecodingKey::from_jwk(jwk).map_err(|_| format!("key {kid:?} cannot verify tokens"))
+    }
+}
+
 /// Checks bearer tokens and writes the trusted call context.
 pub struct BearerGuard {
     key: DecodingKey,
     validation: Validation,
     internal_token: String,
     configured: bool,
+    jwks: Option<Jwks>,
     limits: Option<std::sync::Arc<crate::limits::PrincipalLimits>>,
 }
 
@@ -79,8 +152,15 @@ impl BearerGuard {
             validation,
             internal_token: internal_token.to_string(),
             configured: !secret.is_empty(),
+            jwks: None,
             limits: None,
         }
+    }
+
+    /// Also accepts RS256 / ES256 tokens signed by a key of this set.
+    pub fn with_jwks(mut self, jwks: Jwks) -> Self {
+        self.jwks = Some(jwks);
+        self
     }
 
     /// Rate-limits authenticated callers per tenant and principal.
@@ -91,10 +171,27 @@ impl BearerGuard {
 
     /// Verifies a token; the error text is safe to return to the caller.
     pub fn verify(&self, token: &str) -> Result<Claims, String> {
-        if !self.configured {
-            return Err("the gateway has no token key configured (auth.jwt_secret)".into());
-        }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "token is malformed".to_string())?;
+        let jwks_key;
+        let mut validation;
+        let key = match header.alg {
+            Algorithm::HS256 if self.configured => {
+                validation = self.validation.clone();
+                &self.key
+            }
+            Algorithm::HS256 => return Err("HS256 tokens are not accepted here (no auth.jwt_secret)".into()),
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let jwks = self.jwks.as_ref().ok_or("RS256/ES256 tokens need a key set (auth.jwks_file)")?;
+                let kid = header.kid.as_deref().ok_or("the token names no key (kid)")?;
+                jwks_key = jwks.key(kid)?;
+                validation = self.validation.clone();
+                validation.algorithms = vec![header.alg];
+                &jwks_key
+            }
+            other => return Err(format!("tokens signed with {other:?} are not accepted")),
+        };
+        validation.algorithms = vec![header.alg];
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => "token expired".to_string(),
@@ -223,6 +320,62 @@ mod tests {
         // No token at all.
         let mut headers = HeaderMap::new();
         assert_eq!(guard().admit(path, &mut headers).unwrap_err().code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn rs256_and_es256_tokens_from_a_key_set_that_is_reloaded() {
+        let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::copy(keys.join("jwks.json"), &file).unwrap();
+        let guard = BearerGuard::new("", "itsm", "itsm", "").with_jwks(Jwks::load(&file).unwrap());
+        let claims = |sub: &str| Claims {
+            sub: sub.into(),
+            tenant: "acme".into(),
+            roles: vec!["agent".into()],
+            iss: "itsm".into(),
+            aud: "itsm".into(),
+            exp: chrono::Utc::now().timestamp() + 600,
+            nbf: 0,
+            iat: 0,
+        };
+        let sign = |alg: Algorithm, kid: &str, pem: &str, sub: &str| {
+            let mut header = Header::new(alg);
+            header.kid = Some(kid.into());
+            let bytes = std::fs::read(keys.join(pem)).unwrap();
+            let key = match alg {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(&bytes).unwrap(),
+                _ => EncodingKey::from_ec_pem(&bytes).unwrap(),
+            };
+            jsonwebtoken::encode(&header, &claims(sub), &key).unwrap()
+        };
+        assert_eq!(guard.verify(&sign(Algorithm::RS256, "rsa-1", "rsa.pem", "ann")).unwrap().sub, "ann");
+        assert_eq!(guard.verify(&sign(Algorithm::ES256, "ec-1", "ec.pem", "ben")).unwrap().sub, "ben");
+        // A key the set does not have, or a key of the wrong type for its kid.
+        assert!(
+            guard.verify(&sign(Algorithm::RS256, "rsa-2", "rsa.pem", "x")).unwrap_err().contains("no key")
+        );
+        assert!(guard.verify(&sign(Algorithm::RS256, "ec-1", "rsa.pem", "x")).is_err());
+        // HS256 is refused when no secret is configured.
+        let hs = mint_token(SECRET, "itsm", "itsm", "eve", "acme", &[], chrono::Duration::hours(1)).unwrap();
+        assert!(guard.verify(&hs).unwrap_err().contains("HS256"));
+        // Rotation: the provider drops the RSA key; within the check interval it is gone.
+        let mut set: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        set["keys"].as_array_mut().unwrap().retain(|k| k["kid"] != "rsa-1");
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&file, set.to_string()).unwrap();
+        std::thread::sleep(JWKS_CHECK_INTERVAL + Duration::from_millis(100));
+        assert!(
+            guard.verify(&sign(Algorithm::RS256, "rsa-1", "rsa.pem", "ann")).is_err(),
+            "the retired key no longer verifies"
+        );
+        assert!(guard.verify(&sign(Algorithm::ES256, "ec-1", "ec.pem", "ben")).is_ok());
+        // A broken file keeps the last good keys.
+        std::fs::write(&file, "not json").unwrap();
+        std::thread::sleep(JWKS_CHECK_INTERVAL + Duration::from_millis(100));
+        assert!(guard.verify(&sign(Algorithm::ES256, "ec-1", "ec.pem", "ben")).is_ok());
+        assert!(Jwks::load(&dir.path().join("missing.json")).is_err());
     }
 
     #[test]

@@ -34,10 +34,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    if settings.auth.jwt_secret.len() < 16 {
+    let secret = &settings.auth.jwt_secret;
+    let jwks_only = secret.is_empty() && !settings.auth.jwks_file.is_empty();
+    if secret.len() < 16 && !jwks_only {
         return Err(Error::invalid(
             "auth.jwt_secret",
-            "the gateway needs a token key of at least 16 characters",
+            "the gateway needs a token key of at least 16 characters (or only auth.jwks_file)",
         ));
     }
     let routes = proxy::Routes::from_settings(&settings)?;
@@ -49,6 +51,13 @@ pub async fn serve(
         &settings.auth.internal_token,
     )
     .with_limits(limits.clone());
+    let guard = if settings.auth.jwks_file.is_empty() {
+        guard
+    } else {
+        let jwks = auth::Jwks::load(std::path::Path::new(&settings.auth.jwks_file))
+            .map_err(|e| Error::invalid("auth.jwks_file", e))?;
+        guard.with_jwks(jwks)
+    };
     let mut server = GrpcServer::new(SERVICE, &settings)
         .guard(Arc::new(guard))
         .add_service(OverviewServiceServer::new(OverviewApi))

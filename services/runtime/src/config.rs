@@ -91,8 +91,11 @@ pub struct AuthSettings {
     /// Shared secret the gateway sends to services; services trust principal metadata only with
     /// it. Empty disables the check (never in production).
     pub internal_token: String,
-    /// HS256 secret the gateway verifies bearer tokens with.
+    /// HS256 secret the gateway verifies bearer tokens with ("" = HS256 tokens are refused).
     pub jwt_secret: String,
+    /// JSON Web Key Set file (RS256 / ES256 keys by `kid`) the gateway verifies tokens of an
+    /// identity provider with; re-read when it changes ("" = none).
+    pub jwks_file: String,
     pub jwt_issuer: String,
     pub jwt_audience: String,
 }
@@ -230,6 +233,7 @@ impl Default for AuthSettings {
         Self {
             internal_token: String::new(),
             jwt_secret: String::new(),
+            jwks_file: String::new(),
             jwt_issuer: "itsm".into(),
             jwt_audience: "itsm".into(),
         }
