@@ -34,4 +34,5 @@ pub const PUBLIC_SERVICES: &[(&str, &str)] = &[
     ("itsm.delivery.v1.ContinuityService", "delivery"),
     ("itsm.delivery.v1.FinanceService", "delivery"),
     ("itsm.gateway.v1.OverviewService", "gateway"),
+    ("itsm.gateway.v1.AuditService", "gateway"),
 ];

@@ -237,3 +237,85 @@ async fn a_principal_over_its_rate_limit_is_told_when_to_retry() {
     // Bob has his own budget.
     cmdb.list_configuration_items(authed(ListConfigurationItemsRequest::default(), &bob)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutating_and_refused_calls_are_audited_per_tenant() {
+    use itsm_proto::cmdb::{ConfigurationItem, CreateConfigurationItemRequest};
+    use itsm_proto::gateway::ListAuditEntriesRequest;
+    use itsm_proto::gateway::audit_service_client::AuditServiceClient;
+    let suite = Suite::start(TestBackend::Sqlite).await.unwrap();
+    let admin = suite.token("alice", "acme", &["admin"]).unwrap();
+    let agent = suite.token("ann", "acme", &["agent"]).unwrap();
+    let other = suite.token("olga", "globex", &["admin"]).unwrap();
+    let channel = suite.gateway_channel().await.unwrap();
+    let mut cmdb = CmdbServiceClient::new(channel.clone());
+    let mut audit = AuditServiceClient::new(channel);
+    let create = |name: &str, token: &str| {
+        authed(
+            CreateConfigurationItemRequest {
+                configuration_item: Some(ConfigurationItem {
+                    display_name: name.into(),
+                    ci_class: "server".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            token,
+        )
+    };
+    cmdb.create_configuration_item(create("web-01", &admin)).await.unwrap();
+    let err = cmdb.create_configuration_item(create("", &admin)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = cmdb.create_configuration_item(create("web-02", &agent)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    cmdb.list_configuration_items(authed(ListConfigurationItemsRequest::default(), &admin)).await.unwrap();
+    // Only admins read the log.
+    let err = audit.list_audit_entries(authed(ListAuditEntriesRequest::default(), &agent)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let entries = audit
+            .list_audit_entries(authed(ListAuditEntriesRequest::default(), &admin))
+            .await
+            .unwrap()
+            .into_inner()
+            .audit_entries;
+        if entries.len() >= 4 {
+            break entries;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "audit entries did not arrive: {entries:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let seen: Vec<(&str, &str, i32)> = entries
+        .iter()
+        .map(|e| (e.principal.as_str(), e.method.rsplit('/').next().unwrap(), e.code))
+        .collect();
+    // Newest first; reads are not audited; the refused read of the log itself is.
+    assert_eq!(
+        seen,
+        [
+            ("ann", "ListAuditEntries", Code::PermissionDenied as i32),
+            ("ann", "CreateConfigurationItem", Code::PermissionDenied as i32),
+            ("alice", "CreateConfigurationItem", Code::InvalidArgument as i32),
+            ("alice", "CreateConfigurationItem", 0),
+        ]
+    );
+    assert_eq!(entries[3].roles, vec!["admin".to_string()]);
+    let denied = audit
+        .list_audit_entries(authed(
+            ListAuditEntriesRequest { filter: "code != OK".into(), ..Default::default() },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(denied.audit_entries.len(), 3);
+    // Another tenant's admin sees none of it.
+    let theirs = audit
+        .list_audit_entries(authed(ListAuditEntriesRequest::default(), &other))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(theirs.audit_entries.is_empty());
+}

@@ -136,6 +136,7 @@ pub struct BearerGuard {
     internal_token: String,
     configured: bool,
     jwks: Option<Jwks>,
+    audit: Option<crate::audit::AuditLog>,
     limits: Option<std::sync::Arc<crate::limits::PrincipalLimits>>,
 }
 
@@ -153,8 +154,15 @@ impl BearerGuard {
             internal_token: internal_token.to_string(),
             configured: !secret.is_empty(),
             jwks: None,
+            audit: None,
             limits: None,
         }
+    }
+
+    /// Records refused calls (roles, rate) in the audit log.
+    pub fn with_audit(mut self, audit: crate::audit::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Also accepts RS256 / ES256 tokens signed by a key of this set.
@@ -240,14 +248,28 @@ impl CallGuard for BearerGuard {
                 tonic::Status::unauthenticated("missing bearer token (authorization: Bearer <token>)")
             })?;
         let claims = self.verify(token).map_err(tonic::Status::unauthenticated)?;
+        let refused = |status: tonic::Status| {
+            if let Some(audit) = &self.audit {
+                let roles = claims.roles.join(",");
+                audit.record_now(
+                    &claims.tenant,
+                    &claims.sub,
+                    &roles,
+                    path,
+                    status.code() as i32,
+                    status.message(),
+                );
+            }
+            status
+        };
         if let Some(limits) = &self.limits {
-            limits.admit(&claims.tenant, &claims.sub)?;
+            limits.admit(&claims.tenant, &claims.sub).map_err(refused)?;
         }
         if !crate::authz::allowed(path, &claims.roles) {
-            return Err(tonic::Status::permission_denied(format!(
+            return Err(refused(tonic::Status::permission_denied(format!(
                 "{path} is not allowed for the roles [{}]",
                 claims.roles.join(", ")
-            )));
+            ))));
         }
         // Backends get the verified context, never the caller's token.
         headers.remove(http::header::AUTHORIZATION);

@@ -74,6 +74,7 @@ const CAP: &str = "itsm.delivery.v1.CapacityService";
 const CONT: &str = "itsm.delivery.v1.ContinuityService";
 const FIN: &str = "itsm.delivery.v1.FinanceService";
 const OVERVIEW: &str = "itsm.gateway.v1.OverviewService";
+const AUDIT: &str = "itsm.gateway.v1.AuditService";
 
 /// The table. Reading it top to bottom is reading the policy.
 pub const RULES: &[Rule] = &[
@@ -140,6 +141,8 @@ pub const RULES: &[Rule] = &[
     rule(CONT, Methods::Writes, &[&["service-owner"]]),
     rule(FIN, Methods::Reads, &[&["finance", "service-owner"]]),
     rule(FIN, Methods::Writes, &[&["finance"]]),
+    // The audit log: admins only.
+    rule(AUDIT, Methods::Reads, &[]),
     // Composite views: whoever works incidents, services and deployments.
     rule(
         OVERVIEW,

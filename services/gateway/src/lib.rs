@@ -2,6 +2,7 @@
 //! service to the process that owns it, serves health and a reflection that lists all public
 //! services, and answers composite reads (`OverviewService`).
 
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod limits;
@@ -42,7 +43,12 @@ pub async fn serve(
             "the gateway needs a token key of at least 16 characters (or only auth.jwks_file)",
         ));
     }
-    let routes = proxy::Routes::from_settings(&settings)?;
+    let db = itsm_runtime::db::connect(&settings.database).await?;
+    if settings.database.migrate_on_start {
+        itsm_runtime::service::migrate::<audit::Migrator>(&db).await?;
+    }
+    let (audit_log, audit_writer) = audit::AuditLog::start(db.clone());
+    let routes = proxy::Routes::from_settings(&settings)?.with_audit(audit_log.clone());
     let limits = Arc::new(limits::PrincipalLimits::new(&settings.gateway));
     let guard = auth::BearerGuard::new(
         &settings.auth.jwt_secret,
@@ -50,7 +56,8 @@ pub async fn serve(
         &settings.auth.jwt_audience,
         &settings.auth.internal_token,
     )
-    .with_limits(limits.clone());
+    .with_limits(limits.clone())
+    .with_audit(audit_log);
     let guard = if settings.auth.jwks_file.is_empty() {
         guard
     } else {
@@ -61,6 +68,10 @@ pub async fn serve(
     let mut server = GrpcServer::new(SERVICE, &settings)
         .guard(Arc::new(guard))
         .add_service(OverviewServiceServer::new(OverviewApi))
+        .add_service(itsm_proto::gateway::audit_service_server::AuditServiceServer::new(audit::AuditApi {
+            db,
+            page_tokens: itsm_runtime::paging::PageTokens::new(&settings.paging.token_secret),
+        }))
         .fallback(routes.clone().into_router());
     for (service, backend) in itsm_proto::PUBLIC_SERVICES {
         if *backend != SERVICE {
@@ -79,6 +90,8 @@ pub async fn serve(
     let result = server.serve(listener, shutdown).await;
     watcher.abort();
     sweeper.abort();
+    // The server (and with it every audit sender) is gone: let the writer finish the queue.
+    let _ = audit_writer.await;
     result
 }
 
