@@ -14,7 +14,7 @@ use itsm_runtime::db::{execute_for_backend, now_micros, timestamp};
 use itsm_runtime::keyset;
 use itsm_runtime::paging::{PageTokens, page_size};
 use itsm_runtime::sql_filter::{self, Field};
-use itsm_runtime::{CallContext, Error, filter};
+use itsm_runtime::{CallContext, filter};
 
 /// Entries waiting for the writer; beyond it callers wait (back-pressure, nothing is dropped).
 const QUEUE: usize = 10_000;
@@ -230,8 +230,7 @@ impl AuditService for AuditApi {
             keyset::page(&self.db, query, entry::Column::Time, entry::Column::Id, true, after, size, |m| {
                 (serde_json::json!(m.time), m.id.clone())
             })
-            .await
-            .map_err(Error::from)?;
+            .await?;
         let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
         Ok(Response::new(ListAuditEntriesResponse {
             audit_entries: page

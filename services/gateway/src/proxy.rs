@@ -117,7 +117,7 @@ impl Routes {
                 .headers()
                 .get("grpc-message")
                 .and_then(|v| v.to_str().ok())
-                .map(|m| percent_decode(m))
+                .map(percent_decode)
                 .unwrap_or_default();
             log.record(&tenant, &principal, &roles, &path, code, &message).await;
         }
