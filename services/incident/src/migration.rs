@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 use itsm_runtime::db::execute_for_backend;
 use itsm_runtime::history::CreateRecordHistory;
 use itsm_runtime::numbers::CreateNumberSequences;
+use itsm_runtime::search::CreateSearchDocuments;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         let mut migrations = itsm_runtime::schema::migrations();
         migrations.push(Box::new(CreateNumberSequences));
         migrations.push(Box::new(CreateRecordHistory));
+        migrations.push(Box::new(CreateSearchDocuments));
         migrations.push(Box::new(CreateIncidentTables));
         migrations
     }
@@ -161,52 +163,16 @@ CREATE TABLE known_error_cis (
 );
 CREATE INDEX known_error_cis_by_ci ON known_error_cis (tenant_id, ci)";
 
-/// Full-text search: one document per incident or known error. SQLite keeps the text in a plain
-/// table (looked up by index) with an FTS5 index fed by triggers; Postgres a generated tsvector
-/// with a GIN index.
-const SEARCH_SQLITE: &str = r"
-CREATE TABLE search_documents (
-    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    record_id TEXT NOT NULL,
-    tenant_id TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE UNIQUE INDEX search_documents_by_record ON search_documents (kind, record_id);
-CREATE VIRTUAL TABLE search_index USING fts5(body, content='search_documents', content_rowid='rowid', tokenize='porter unicode61');
-CREATE TRIGGER search_documents_ai AFTER INSERT ON search_documents BEGIN INSERT INTO search_index (rowid, body) VALUES (new.rowid, new.body); END;
-CREATE TRIGGER search_documents_ad AFTER DELETE ON search_documents BEGIN INSERT INTO search_index (search_index, rowid, body) VALUES ('delete', old.rowid, old.body); END;
-CREATE TRIGGER search_documents_au AFTER UPDATE ON search_documents BEGIN INSERT INTO search_index (search_index, rowid, body) VALUES ('delete', old.rowid, old.body); INSERT INTO search_index (rowid, body) VALUES (new.rowid, new.body); END";
-
-const SEARCH_POSTGRES: &str = r"
-CREATE TABLE search_documents (
-    kind TEXT NOT NULL,
-    record_id TEXT NOT NULL,
-    tenant_id TEXT NOT NULL,
-    body TEXT NOT NULL,
-    document tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED,
-    PRIMARY KEY (kind, record_id)
-);
-CREATE INDEX search_documents_fts ON search_documents USING GIN (document)";
-
 #[async_trait::async_trait]
 impl MigrationTrait for CreateIncidentTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        // Statements are split at `;` + newline, so each trigger stays on one line.
-        execute_for_backend(
-            db,
-            &format!("{TABLES};\n{SEARCH_SQLITE}"),
-            &format!("{TABLES};\n{SEARCH_POSTGRES}"),
-        )
-        .await
+        execute_for_backend(db, TABLES, TABLES).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         for table in [
-            "search_index",
-            "search_documents",
             "known_error_cis",
             "known_errors",
             "problem_changes",

@@ -7,6 +7,7 @@
 //! - [`error`]: the one error type and its mapping to `tonic::Status`;
 //! - [`paging`]: signed page tokens and page sizes;
 //! - [`history`]: what changed in a record, who, when and why;
+//! - [`search`]: full-text search documents (SQLite FTS5, PostgreSQL tsvector);
 //! - [`sql_filter`]: AIP-160 filters as SQL conditions;
 //! - [`idempotency`]: `request_id` handling for creates;
 //! - [`numbers`]: human numbers per tenant (`INC0001234`);
@@ -29,6 +30,7 @@ pub mod numbers;
 pub mod outbox;
 pub mod paging;
 pub mod schema;
+pub mod search;
 pub mod server;
 pub mod service;
 pub mod sql_filter;

@@ -17,13 +17,13 @@ use itsm_runtime::numbers;
 use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
 
-use super::search::{delete_document, matching, write_document};
 use super::{INCIDENT, Page, Repository, write_links};
 use crate::convert::{INCIDENT_NUMBER, INCIDENT_PREFIX, incident_to_proto, list_from, list_to};
 use crate::domain::lifecycle::{IncidentState, ON_HOLD_REASONS};
 use crate::domain::problem::PUBLISHED;
 use crate::entity::{incident, note};
 use itsm_runtime::history::{self, FieldDiff, NewEntry, change_time, check_etag, diff};
+use itsm_runtime::search::{delete_document, matching, write_document};
 use itsm_runtime::sql_filter::{self as filters, Field, LEVELS, PRIORITIES};
 
 pub const CREATE_METHOD: &str = "CreateIncident";

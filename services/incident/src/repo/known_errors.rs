@@ -14,7 +14,6 @@ use itsm_runtime::numbers;
 use itsm_runtime::outbox::{self, NewEvent};
 use itsm_runtime::{CallContext, Error};
 
-use super::search::{delete_document, matching, write_document};
 use super::{KNOWN_ERROR, Page, Repository, write_links};
 use crate::convert::{
     KNOWN_ERROR_NUMBER, KNOWN_ERROR_PREFIX, PROBLEM_PREFIX, known_error_to_proto, list_from, list_to,
@@ -22,6 +21,7 @@ use crate::convert::{
 use crate::domain::problem::KNOWN_ERROR_STATUSES;
 use crate::entity::known_error;
 use itsm_runtime::history::{self, NewEntry, change_time, check_etag, diff};
+use itsm_runtime::search::{delete_document, matching, write_document};
 use itsm_runtime::sql_filter::{self as filters, Field};
 
 pub const CREATE_METHOD: &str = "CreateKnownError";

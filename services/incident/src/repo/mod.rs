@@ -4,7 +4,6 @@
 pub mod incidents;
 pub mod known_errors;
 pub mod problems;
-pub mod search;
 
 use std::sync::Arc;
 
