@@ -82,7 +82,14 @@ pub const RULES: &[Rule] = &[
     // theirs) and answer surveys; agents work tickets; admins set up groups, rules and webhooks.
     rule(
         SD,
-        Methods::Named(&["CreateTicket", "GetTicket", "ListTickets", "AnswerSurvey"]),
+        Methods::Named(&[
+            "CreateTicket",
+            "GetTicket",
+            "ListTickets",
+            "AnswerSurvey",
+            "GetArticle",
+            "ListArticles",
+        ]),
         &[&["requester"], AGENTS],
     ),
     rule(SD, Methods::Named(&["GetServiceDeskReport"]), &[AGENTS, &["service-owner"]]),

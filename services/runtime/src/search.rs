@@ -64,10 +64,7 @@ pub async fn delete_document(txn: &impl ConnectionTrait, kind: &str, record_id: 
     Ok(())
 }
 
-/// `{id_column} IN (ids of documents of this kind and tenant containing every word)`. The words
-/// are letters and digits only (see `domain::text::query_words`) and travel as bound values;
-/// `id_column` is our own constant (`"incidents"."id"`), never input. sea-query binds custom
-/// values at `$n` for Postgres and at `?` for SQLite.
+/// `{id_column} IN (ids of documents containing every word)`; see [`search_condition`].
 pub fn matching(
     backend: DatabaseBackend,
     id_column: &'static str,
@@ -75,25 +72,70 @@ pub fn matching(
     tenant: &str,
     words: &[String],
 ) -> SimpleExpr {
+    search_condition(backend, id_column, kind, tenant, words, Combine::All)
+}
+
+/// `{id_column} IN (ids of documents containing any of the words)`: for suggestions.
+pub fn matching_any(
+    backend: DatabaseBackend,
+    id_column: &'static str,
+    kind: &str,
+    tenant: &str,
+    words: &[String],
+) -> SimpleExpr {
+    search_condition(backend, id_column, kind, tenant, words, Combine::Any)
+}
+
+/// How the words of a query combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    All,
+    Any,
+}
+
+/// The words are letters and digits only (see [`query_words`]) and travel as bound values;
+/// `id_column` is the caller's constant (`"incidents"."id"`), never input. sea-query binds custom
+/// values at `$n` for Postgres and at `?` for SQLite.
+pub fn search_condition(
+    backend: DatabaseBackend,
+    id_column: &'static str,
+    kind: &str,
+    tenant: &str,
+    words: &[String],
+    combine: Combine,
+) -> SimpleExpr {
     match backend {
-        DatabaseBackend::Postgres => Expr::cust_with_values(
-            format!(
-                "{id_column} IN (SELECT record_id FROM search_documents WHERE kind = $1 AND tenant_id = $2 \
-                 AND document @@ plainto_tsquery('english', $3))"
-            ),
-            [kind.to_string(), tenant.to_string(), words.join(" ")],
-        ),
-        _ => Expr::cust_with_values(
-            format!(
-                "{id_column} IN (SELECT d.record_id FROM search_index JOIN search_documents d \
-                 ON d.rowid = search_index.rowid WHERE search_index MATCH ? AND d.kind = ? AND d.tenant_id = ?)"
-            ),
-            [fts5_query(words), kind.to_string(), tenant.to_string()],
-        ),
+        DatabaseBackend::Postgres => {
+            let (function, text) = match combine {
+                Combine::All => ("plainto_tsquery", words.join(" ")),
+                // Letters and digits only, so `|` between them is the whole tsquery syntax used.
+                Combine::Any => ("to_tsquery", words.join(" | ")),
+            };
+            Expr::cust_with_values(
+                format!(
+                    "{id_column} IN (SELECT record_id FROM search_documents WHERE kind = $1 AND tenant_id = $2 \
+                     AND document @@ {function}('english', $3))"
+                ),
+                [kind.to_string(), tenant.to_string(), text],
+            )
+        }
+        _ => {
+            let query = match combine {
+                Combine::All => fts5_query(words),
+                Combine::Any => words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" OR "),
+            };
+            Expr::cust_with_values(
+                format!(
+                    "{id_column} IN (SELECT d.record_id FROM search_index JOIN search_documents d \
+                     ON d.rowid = search_index.rowid WHERE search_index MATCH ? AND d.kind = ? AND d.tenant_id = ?)"
+                ),
+                [query, kind.to_string(), tenant.to_string()],
+            )
+        }
     }
 }
 
-/// Full-text search: one document per incident or known error. SQLite keeps the text in a plain
+/// One document per searchable record. SQLite keeps the text in a plain
 /// table (looked up by index) with an FTS5 index fed by triggers; Postgres a generated tsvector
 /// with a GIN index.
 const SEARCH_SQLITE: &str = r"
@@ -176,6 +218,19 @@ mod tests {
             assert_eq!(values.0.len(), 4, "{sql}");
             assert!(sql.contains(r#""incidents"."id" IN (SELECT"#), "{sql}");
             assert!(!sql.contains("printer"), "words are bound, never spliced: {sql}");
+            let two = vec!["printer".to_string(), "toner".to_string()];
+            let any = Query::select()
+                .column(Alias::new("id"))
+                .from(Alias::new("incidents"))
+                .and_where(matching_any(backend, r#""incidents"."id""#, "incident", "acme", &two))
+                .to_owned();
+            let (sql, values) = match backend {
+                DatabaseBackend::Postgres => any.build(PostgresQueryBuilder),
+                _ => any.build(SqliteQueryBuilder),
+            };
+            assert_eq!(values.0.len(), 3, "{sql}");
+            let query = values.0[if backend == DatabaseBackend::Postgres { 2 } else { 0 }].to_string();
+            assert!(query.contains("printer") && query.contains("toner"), "{query}");
         }
     }
 }

@@ -14,15 +14,16 @@ use itsm_runtime::validate::{self, MAX_NAME};
 use itsm_runtime::{CallContext, Error, filter, idempotency};
 
 use crate::convert::{
-    GROUP_PREFIX, RULE_PREFIX, TICKET_NUMBER, TICKET_PREFIX, WEBHOOK_PREFIX, group_to_proto, list_to,
-    rule_to_proto, shift_from_proto, ticket_to_proto, uuid_of, webhook_to_proto,
+    GROUP_PREFIX, RULE_PREFIX, TICKET_NUMBER, TICKET_PREFIX, WEBHOOK_PREFIX, article_to_proto,
+    group_to_proto, list_to, rule_to_proto, shift_from_proto, ticket_to_proto, uuid_of, webhook_to_proto,
 };
 use crate::domain::lifecycle::TicketState;
-use crate::domain::{shifts, templates};
-use crate::entity::{assignment_rule, support_group, ticket, webhook};
+use crate::domain::{knowledge, shifts, templates};
+use crate::entity::{article, assignment_rule, support_group, ticket, webhook};
 use crate::incident_desk::IncidentDesk;
 use crate::repo::Repository;
 use crate::repo::groups::GROUP_ORDER_FIELDS;
+use crate::repo::knowledge::{ARTICLE_NUMBER, ARTICLE_PREFIX, keywords_to};
 use crate::repo::tickets::{NewTicket, ORDER_FIELDS, resolve, transition};
 
 const MAX_SHORT: usize = 300;
@@ -899,5 +900,222 @@ impl ServiceDeskService for ServiceDeskApi {
             mean_survey_score: report.mean_survey_score,
             surveys: report.surveys,
         }))
+    }
+
+    async fn create_article(
+        &self,
+        request: Request<CreateArticleRequest>,
+    ) -> Result<Response<Article>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let Some(a) = request.article.as_ref() else {
+            return Err(Error::invalid("article", "is required").into());
+        };
+        idempotency::validate_request_id(&request.request_id, "request_id")?;
+        let mut v = Violations::new();
+        check_article(&mut v, a, &|_| true);
+        v.into_result()?;
+        let model = article::Model {
+            id: String::new(),
+            tenant_id: String::new(),
+            number: String::new(),
+            title: a.title.trim().to_string(),
+            body: a.body.clone(),
+            category: a.category.clone(),
+            keywords: keywords_to(&a.keywords),
+            state: 0,
+            revision: 0,
+            solved_count: 0,
+            link_count: 0,
+            version: 0,
+            create_time: 0,
+            update_time: 0,
+            creator: String::new(),
+            updater: String::new(),
+        };
+        let hash = idempotency::request_hash(&request);
+        let created = self.repo.create_article(&ctx, model, &request.request_id, &hash).await?;
+        Ok(Response::new(article_to_proto(&created)))
+    }
+
+    async fn get_article(&self, request: Request<GetArticleRequest>) -> Result<Response<Article>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let number = article_number(&request.get_ref().name, "name")?;
+        let found = self.repo.get_article(&ctx, &number).await?;
+        if requester_only(&ctx) && found.state != knowledge::PUBLISHED {
+            return Err(Error::NotFound(request.get_ref().name.clone()).into());
+        }
+        Ok(Response::new(article_to_proto(&found)))
+    }
+
+    async fn list_articles(
+        &self,
+        request: Request<ListArticlesRequest>,
+    ) -> Result<Response<ListArticlesResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        if r.query.len() > 1000 {
+            return Err(Error::invalid("query", "must be at most 1000 bytes").into());
+        }
+        let words = itsm_runtime::search::query_words(&r.query);
+        let parsed = filter::parse(&r.filter)?;
+        let published_only = requester_only(&ctx);
+        let fingerprint = PageTokens::fingerprint(&[
+            &ctx.tenant,
+            "articles",
+            &r.filter,
+            &words.join(" "),
+            if published_only { "published" } else { "all" },
+        ]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let page =
+            self.repo.list_articles(&ctx, parsed.as_ref(), &words, published_only, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListArticlesResponse {
+            articles: page.items.iter().map(article_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_article(
+        &self,
+        request: Request<UpdateArticleRequest>,
+    ) -> Result<Response<Article>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let Some(a) = request.article else {
+            return Err(Error::invalid("article", "is required").into());
+        };
+        let number = article_number(&a.name, "article.name")?;
+        let mask = UpdateMask::parse(request.update_mask.as_ref(), ARTICLE_UPDATABLE, "update_mask")?;
+        let mut v = Violations::new();
+        check_article(&mut v, &a, &|p| mask.contains(p));
+        if mask.contains("state") && !(1..=4).contains(&a.state) {
+            v.add("article.state", "must be DRAFT, REVIEW, PUBLISHED or RETIRED");
+        }
+        v.into_result()?;
+        let updated = self
+            .repo
+            .change_article(&ctx, &number, &a.etag, |m| {
+                let content = mask.paths().iter().any(|p| p != "state");
+                if content && !knowledge::editable(m.state) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} is {}; move it to DRAFT to revise it",
+                        a.name,
+                        knowledge::name(m.state)
+                    )));
+                }
+                for path in mask.paths() {
+                    match path.as_str() {
+                        "title" => m.title = a.title.trim().to_string(),
+                        "body" => m.body.clone_from(&a.body),
+                        "category" => m.category.clone_from(&a.category),
+                        "keywords" => m.keywords = keywords_to(&a.keywords),
+                        _ => {}
+                    }
+                }
+                if mask.contains("state") {
+                    knowledge::check(m.state, a.state).map_err(Error::FailedPrecondition)?;
+                    m.state = a.state;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(Response::new(article_to_proto(&updated)))
+    }
+
+    async fn list_article_revisions(
+        &self,
+        request: Request<ListArticleRevisionsRequest>,
+    ) -> Result<Response<ListArticleRevisionsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let number = article_number(&request.get_ref().parent, "parent")?;
+        let revisions = self.repo.revisions(&ctx, &number).await?;
+        Ok(Response::new(ListArticleRevisionsResponse {
+            revisions: revisions
+                .into_iter()
+                .map(|(revision, title, body, keywords, author, at)| ArticleRevision {
+                    revision,
+                    title,
+                    body,
+                    keywords,
+                    author,
+                    create_time: crate::convert::time(at),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn link_article(&self, request: Request<LinkArticleRequest>) -> Result<Response<Article>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = article_number(&r.name, "name")?;
+        let ticket = self::number(&r.ticket, "ticket")?;
+        self.repo
+            .get_ticket(&ctx, &ticket)
+            .await
+            .map_err(|_| Error::invalid("ticket", format!("{} does not exist", r.ticket)))?;
+        let linked = self.repo.link_article(&ctx, &number, &r.ticket, r.solved).await?;
+        Ok(Response::new(article_to_proto(&linked)))
+    }
+
+    async fn suggest_solutions(
+        &self,
+        request: Request<SuggestSolutionsRequest>,
+    ) -> Result<Response<SuggestSolutionsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let number = self::number(&request.get_ref().ticket, "ticket")?;
+        let ticket = self.repo.get_ticket(&ctx, &number).await?;
+        let words =
+            itsm_runtime::search::query_words(&format!("{} {}", ticket.short_description, ticket.category));
+        let articles = self.repo.suggest_articles(&ctx, &words, 10).await?;
+        let cis = crate::convert::list_from(&ticket.configuration_items);
+        let mut unavailable = Vec::new();
+        let known_errors = match self.incidents.known_errors(&ctx, &cis, &ticket.short_description).await {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::info!(error = %err, "known errors not available for suggestions");
+                unavailable.push("known_errors".to_string());
+                Vec::new()
+            }
+        };
+        Ok(Response::new(SuggestSolutionsResponse {
+            articles: articles.iter().map(article_to_proto).collect(),
+            known_errors,
+            unavailable,
+        }))
+    }
+}
+
+pub const ARTICLE_UPDATABLE: &[&str] = &["title", "body", "category", "keywords", "state"];
+
+fn article_number(name: &str, field: &str) -> Result<String, Error> {
+    if name.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    name.strip_prefix(ARTICLE_PREFIX)
+        .filter(|n| is_number(n, ARTICLE_NUMBER))
+        .map(str::to_string)
+        .ok_or_else(|| Error::invalid(field, "must be `articles/KB0000123`"))
+}
+
+fn check_article(v: &mut Violations, a: &Article, has: &dyn Fn(&str) -> bool) {
+    if has("title") {
+        validate::text(v, "article.title", &a.title, MAX_SHORT, true);
+    }
+    if has("body") {
+        validate::text(v, "article.body", &a.body, 256 * 1024, true);
+    }
+    validate::text(v, "article.category", &a.category, MAX_NAME, false);
+    if has("keywords") {
+        if a.keywords.len() > 50 {
+            v.add("article.keywords", "at most 50 keywords");
+        }
+        for (i, k) in a.keywords.iter().enumerate() {
+            if k.trim().is_empty() || k.len() > 100 {
+                v.add(format!("article.keywords[{i}]"), "must be 1-100 characters");
+            }
+        }
     }
 }

@@ -147,3 +147,20 @@ pub fn webhook_to_proto(m: &webhook::Model) -> Webhook {
         audit: audit(m.create_time, m.create_time, &m.creator, &m.creator),
     }
 }
+
+pub fn article_to_proto(m: &crate::entity::article::Model) -> itsm_proto::servicedesk::Article {
+    itsm_proto::servicedesk::Article {
+        name: crate::repo::knowledge::article_name(&m.number),
+        number: m.number.clone(),
+        title: m.title.clone(),
+        body: m.body.clone(),
+        category: m.category.clone(),
+        keywords: list_from(&m.keywords),
+        state: m.state,
+        revision: m.revision,
+        solved_count: m.solved_count,
+        link_count: m.link_count,
+        etag: etag(m.version),
+        audit: audit(m.create_time, m.update_time, &m.creator, &m.updater),
+    }
+}

@@ -178,3 +178,34 @@ pub mod delivery {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod article {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
+    #[sea_orm(table_name = "articles")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub number: String,
+        pub title: String,
+        pub body: String,
+        pub category: String,
+        pub keywords: String,
+        pub state: i32,
+        pub revision: i32,
+        pub solved_count: i32,
+        pub link_count: i32,
+        pub version: i64,
+        pub create_time: i64,
+        pub update_time: i64,
+        pub creator: String,
+        pub updater: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -208,3 +208,50 @@ impl EventHandler for LinkedIncidents {
         Ok(())
     }
 }
+
+impl IncidentDesk {
+    /// Published known errors on any of `cis`, or matching every word of `query`; newest first.
+    pub async fn known_errors(
+        &self,
+        ctx: &CallContext,
+        cis: &[String],
+        query: &str,
+    ) -> Result<Vec<itsm_proto::incident::KnownError>, Error> {
+        use itsm_proto::incident::ListKnownErrorsRequest;
+        use itsm_proto::incident::problem_service_client::ProblemServiceClient;
+        let Some(channel) = &self.channel else {
+            return Err(Error::Unavailable(
+                "the incident service is not configured (upstream.incident)".into(),
+            ));
+        };
+        let mut client = ProblemServiceClient::new(channel.clone());
+        let mut found: Vec<itsm_proto::incident::KnownError> = Vec::new();
+        let mut asks: Vec<ListKnownErrorsRequest> = cis
+            .iter()
+            .take(10)
+            .map(|ci| ListKnownErrorsRequest {
+                filter: format!("status = PUBLISHED AND configuration_items = \"{ci}\""),
+                page_size: 10,
+                ..Default::default()
+            })
+            .collect();
+        if !query.trim().is_empty() {
+            asks.push(ListKnownErrorsRequest {
+                filter: "status = PUBLISHED".into(),
+                query: query.to_string(),
+                page_size: 10,
+                ..Default::default()
+            });
+        }
+        for ask in asks {
+            let listed =
+                client.list_known_errors(self.request(ctx, ask)).await.map_err(|s| from_status(&s))?;
+            for ke in listed.into_inner().known_errors {
+                if !found.iter().any(|k| k.name == ke.name) {
+                    found.push(ke);
+                }
+            }
+        }
+        Ok(found)
+    }
+}

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 use itsm_runtime::db::execute_for_backend;
 use itsm_runtime::history::CreateRecordHistory;
 use itsm_runtime::numbers::CreateNumberSequences;
+use itsm_runtime::search::CreateSearchDocuments;
 
 pub struct Migrator;
 
@@ -15,6 +16,8 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(CreateNumberSequences));
         migrations.push(Box::new(CreateRecordHistory));
         migrations.push(Box::new(CreateServiceDeskTables));
+        migrations.push(Box::new(CreateSearchDocuments));
+        migrations.push(Box::new(CreateKnowledgeBase));
         migrations
     }
 }
@@ -166,6 +169,69 @@ impl MigrationTrait for CreateServiceDeskTables {
             "support_groups",
             "tickets",
         ] {
+            db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
+        }
+        Ok(())
+    }
+}
+
+struct CreateKnowledgeBase;
+
+impl MigrationName for CreateKnowledgeBase {
+    fn name(&self) -> &str {
+        "m20261125_400002_knowledge_base"
+    }
+}
+
+const KNOWLEDGE: &str = r"
+CREATE TABLE articles (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    number TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    category TEXT NOT NULL,
+    keywords TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    solved_count INTEGER NOT NULL,
+    link_count INTEGER NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX articles_by_number ON articles (tenant_id, number);
+CREATE INDEX articles_by_update ON articles (tenant_id, update_time, id);
+CREATE TABLE article_revisions (
+    article_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    keywords TEXT NOT NULL,
+    author TEXT NOT NULL,
+    create_time BIGINT NOT NULL,
+    PRIMARY KEY (article_id, revision)
+);
+CREATE TABLE article_links (
+    article_id TEXT NOT NULL,
+    ticket TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    solved BOOLEAN NOT NULL,
+    create_time BIGINT NOT NULL,
+    PRIMARY KEY (article_id, ticket)
+)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateKnowledgeBase {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), KNOWLEDGE, KNOWLEDGE).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for table in ["article_links", "article_revisions", "articles"] {
             db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
         Ok(())

@@ -23,6 +23,7 @@ use itsm_runtime::testing::{
 
 struct Desk {
     desk: ServiceDeskServiceClient<Channel>,
+    incidents_channel: Channel,
     incidents: IncidentServiceClient<Channel>,
     cmdb: CmdbServiceClient<Channel>,
     _servers: Vec<RunningServer>,
@@ -64,6 +65,7 @@ async fn start_with(backend: TestBackend, tune: impl FnOnce(&mut Settings)) -> D
     Desk {
         desk: ServiceDeskServiceClient::new(internal_channel(&desk.url()).await.unwrap()),
         incidents: IncidentServiceClient::new(internal_channel(&incident.url()).await.unwrap()),
+        incidents_channel: internal_channel(&incident.url()).await.unwrap(),
         cmdb: CmdbServiceClient::new(internal_channel(&cmdb.url()).await.unwrap()),
         _servers: vec![desk, incident, cmdb],
         _dbs: dbs,
@@ -576,4 +578,193 @@ itsm_runtime::db_tests!(
     ticket_follows_its_incident,
     webhook_delivery_with_retry,
     bad_input_writes_nothing,
+    knowledge_base_and_suggestions,
 );
+
+async fn knowledge_base_and_suggestions(backend: TestBackend) {
+    use itsm_proto::incident::problem_service_client::ProblemServiceClient;
+    use itsm_proto::incident::{CreateKnownErrorRequest, KnownError, KnownErrorStatus};
+    let mut d = start(backend).await;
+    let create = |title: &str, body: &str, keywords: &[&str]| {
+        req(CreateArticleRequest {
+            article: Some(Article {
+                title: title.into(),
+                body: body.into(),
+                keywords: keywords.iter().map(|k| (*k).to_string()).collect(),
+                category: "email".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+    };
+    let err = d.desk.create_article(create("", "", &[])).await.unwrap_err();
+    assert_eq!(violations(&err), vec!["article.body", "article.title"]);
+    let vpn = d
+        .desk
+        .create_article(create(
+            "Reset your VPN token",
+            "Open the portal and choose Reset.",
+            &["vpn", "token"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mail = d
+        .desk
+        .create_article(create("Mailbox full", "Archive old mail.", &["quota"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((vpn.number.as_str(), vpn.state, vpn.revision), ("KB0000001", ArticleState::Draft as i32, 1));
+
+    let set_state = |a: &Article, state: ArticleState| {
+        req(UpdateArticleRequest {
+            article: Some(Article { name: a.name.clone(), state: state as i32, ..Default::default() }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["state".into()] }),
+        })
+    };
+    let err = d.desk.update_article(set_state(&vpn, ArticleState::Published)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "a draft is reviewed before it is published");
+    // An edit in review is a new revision.
+    d.desk.update_article(set_state(&vpn, ArticleState::Review)).await.unwrap();
+    let edited = d
+        .desk
+        .update_article(req(UpdateArticleRequest {
+            article: Some(Article {
+                name: vpn.name.clone(),
+                body: "Open the self-service portal and choose Reset token.".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["body".into()] }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(edited.revision, 2);
+    let published =
+        d.desk.update_article(set_state(&vpn, ArticleState::Published)).await.unwrap().into_inner();
+    assert_eq!(published.state, ArticleState::Published as i32);
+    let err = d
+        .desk
+        .update_article(req(UpdateArticleRequest {
+            article: Some(Article { name: vpn.name.clone(), title: "x".into(), ..Default::default() }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["title".into()] }),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "a published article is revised through DRAFT");
+    let revisions = d
+        .desk
+        .list_article_revisions(req(ListArticleRevisionsRequest { parent: vpn.name.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revisions.revisions.iter().map(|r| r.revision).collect::<Vec<_>>(), [1, 2]);
+
+    // Search is stemmed; requesters see published articles only.
+    let search = |query: &str, who: &str, roles: &[&str]| {
+        let mut request =
+            tonic::Request::new(ListArticlesRequest { query: query.into(), ..Default::default() });
+        itsm_runtime::CallContext {
+            tenant: "acme".into(),
+            principal: who.into(),
+            roles: roles.iter().map(|r| (*r).to_string()).collect(),
+        }
+        .apply(request.metadata_mut(), itsm_runtime::testing::TEST_INTERNAL_TOKEN);
+        request
+    };
+    let found =
+        d.desk.list_articles(search("resetting tokens", "ann", &["agent"])).await.unwrap().into_inner();
+    assert_eq!(found.articles.iter().map(|a| a.name.clone()).collect::<Vec<_>>(), vec![vpn.name.clone()]);
+    let drafts = d.desk.list_articles(search("mail", "rita", &["requester"])).await.unwrap().into_inner();
+    assert!(drafts.articles.is_empty(), "the mail article is still a draft");
+    let err = d
+        .desk
+        .get_article({
+            let mut r = tonic::Request::new(GetArticleRequest { name: mail.name.clone() });
+            itsm_runtime::CallContext {
+                tenant: "acme".into(),
+                principal: "rita".into(),
+                roles: vec!["requester".into()],
+            }
+            .apply(r.metadata_mut(), itsm_runtime::testing::TEST_INTERNAL_TOKEN);
+            r
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Tier-1 suggestions: the article and the incident service's known error on the ticket's CI.
+    let ci = d
+        .cmdb
+        .create_configuration_item(req(CreateConfigurationItemRequest {
+            configuration_item: Some(ConfigurationItem {
+                display_name: "vpn-gw".into(),
+                ci_class: "network_device".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    let mut problems = ProblemServiceClient::new(d.incidents_channel.clone());
+    let ke = problems
+        .create_known_error(req(CreateKnownErrorRequest {
+            known_error: Some(KnownError {
+                short_description: "Tokens expire after firmware update".into(),
+                symptoms: "Login refused".into(),
+                workaround: "Resync the token".into(),
+                configuration_items: vec![ci.clone()],
+                status: KnownErrorStatus::Published as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    d.group(group("Desk", 1, &["ann"])).await;
+    let t = d
+        .ticket(Ticket { configuration_items: vec![ci.clone()], ..ticket("VPN token does not work", "vpn") })
+        .await
+        .unwrap();
+    let suggested = d
+        .desk
+        .suggest_solutions(req(SuggestSolutionsRequest { ticket: t.name.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(suggested.articles.iter().map(|a| a.name.clone()).collect::<Vec<_>>(), vec![vpn.name.clone()]);
+    assert_eq!(
+        suggested.known_errors.iter().map(|k| k.name.clone()).collect::<Vec<_>>(),
+        vec![ke.name.clone()]
+    );
+    assert!(suggested.unavailable.is_empty());
+
+    // "This solved it" counts once per ticket.
+    for _ in 0..2 {
+        d.desk
+            .link_article(req(LinkArticleRequest {
+                name: vpn.name.clone(),
+                ticket: t.name.clone(),
+                solved: true,
+            }))
+            .await
+            .unwrap();
+    }
+    let counted =
+        d.desk.get_article(req(GetArticleRequest { name: vpn.name.clone() })).await.unwrap().into_inner();
+    assert_eq!((counted.link_count, counted.solved_count), (1, 1));
+    let err = d
+        .desk
+        .link_article(req(LinkArticleRequest {
+            name: mail.name.clone(),
+            ticket: t.name.clone(),
+            solved: true,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "drafts are not linked");
+}

@@ -2,6 +2,7 @@
 //! its outbox event, the notifications it causes and (for creates) its idempotency key.
 
 pub mod groups;
+pub mod knowledge;
 pub mod notifications;
 pub mod tickets;
 
