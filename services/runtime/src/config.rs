@@ -177,6 +177,8 @@ pub struct ServiceDeskSettings {
     pub webhook_timeout_ms: u64,
     /// How often the deliverer looks for due deliveries (it is also woken by new ones).
     pub delivery_interval_ms: u64,
+    /// How often the desk looks for tickets whose group's time box ran out.
+    pub time_box_interval_ms: u64,
 }
 
 impl Default for ServiceDeskSettings {
@@ -186,6 +188,7 @@ impl Default for ServiceDeskSettings {
             webhook_backoff_ms: 1_000,
             webhook_timeout_ms: 10_000,
             delivery_interval_ms: 1_000,
+            time_box_interval_ms: 30_000,
         }
     }
 }
@@ -348,7 +351,10 @@ impl Settings {
         if self.service_desk.webhook_max_attempts == 0 {
             return Err(invalid("service_desk.webhook_max_attempts", "must be at least 1"));
         }
-        if self.service_desk.delivery_interval_ms == 0 || self.service_desk.webhook_timeout_ms == 0 {
+        if self.service_desk.delivery_interval_ms == 0
+            || self.service_desk.webhook_timeout_ms == 0
+            || self.service_desk.time_box_interval_ms == 0
+        {
             return Err(invalid(
                 "service_desk.delivery_interval_ms",
                 "intervals and timeouts must be at least 1",

@@ -157,6 +157,29 @@ fn check_group(v: &mut Violations, g: &SupportGroup, has: &dyn Fn(&str) -> bool)
     }
 }
 
+/// Escalates a ticket and the incident behind it: the incident first (it is idempotent for a
+/// retry), then the ticket, which checks the move again in its transaction.
+#[allow(clippy::too_many_arguments)] // the call's context and the escalation's parts
+pub async fn escalate(
+    repo: &Repository,
+    incidents: &IncidentDesk,
+    ctx: &CallContext,
+    number: &str,
+    etag: &str,
+    group: &str,
+    reason: &str,
+    notify_manager: bool,
+) -> Result<ticket::Model, Error> {
+    let plan = repo.plan_escalation(ctx, number, group).await?;
+    let target = crate::convert::group_name(&plan.target.id);
+    if !plan.ticket.incident.is_empty() {
+        incidents
+            .escalate(ctx, &plan.ticket.incident, &target, plan.target.tier, reason, notify_manager)
+            .await?;
+    }
+    repo.escalate(ctx, number, etag, &target, reason, notify_manager).await
+}
+
 /// A caller who is only a requester: sees and raises only their own tickets.
 fn requester_only(ctx: &CallContext) -> bool {
     ctx.has_role("requester")
@@ -621,6 +644,7 @@ impl ServiceDeskService for ServiceDeskApi {
             },
             shifts: list_to(&shifts),
             escalation_group: g.escalation_group.clone(),
+            time_box_seconds: g.time_box_seconds,
             last_assigned: String::new(),
             version: 0,
             create_time: 0,
@@ -707,6 +731,7 @@ impl ServiceDeskService for ServiceDeskApi {
                             m.shifts = list_to(&list);
                         }
                         "escalation_group" => m.escalation_group.clone_from(&g.escalation_group),
+                        "time_box_seconds" => m.time_box_seconds = g.time_box_seconds,
                         _ => {}
                     }
                 }

@@ -121,6 +121,7 @@ pub fn group_to_proto(m: &support_group::Model) -> SupportGroup {
             })
             .collect(),
         escalation_group: m.escalation_group.clone(),
+        time_box_seconds: m.time_box_seconds,
     }
 }
 

@@ -34,6 +34,8 @@ pub mod ticket {
         pub resolve_time: i64,
         pub close_time: i64,
         pub escalation_count: i32,
+        /// When the ticket reached its current group (time boxes count from here).
+        pub tier_time: i64,
         pub max_tier: i32,
         pub survey_score: i32,
         pub survey_comment: String,
@@ -69,6 +71,7 @@ pub mod support_group {
         pub assignment_method: i32,
         pub shifts: String,
         pub escalation_group: String,
+        pub time_box_seconds: i32,
         /// The member the group gave its last ticket (round robin).
         pub last_assigned: String,
         pub version: i64,

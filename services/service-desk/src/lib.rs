@@ -42,6 +42,8 @@ pub async fn serve(
     let shutdown = shutdown.shared();
     let consumer_stop = shutdown.clone();
     let deliverer_stop = shutdown.clone();
+    let time_box_stop = shutdown.clone();
+    let time_box_interval = std::time::Duration::from_millis(settings.service_desk.time_box_interval_ms);
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
         settings,
@@ -62,6 +64,12 @@ pub async fn serve(
                 );
             }
             tokio::spawn(deliverer::Deliverer::new(repo.clone(), desk_settings, http).run(deliverer_stop));
+            tokio::spawn(escalate_time_boxed(
+                repo.clone(),
+                incidents.clone(),
+                time_box_interval,
+                time_box_stop,
+            ));
             let api = api::ServiceDeskApi { repo, incidents, page_tokens: state.page_tokens.clone() };
             server.add_service(
                 ServiceDeskServiceServer::new(api)
@@ -71,4 +79,38 @@ pub async fn serve(
         },
     )
     .await
+}
+
+/// Escalates tickets whose group's time box ran out, every `interval`, until `stop`.
+async fn escalate_time_boxed(
+    repo: repo::Repository,
+    incidents: incident_desk::IncidentDesk,
+    interval: std::time::Duration,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let due = match repo.time_boxed_out(itsm_runtime::db::now_micros(), 100).await {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(error = %err, "time-box sweep failed; retrying next round");
+                continue;
+            }
+        };
+        for (tenant, number, group, seconds) in due {
+            let ctx = itsm_runtime::CallContext::system(tenant);
+            let reason = format!("time box of {seconds} s in {group} expired");
+            match api::escalate(&repo, &incidents, &ctx, &number, "", "", &reason, false).await {
+                Ok(_) => tracing::info!(ticket = %number, "escalated: time box expired"),
+                // Nowhere higher to go, or moved meanwhile: look again next round.
+                Err(err) => {
+                    tracing::debug!(ticket = %number, error = %err, "time-boxed ticket not escalated");
+                }
+            }
+        }
+    }
 }

@@ -58,6 +58,7 @@ async fn start_with(backend: TestBackend, tune: impl FnOnce(&mut Settings)) -> D
     settings.upstream.incident = incident.url();
     settings.service_desk.delivery_interval_ms = 50;
     settings.service_desk.webhook_backoff_ms = 50;
+    settings.service_desk.time_box_interval_ms = 100;
     tune(&mut settings);
     let desk =
         RunningServer::start(move |l, s| itsm_service_desk::serve(settings, l, s.wait())).await.unwrap();
@@ -572,7 +573,45 @@ async fn bad_input_writes_nothing(backend: TestBackend) {
     assert_eq!(err.code(), Code::FailedPrecondition);
 }
 
+async fn time_box_escalates_by_itself(backend: TestBackend) {
+    let mut d = start(backend).await;
+    let l1 = d.group(SupportGroup { time_box_seconds: 1, ..group("Desk", 1, &["ann"]) }).await;
+    let l2 = d.group(group("Apps", 2, &["ben"])).await;
+    let t = d.ticket(ticket("Report is wrong", "apps")).await.unwrap();
+    assert_eq!(t.support_group, l1.name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let moved = loop {
+        let current = d.get(&t.name).await;
+        if current.tier == 2 {
+            break current;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the time box did not escalate the ticket");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (moved.support_group.as_str(), moved.assignee.as_str(), moved.escalation_count),
+        (l2.name.as_str(), "ben", 1)
+    );
+    let history = d
+        .desk
+        .list_ticket_history(req(ListTicketHistoryRequest {
+            parent: t.name.clone(),
+            page_size: 50,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let last = history.entries.last().unwrap();
+    assert_eq!(last.change.as_ref().unwrap().actor, "system");
+    assert!(last.reason.contains("time box"), "{}", last.reason);
+    // Tier 2 has no time box: it stays there.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(d.get(&t.name).await.tier, 2);
+}
+
 itsm_runtime::db_tests!(
+    time_box_escalates_by_itself,
     routing_round_robin_and_tiers,
     least_loaded_and_shifts,
     ticket_follows_its_incident,

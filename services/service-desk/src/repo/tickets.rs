@@ -166,6 +166,7 @@ impl Repository {
                 resolve_time: 0,
                 close_time: 0,
                 escalation_count: 0,
+                tier_time: now,
                 max_tier: 1,
                 survey_score: 0,
                 survey_comment: String::new(),
@@ -232,6 +233,9 @@ impl Repository {
         group: &support_group::Model,
         now: i64,
     ) -> Result<(), Error> {
+        if m.support_group != group_name(&group.id) {
+            m.tier_time = now;
+        }
         m.support_group = group_name(&group.id);
         m.tier = group.tier;
         m.max_tier = m.max_tier.max(group.tier);
@@ -724,5 +728,40 @@ impl Repository {
         txn.commit().await?;
         self.committed();
         Ok(stored)
+    }
+}
+
+impl Repository {
+    /// Open tickets whose group's time box has run out at `now`: (tenant, number, group name, box).
+    pub async fn time_boxed_out(
+        &self,
+        now: i64,
+        limit: u64,
+    ) -> Result<Vec<(String, String, String, i32)>, Error> {
+        let boxed = crate::entity::support_group::Entity::find()
+            .filter(crate::entity::support_group::Column::TimeBoxSeconds.gt(0))
+            .all(&self.db)
+            .await?;
+        let open: Vec<i32> = TicketState::ALL.iter().filter(|s| s.is_open()).map(|s| *s as i32).collect();
+        let mut due = Vec::new();
+        for group in boxed {
+            let cutoff = now - i64::from(group.time_box_seconds) * 1_000_000;
+            let rows: Vec<String> = ticket::Entity::find()
+                .select_only()
+                .column(ticket::Column::Number)
+                .filter(ticket::Column::TenantId.eq(group.tenant_id.as_str()))
+                .filter(ticket::Column::SupportGroup.eq(group_name(&group.id)))
+                .filter(ticket::Column::State.is_in(open.clone()))
+                .filter(ticket::Column::TierTime.lt(cutoff))
+                .limit(limit)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            due.extend(
+                rows.into_iter()
+                    .map(|n| (group.tenant_id.clone(), n, group_name(&group.id), group.time_box_seconds)),
+            );
+        }
+        Ok(due)
     }
 }
