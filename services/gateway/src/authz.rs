@@ -105,6 +105,7 @@ pub const RULES: &[Rule] = &[
             "ListWebhooks",
             "DeleteWebhook",
             "DeleteTicket",
+            "CreateCatalogItem",
         ]),
         &[],
     ),

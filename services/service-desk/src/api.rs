@@ -18,10 +18,11 @@ use crate::convert::{
     group_to_proto, list_to, rule_to_proto, shift_from_proto, ticket_to_proto, uuid_of, webhook_to_proto,
 };
 use crate::domain::lifecycle::TicketState;
-use crate::domain::{knowledge, shifts, templates};
-use crate::entity::{article, assignment_rule, support_group, ticket, webhook};
+use crate::domain::{catalog, knowledge, shifts, templates};
+use crate::entity::{article, assignment_rule, catalog_item, support_group, ticket, webhook};
 use crate::incident_desk::IncidentDesk;
 use crate::repo::Repository;
+use crate::repo::catalog::CATALOG_PREFIX;
 use crate::repo::groups::GROUP_ORDER_FIELDS;
 use crate::repo::knowledge::{ARTICLE_NUMBER, ARTICLE_PREFIX, keywords_to};
 use crate::repo::tickets::{NewTicket, ORDER_FIELDS, resolve, transition};
@@ -269,6 +270,7 @@ impl ServiceDeskService for ServiceDeskApi {
             configuration_items: t.configuration_items.clone(),
             impact: t.impact,
             urgency: t.urgency,
+            ..Default::default()
         };
         let hash = idempotency::request_hash(&request);
         let created = self.repo.create_ticket(&ctx, new, &request.request_id, &hash).await?;
@@ -1111,6 +1113,204 @@ impl ServiceDeskService for ServiceDeskApi {
             unavailable,
         }))
     }
+
+    async fn create_catalog_item(
+        &self,
+        request: Request<CreateCatalogItemRequest>,
+    ) -> Result<Response<CatalogItem>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let Some(item) = request.into_inner().catalog_item else {
+            return Err(Error::invalid("catalog_item", "is required").into());
+        };
+        let mut v = Violations::new();
+        validate::text(&mut v, "catalog_item.display_name", &item.display_name, MAX_SHORT, true);
+        validate::text(&mut v, "catalog_item.description", &item.description, MAX_LONG, false);
+        validate::text(&mut v, "catalog_item.category", &item.category, MAX_NAME, false);
+        let variables: Vec<catalog::Variable> = item.variables.iter().map(variable_from_proto).collect();
+        for (field, problem) in catalog::check_definition(&variables) {
+            v.add(format!("catalog_item.{field}"), problem);
+        }
+        if !(0..=3).contains(&item.approval_policy) {
+            v.add("catalog_item.approval_policy", "must be NONE, MANAGER or MANAGER_ABOVE_THRESHOLD");
+        }
+        let cost = amount(&mut v, "catalog_item.cost", item.cost.as_ref());
+        let threshold = amount(&mut v, "catalog_item.cost_threshold", item.cost_threshold.as_ref());
+        if item.approval_policy == catalog::APPROVAL_ABOVE_THRESHOLD && item.cost_threshold.is_none() {
+            v.add("catalog_item.cost_threshold", "is required with MANAGER_ABOVE_THRESHOLD");
+        }
+        for (i, task) in item.tasks.iter().enumerate() {
+            validate::text(&mut v, &format!("catalog_item.tasks[{i}].title"), &task.title, MAX_SHORT, true);
+            validate::support_group(
+                &mut v,
+                &format!("catalog_item.tasks[{i}].support_group"),
+                &task.support_group,
+                true,
+            );
+        }
+        v.into_result()?;
+        for (i, task) in item.tasks.iter().enumerate() {
+            Repository::named_group(
+                &self.repo.db,
+                &ctx.tenant,
+                &task.support_group,
+                &format!("catalog_item.tasks[{i}].support_group"),
+            )
+            .await?;
+        }
+        let tasks: Vec<(String, String)> =
+            item.tasks.iter().map(|t| (t.title.trim().to_string(), t.support_group.clone())).collect();
+        let model = catalog_item::Model {
+            id: String::new(),
+            tenant_id: String::new(),
+            display_name: item.display_name.trim().to_string(),
+            description: item.description.clone(),
+            category: item.category.clone(),
+            variables: list_to(&variables),
+            approval_policy: if item.approval_policy == 0 {
+                catalog::APPROVAL_NONE
+            } else {
+                item.approval_policy
+            },
+            cost: serde_json::to_string(&cost).unwrap_or_default(),
+            cost_threshold: serde_json::to_string(&threshold).unwrap_or_default(),
+            tasks: list_to(&tasks),
+            create_time: 0,
+            creator: String::new(),
+        };
+        let created = self.repo.create_catalog_item(&ctx, model).await?;
+        Ok(Response::new(catalog_item_to_proto(&created)))
+    }
+
+    async fn get_catalog_item(
+        &self,
+        request: Request<GetCatalogItemRequest>,
+    ) -> Result<Response<CatalogItem>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = uuid_of(&request.get_ref().name, CATALOG_PREFIX)
+            .ok_or_else(|| Error::invalid("name", "must be `catalogItems/{uuid}`"))?;
+        let item = Repository::find_catalog_item(&self.repo.db, &ctx.tenant, &id)
+            .await?
+            .ok_or_else(|| Error::NotFound(request.get_ref().name.clone()))?;
+        Ok(Response::new(catalog_item_to_proto(&item)))
+    }
+
+    async fn list_catalog_items(
+        &self,
+        request: Request<ListCatalogItemsRequest>,
+    ) -> Result<Response<ListCatalogItemsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "catalogItems"]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let page = self.repo.list_catalog_items(&ctx, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListCatalogItemsResponse {
+            catalog_items: page.items.iter().map(catalog_item_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn submit_request(
+        &self,
+        request: Request<SubmitRequestRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        idempotency::validate_request_id(&request.request_id, "request_id")?;
+        let id = uuid_of(&request.catalog_item, CATALOG_PREFIX)
+            .ok_or_else(|| Error::invalid("catalog_item", "must be `catalogItems/{uuid}`"))?;
+        let item =
+            Repository::find_catalog_item(&self.repo.db, &ctx.tenant, &id).await?.ok_or_else(|| {
+                Error::invalid("catalog_item", format!("{} does not exist", request.catalog_item))
+            })?;
+        let variables: Vec<catalog::Variable> = serde_json::from_str(&item.variables).unwrap_or_default();
+        let answers: std::collections::BTreeMap<String, String> =
+            request.variables.iter().map(|(k, v)| (k.clone(), v.trim().to_string())).collect();
+        let mut v = Violations::new();
+        for (key, problem) in catalog::check_answers(&variables, &answers) {
+            v.add(format!("variables[{key}]"), problem);
+        }
+        let cost: catalog::Amount = serde_json::from_str(&item.cost).unwrap_or_default();
+        let threshold: catalog::Amount = serde_json::from_str(&item.cost_threshold).unwrap_or_default();
+        let approval = catalog::needs_approval(item.approval_policy, &cost, &threshold);
+        validate::text(&mut v, "manager", &request.manager, MAX_NAME, approval);
+        if approval && request.manager.trim() == ctx.principal {
+            v.add("manager", "must be someone else than the requester");
+        }
+        v.into_result()?;
+        let tasks: Vec<(String, String)> = serde_json::from_str(&item.tasks).unwrap_or_default();
+        let new = NewTicket {
+            channel: Channel::Portal as i32,
+            requester: ctx.principal.clone(),
+            category: item.category.clone(),
+            short_description: item.display_name.clone(),
+            description: item.description.clone(),
+            ticket_type: TicketType::ServiceRequest as i32,
+            catalog_item: request.catalog_item.clone(),
+            variables: answers,
+            request_state: if approval {
+                crate::repo::catalog::AWAITING_APPROVAL
+            } else {
+                crate::repo::catalog::IN_FULFILMENT
+            },
+            approver: if approval { request.manager.trim().to_string() } else { String::new() },
+            tasks,
+            ..Default::default()
+        };
+        let hash = idempotency::request_hash(&request);
+        let created = self.repo.create_ticket(&ctx, new, &request.request_id, &hash).await?;
+        Ok(Response::new(ticket_to_proto(&created)))
+    }
+
+    async fn decide_request(
+        &self,
+        request: Request<DecideRequestRequest>,
+    ) -> Result<Response<Ticket>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = number(&r.name, "name")?;
+        let mut v = Violations::new();
+        validate::text(&mut v, "comment", &r.comment, MAX_LONG, !r.approve);
+        v.into_result()?;
+        let current = self.repo.get_ticket(&ctx, &number).await?;
+        let tasks: Vec<(String, String)> = match uuid_of(&current.catalog_item, CATALOG_PREFIX) {
+            Some(id) => match Repository::find_catalog_item(&self.repo.db, &ctx.tenant, &id).await? {
+                Some(item) => serde_json::from_str(&item.tasks).unwrap_or_default(),
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        let decided = self.repo.decide_request(&ctx, &number, r.approve, r.comment.trim(), tasks).await?;
+        Ok(Response::new(ticket_to_proto(&decided)))
+    }
+
+    async fn list_fulfilment_tasks(
+        &self,
+        request: Request<ListFulfilmentTasksRequest>,
+    ) -> Result<Response<ListFulfilmentTasksResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let number = number(&request.get_ref().parent, "parent")?;
+        let current = self.repo.get_ticket(&ctx, &number).await?;
+        let tasks = Repository::tasks_of(&self.repo.db, &current.id).await?;
+        Ok(Response::new(ListFulfilmentTasksResponse {
+            tasks: tasks.iter().map(|t| task_to_proto(&number, t)).collect(),
+        }))
+    }
+
+    async fn complete_fulfilment_task(
+        &self,
+        request: Request<CompleteFulfilmentTaskRequest>,
+    ) -> Result<Response<FulfilmentTask>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let bad = || Error::invalid("name", "must be `tickets/REQ0000123/tasks/{uuid}`");
+        let (ticket, task) = name.split_once("/tasks/").ok_or_else(bad)?;
+        let number = number(ticket, "name")?;
+        uuid::Uuid::parse_str(task).map_err(|_| bad())?;
+        let done = self.repo.complete_task(&ctx, &number, task).await?;
+        Ok(Response::new(task_to_proto(&number, &done)))
+    }
 }
 
 pub const ARTICLE_UPDATABLE: &[&str] = &["title", "body", "category", "keywords", "state"];
@@ -1142,5 +1342,92 @@ fn check_article(v: &mut Violations, a: &Article, has: &dyn Fn(&str) -> bool) {
                 v.add(format!("article.keywords[{i}]"), "must be 1-100 characters");
             }
         }
+    }
+}
+
+fn variable_from_proto(v: &CatalogVariable) -> catalog::Variable {
+    catalog::Variable {
+        id: v.id.clone(),
+        label: if v.label.is_empty() { v.id.clone() } else { v.label.clone() },
+        kind: v.r#type,
+        required: v.required,
+        options: v.options.clone(),
+        min: v.min,
+        max: v.max,
+        max_length: v.max_length,
+    }
+}
+
+/// Money as stored (nanos of its currency); problems become violations of `field`.
+fn amount(v: &mut Violations, field: &str, money: Option<&itsm_proto::common::Money>) -> catalog::Amount {
+    let Some(m) = money else { return catalog::Amount::default() };
+    if m.currency_code.len() != 3 || !m.currency_code.bytes().all(|b| b.is_ascii_uppercase()) {
+        v.add(format!("{field}.currency_code"), "must be an ISO 4217 code, e.g. EUR");
+    }
+    if !(-999_999_999..=999_999_999).contains(&m.nanos)
+        || (m.units > 0 && m.nanos < 0)
+        || (m.units < 0 && m.nanos > 0)
+    {
+        v.add(format!("{field}.nanos"), "must be -999999999..999999999 with the sign of units");
+    }
+    catalog::Amount {
+        currency: m.currency_code.clone(),
+        nanos: i128::from(m.units) * 1_000_000_000 + i128::from(m.nanos),
+    }
+}
+
+fn money(a: &catalog::Amount) -> Option<itsm_proto::common::Money> {
+    (!a.currency.is_empty()).then(|| itsm_proto::common::Money {
+        currency_code: a.currency.clone(),
+        units: i64::try_from(a.nanos / 1_000_000_000).unwrap_or(i64::MAX),
+        nanos: i32::try_from(a.nanos % 1_000_000_000).unwrap_or(0),
+    })
+}
+
+fn catalog_item_to_proto(m: &catalog_item::Model) -> CatalogItem {
+    let variables: Vec<catalog::Variable> = serde_json::from_str(&m.variables).unwrap_or_default();
+    let tasks: Vec<(String, String)> = serde_json::from_str(&m.tasks).unwrap_or_default();
+    CatalogItem {
+        name: format!("{CATALOG_PREFIX}{}", m.id),
+        display_name: m.display_name.clone(),
+        description: m.description.clone(),
+        category: m.category.clone(),
+        variables: variables
+            .into_iter()
+            .map(|v| CatalogVariable {
+                id: v.id,
+                label: v.label,
+                r#type: v.kind,
+                required: v.required,
+                options: v.options,
+                min: v.min,
+                max: v.max,
+                max_length: v.max_length,
+            })
+            .collect(),
+        approval_policy: m.approval_policy,
+        cost: money(&serde_json::from_str(&m.cost).unwrap_or_default()),
+        cost_threshold: money(&serde_json::from_str(&m.cost_threshold).unwrap_or_default()),
+        tasks: tasks
+            .into_iter()
+            .map(|(title, support_group)| FulfilmentTaskTemplate { title, support_group })
+            .collect(),
+        audit: Some(itsm_proto::common::AuditInfo {
+            create_time: crate::convert::time(m.create_time),
+            update_time: crate::convert::time(m.create_time),
+            creator: m.creator.clone(),
+            updater: m.creator.clone(),
+        }),
+    }
+}
+
+fn task_to_proto(number: &str, t: &crate::entity::fulfilment_task::Model) -> FulfilmentTask {
+    FulfilmentTask {
+        name: format!("{}/tasks/{}", crate::convert::ticket_name(number), t.id),
+        title: t.title.clone(),
+        support_group: t.support_group.clone(),
+        done: t.done,
+        completed_by: t.completed_by.clone(),
+        complete_time: crate::convert::time(t.complete_time),
     }
 }

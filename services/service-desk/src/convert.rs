@@ -82,6 +82,10 @@ pub fn ticket_to_proto(m: &ticket::Model) -> Ticket {
         max_tier: m.max_tier,
         survey_score: m.survey_score,
         survey_comment: m.survey_comment.clone(),
+        catalog_item: m.catalog_item.clone(),
+        variables: serde_json::from_str(&m.variables).unwrap_or_default(),
+        request_state: m.request_state,
+        approver: m.approver.clone(),
     }
 }
 

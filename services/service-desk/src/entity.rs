@@ -39,6 +39,11 @@ pub mod ticket {
         pub max_tier: i32,
         pub survey_score: i32,
         pub survey_comment: String,
+        pub catalog_item: String,
+        /// JSON object of answers by variable id.
+        pub variables: String,
+        pub request_state: i32,
+        pub approver: String,
         /// Queue order: priority rank then open time, as sortable text.
         pub queue_key: String,
         pub version: i64,
@@ -205,6 +210,60 @@ pub mod article {
         pub update_time: i64,
         pub creator: String,
         pub updater: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod catalog_item {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "catalog_items")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub display_name: String,
+        pub description: String,
+        pub category: String,
+        /// JSON list of `domain::catalog::Variable`.
+        pub variables: String,
+        pub approval_policy: i32,
+        /// JSON `domain::catalog::Amount`.
+        pub cost: String,
+        pub cost_threshold: String,
+        /// JSON list of (title, support group).
+        pub tasks: String,
+        pub create_time: i64,
+        pub creator: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod fulfilment_task {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "fulfilment_tasks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub ticket_id: String,
+        pub position: i32,
+        pub title: String,
+        pub support_group: String,
+        pub done: bool,
+        pub completed_by: String,
+        pub complete_time: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

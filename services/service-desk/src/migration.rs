@@ -63,6 +63,10 @@ CREATE TABLE tickets (
     max_tier INTEGER NOT NULL,
     survey_score INTEGER NOT NULL,
     survey_comment TEXT NOT NULL,
+    catalog_item TEXT NOT NULL,
+    variables TEXT NOT NULL,
+    request_state INTEGER NOT NULL,
+    approver TEXT NOT NULL,
     queue_key TEXT NOT NULL,
     version BIGINT NOT NULL,
     create_time BIGINT NOT NULL,
@@ -216,6 +220,33 @@ CREATE TABLE article_revisions (
     create_time BIGINT NOT NULL,
     PRIMARY KEY (article_id, revision)
 );
+CREATE TABLE catalog_items (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    category TEXT NOT NULL,
+    variables TEXT NOT NULL,
+    approval_policy INTEGER NOT NULL,
+    cost TEXT NOT NULL,
+    cost_threshold TEXT NOT NULL,
+    tasks TEXT NOT NULL,
+    create_time BIGINT NOT NULL,
+    creator TEXT NOT NULL
+);
+CREATE INDEX catalog_items_by_name ON catalog_items (tenant_id, display_name, id);
+CREATE TABLE fulfilment_tasks (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    support_group TEXT NOT NULL,
+    done BOOLEAN NOT NULL,
+    completed_by TEXT NOT NULL,
+    complete_time BIGINT NOT NULL
+);
+CREATE INDEX fulfilment_tasks_by_ticket ON fulfilment_tasks (ticket_id, position);
 CREATE TABLE article_links (
     article_id TEXT NOT NULL,
     ticket TEXT NOT NULL,
@@ -233,7 +264,7 @@ impl MigrationTrait for CreateKnowledgeBase {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        for table in ["article_links", "article_revisions", "articles"] {
+        for table in ["fulfilment_tasks", "catalog_items", "article_links", "article_revisions", "articles"] {
             db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
         Ok(())

@@ -610,7 +610,197 @@ async fn time_box_escalates_by_itself(backend: TestBackend) {
     assert_eq!(d.get(&t.name).await.tier, 2);
 }
 
+async fn catalogue_requests_approval_and_fulfilment(backend: TestBackend) {
+    use itsm_proto::common::Money;
+    let mut d = start(backend).await;
+    let desk = d.group(group("Desk", 1, &["ann"])).await;
+    let buyers = d.group(group("Purchasing", 2, &["ben"])).await;
+    let eur = |units: i64| Some(Money { currency_code: "EUR".into(), units, nanos: 0 });
+    let item = d
+        .desk
+        .create_catalog_item(req(CreateCatalogItemRequest {
+            catalog_item: Some(CatalogItem {
+                display_name: "Laptop".into(),
+                category: "hardware".into(),
+                variables: vec![
+                    CatalogVariable {
+                        id: "model".into(),
+                        r#type: VariableType::Choice as i32,
+                        required: true,
+                        options: vec!["13\"".into(), "15\"".into()],
+                        ..Default::default()
+                    },
+                    CatalogVariable {
+                        id: "count".into(),
+                        r#type: VariableType::Integer as i32,
+                        required: true,
+                        min: 1,
+                        max: 3,
+                        ..Default::default()
+                    },
+                    CatalogVariable {
+                        id: "needed_by".into(),
+                        r#type: VariableType::Date as i32,
+                        ..Default::default()
+                    },
+                ],
+                approval_policy: ApprovalPolicy::ManagerAboveThreshold as i32,
+                cost: eur(1200),
+                cost_threshold: eur(1000),
+                tasks: vec![
+                    FulfilmentTaskTemplate {
+                        title: "Order the laptop".into(),
+                        support_group: buyers.name.clone(),
+                    },
+                    FulfilmentTaskTemplate {
+                        title: "Image and hand over".into(),
+                        support_group: desk.name.clone(),
+                    },
+                ],
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let submit = |answers: &[(&str, &str)], manager: &str| {
+        as_user(
+            SubmitRequestRequest {
+                catalog_item: item.name.clone(),
+                variables: answers.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect(),
+                manager: manager.into(),
+                request_id: String::new(),
+            },
+            "rita",
+        )
+    };
+    // A form with wrong types: every wrong answer named, nothing written.
+    let err = d
+        .desk
+        .submit_request(submit(
+            &[("model", "17\""), ("count", "two"), ("needed_by", "soon"), ("colour", "red")],
+            "mona",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&err),
+        vec!["variables[colour]", "variables[count]", "variables[model]", "variables[needed_by]"]
+    );
+    let err = d.desk.submit_request(submit(&[("model", "15\""), ("count", "1")], "")).await.unwrap_err();
+    assert_eq!(violations(&err), vec!["manager"], "above the threshold the manager approves");
+    assert!(
+        d.desk
+            .list_tickets(req(ListTicketsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .tickets
+            .is_empty()
+    );
+
+    let t = d
+        .desk
+        .submit_request(submit(&[("model", "15\""), ("count", "1"), ("needed_by", "2026-12-01")], "mona"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (t.request_state, t.approver.as_str(), t.requester.as_str()),
+        (RequestState::AwaitingApproval as i32, "mona", "rita")
+    );
+    assert_eq!(t.variables["model"], "15\"");
+    let tasks = |d: &mut Desk| {
+        let name = t.name.clone();
+        let mut desk = d.desk.clone();
+        async move {
+            desk.list_fulfilment_tasks(req(ListFulfilmentTasksRequest { parent: name }))
+                .await
+                .unwrap()
+                .into_inner()
+                .tasks
+        }
+    };
+    assert!(tasks(&mut d).await.is_empty(), "no work before approval");
+    let kinds: Vec<(String, String)> =
+        d.notifications(&t.name).await.into_iter().map(|n| (n.kind, n.recipient)).collect();
+    assert!(kinds.contains(&("approval_requested".to_string(), "mona".to_string())), "{kinds:?}");
+
+    let decide = |who: &str, approve: bool, comment: &str| {
+        as_user(DecideRequestRequest { name: t.name.clone(), approve, comment: comment.into() }, who)
+    };
+    assert_eq!(
+        d.desk.decide_request(decide("rita", true, "")).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let approved = d.desk.decide_request(decide("mona", true, "ok")).await.unwrap().into_inner();
+    assert_eq!(approved.request_state, RequestState::InFulfilment as i32);
+    assert_eq!(
+        d.desk.decide_request(decide("mona", true, "")).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    let open = tasks(&mut d).await;
+    assert_eq!(
+        open.iter().map(|t| t.title.as_str()).collect::<Vec<_>>(),
+        ["Order the laptop", "Image and hand over"]
+    );
+    let first = d
+        .desk
+        .complete_fulfilment_task(as_user(
+            CompleteFulfilmentTaskRequest { name: open[0].name.clone() },
+            "ben",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.done && first.completed_by == "ben");
+    assert_eq!(d.get(&t.name).await.request_state, RequestState::InFulfilment as i32);
+    assert_eq!(
+        d.desk
+            .complete_fulfilment_task(req(CompleteFulfilmentTaskRequest { name: open[0].name.clone() }))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+    d.desk
+        .complete_fulfilment_task(as_user(
+            CompleteFulfilmentTaskRequest { name: open[1].name.clone() },
+            "ann",
+        ))
+        .await
+        .unwrap();
+    let fulfilled = d.get(&t.name).await;
+    assert_eq!(
+        (fulfilled.request_state, fulfilled.state),
+        (RequestState::Fulfilled as i32, TicketState::Resolved as i32)
+    );
+
+    // A rejection needs a reason and cancels the request.
+    let second = d
+        .desk
+        .submit_request(submit(&[("model", "13\""), ("count", "2")], "mona"))
+        .await
+        .unwrap()
+        .into_inner();
+    let reject = |comment: &str| {
+        as_user(
+            DecideRequestRequest { name: second.name.clone(), approve: false, comment: comment.into() },
+            "mona",
+        )
+    };
+    assert_eq!(violations(&d.desk.decide_request(reject("")).await.unwrap_err()), vec!["comment"]);
+    let rejected = d.desk.decide_request(reject("One laptop per person")).await.unwrap().into_inner();
+    assert_eq!(
+        (rejected.request_state, rejected.state),
+        (RequestState::Rejected as i32, TicketState::Cancelled as i32)
+    );
+    let kinds: Vec<String> = d.notifications(&second.name).await.into_iter().map(|n| n.kind).collect();
+    assert!(kinds.contains(&"request_rejected".to_string()), "{kinds:?}");
+}
+
 itsm_runtime::db_tests!(
+    catalogue_requests_approval_and_fulfilment,
     time_box_escalates_by_itself,
     routing_round_robin_and_tiers,
     least_loaded_and_shifts,

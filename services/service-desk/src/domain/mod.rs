@@ -1,6 +1,7 @@
 //! Service desk rules in plain Rust: no gRPC, no SQL.
 
 pub mod assignment;
+pub mod catalog;
 pub mod knowledge;
 pub mod lifecycle;
 pub mod report;

@@ -21,6 +21,16 @@ pub const TEMPLATES: &[(&str, &str, &str)] = &[
         "Ticket {number} ({short_description}) in {support_group} needs a manager's attention.\n\nReason: {reason}",
     ),
     (
+        "approval_requested",
+        "Approval needed: {number}",
+        "{requester} requested {short_description} ({number}). Approve or reject it in the portal.",
+    ),
+    (
+        "request_rejected",
+        "{number} was not approved",
+        "Your request {number} ({short_description}) was not approved.\n\n{reason}",
+    ),
+    (
         "ticket_assigned",
         "{number} assigned to you",
         "Ticket {number} ({short_description}) was assigned to you in {support_group}.",

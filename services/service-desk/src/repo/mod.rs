@@ -1,6 +1,7 @@
 //! Persistence of the service desk. Every write runs in one transaction with its history entry,
 //! its outbox event, the notifications it causes and (for creates) its idempotency key.
 
+pub mod catalog;
 pub mod groups;
 pub mod knowledge;
 pub mod notifications;

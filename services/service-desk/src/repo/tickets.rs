@@ -42,6 +42,13 @@ pub struct NewTicket {
     pub configuration_items: Vec<String>,
     pub impact: i32,
     pub urgency: i32,
+    /// A catalogue request: the item's name, the answers, its state, its approver and (when it
+    /// goes straight to fulfilment) the tasks to open.
+    pub catalog_item: String,
+    pub variables: std::collections::BTreeMap<String, String>,
+    pub request_state: i32,
+    pub approver: String,
+    pub tasks: Vec<(String, String)>,
 }
 
 /// Where an escalation goes.
@@ -170,6 +177,10 @@ impl Repository {
                 max_tier: 1,
                 survey_score: 0,
                 survey_comment: String::new(),
+                catalog_item: new.catalog_item.clone(),
+                variables: serde_json::to_string(&new.variables).unwrap_or_else(|_| "{}".into()),
+                request_state: new.request_state,
+                approver: new.approver.clone(),
                 queue_key: String::new(),
                 version: 1,
                 create_time: now,
@@ -200,6 +211,10 @@ impl Repository {
             emit(&txn, ctx, None, &model, "create", &changes).await?;
             if !model.assignee.is_empty() {
                 Self::notify(&txn, "ticket_assigned", &model.assignee, &model, &[]).await?;
+            }
+            Self::open_tasks(&txn, &model, &new.tasks).await?;
+            if !model.approver.is_empty() {
+                Self::notify(&txn, "approval_requested", &model.approver, &model, &[]).await?;
             }
             idempotency::complete(&txn, &ctx.tenant, CREATE_METHOD, request_id, &ticket_name(&model.number))
                 .await?;
