@@ -570,7 +570,9 @@ impl ServiceDeskService for ServiceDeskApi {
         let size = page_size(r.page_size, "page_size")?;
         let queue = Queue::try_from(r.queue).unwrap_or(Queue::Unspecified);
         if queue == Queue::Unspecified {
-            return Err(Error::invalid("queue", "must be MINE, MY_GROUPS or UNASSIGNED").into());
+            return Err(
+                Error::invalid("queue", "must be MINE, MY_GROUPS, UNASSIGNED or BREACHING_SOON").into()
+            );
         }
         let fingerprint =
             PageTokens::fingerprint(&[&ctx.tenant, &ctx.principal, "queue", queue.as_str_name()]);
@@ -579,6 +581,7 @@ impl ServiceDeskService for ServiceDeskApi {
         let page = match queue {
             Queue::Mine => self.repo.queue(&ctx, Some(&ctx.principal), &[], false, after, size).await?,
             Queue::MyGroups => self.repo.queue(&ctx, None, &groups, false, after, size).await?,
+            Queue::BreachingSoon => self.repo.breaching_soon(&ctx, &groups, after, size).await?,
             _ => self.repo.queue(&ctx, None, &groups, true, after, size).await?,
         };
         let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;

@@ -86,6 +86,7 @@ pub fn ticket_to_proto(m: &ticket::Model) -> Ticket {
         variables: serde_json::from_str(&m.variables).unwrap_or_default(),
         request_state: m.request_state,
         approver: m.approver.clone(),
+        sla_due_time: time(m.sla_due_time),
     }
 }
 

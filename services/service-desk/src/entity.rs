@@ -44,6 +44,12 @@ pub mod ticket {
         pub variables: String,
         pub request_state: i32,
         pub approver: String,
+        /// Earliest running SLA clock's due time (0 = none).
+        pub sla_due_time: i64,
+        /// JSON object: due time of each running SLA clock, by clock name.
+        pub sla_clocks: String,
+        /// An automatic escalation waiting to be carried out, and why ("" = none).
+        pub escalation_reason: String,
         /// Queue order: priority rank then open time, as sortable text.
         pub queue_key: String,
         pub version: i64,

@@ -13,6 +13,7 @@ pub mod entity;
 pub mod incident_desk;
 pub mod migration;
 pub mod repo;
+pub mod sla_feed;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,6 +44,21 @@ pub async fn serve(
     let consumer_stop = shutdown.clone();
     let deliverer_stop = shutdown.clone();
     let time_box_stop = shutdown.clone();
+    let sla_stop = shutdown.clone();
+    let delivery = settings.upstream.delivery.trim().to_string();
+    let mut sla_options = ConsumerOptions::new(sla_feed::CONSUMER);
+    sla_options.types = vec![<itsm_proto::delivery::SlaClockChanged as prost::Name>::full_name()];
+    sla_options.internal_token.clone_from(&settings.auth.internal_token);
+    let sla_channel = if delivery.is_empty() {
+        None
+    } else {
+        Some(
+            tonic::transport::Endpoint::from_shared(delivery)
+                .map_err(|e| Error::invalid("upstream.delivery", e.to_string()))?
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .connect_lazy(),
+        )
+    };
     let time_box_interval = std::time::Duration::from_millis(settings.service_desk.time_box_interval_ms);
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
@@ -64,6 +80,13 @@ pub async fn serve(
                 );
             }
             tokio::spawn(deliverer::Deliverer::new(repo.clone(), desk_settings, http).run(deliverer_stop));
+            // Tickets follow their SLA clocks.
+            if let Some(channel) = sla_channel {
+                let handler = sla_feed::SlaClocks { repo: repo.clone() };
+                tokio::spawn(
+                    EventConsumer::new(sla_options, state.db.clone(), channel, handler).run(sla_stop),
+                );
+            }
             tokio::spawn(escalate_time_boxed(
                 repo.clone(),
                 incidents.clone(),
@@ -81,7 +104,8 @@ pub async fn serve(
     .await
 }
 
-/// Escalates tickets whose group's time box ran out, every `interval`, until `stop`.
+/// Escalates tickets whose group's time box ran out, and tickets marked for escalation (an SLA
+/// warning), every `interval`, until `stop`.
 async fn escalate_time_boxed(
     repo: repo::Repository,
     incidents: incident_desk::IncidentDesk,
@@ -101,6 +125,36 @@ async fn escalate_time_boxed(
                 continue;
             }
         };
+        match repo.pending_escalations(100).await {
+            Ok(pending) => {
+                for (tenant, number, reason) in pending {
+                    let ctx = itsm_runtime::CallContext::system(tenant.clone());
+                    if let Err(err) =
+                        api::escalate(&repo, &incidents, &ctx, &number, "", "", &reason, true).await
+                    {
+                        // Nowhere higher to go: the mark is dropped, the reason kept in the history.
+                        tracing::info!(ticket = %number, error = %err, "automatic escalation not possible");
+                        let dropped = repo
+                            .change_ticket(
+                                &ctx,
+                                &number,
+                                "",
+                                "escalate_skipped",
+                                &format!("{reason} ({err})"),
+                                |m, _| {
+                                    m.escalation_reason.clear();
+                                    Ok(())
+                                },
+                            )
+                            .await;
+                        if let Err(err) = dropped {
+                            tracing::warn!(ticket = %number, error = %err, "could not clear the escalation mark");
+                        }
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "pending escalations could not be read"),
+        }
         for (tenant, number, group, seconds) in due {
             let ctx = itsm_runtime::CallContext::system(tenant);
             let reason = format!("time box of {seconds} s in {group} expired");

@@ -41,6 +41,7 @@ async fn start_with(backend: TestBackend, tune: impl FnOnce(&mut Settings)) -> D
         s.upstream.cmdb.clear();
         s.upstream.change.clear();
         s.upstream.incident.clear();
+        s.upstream.delivery.clear();
         s
     };
     let db = TestDatabase::create(backend).await.unwrap();
@@ -799,7 +800,126 @@ async fn catalogue_requests_approval_and_fulfilment(backend: TestBackend) {
     assert!(kinds.contains(&"request_rejected".to_string()), "{kinds:?}");
 }
 
+async fn sla_warnings_escalate_and_order_the_queue(backend: TestBackend) {
+    use itsm_proto::delivery::{SlaClock, SlaClockChanged, SlaClockState, TargetMetric};
+    use itsm_runtime::outbox::{self, NewEvent};
+    // Service level management is not built yet: a delivery service serves its feed, and the test
+    // writes the clock events into that feed's outbox as it will.
+    let delivery_db = TestDatabase::create(backend).await.unwrap();
+    let mut delivery_settings = settings_for(&delivery_db.url);
+    delivery_settings.upstream.incident.clear();
+    let delivery =
+        RunningServer::start(move |l, s| itsm_delivery::serve(delivery_settings, l, s.wait())).await.unwrap();
+    let feed_db = itsm_runtime::db::connect(&settings_for(&delivery_db.url).database).await.unwrap();
+    let delivery_url = delivery.url();
+    let mut d = start_with(backend, move |s| s.upstream.delivery = delivery_url).await;
+    d.group(group("Desk", 1, &["ann"])).await;
+    let l2 = d.group(group("Apps", 2, &["ben"])).await;
+    let first = d.ticket(ticket("Payroll export fails", "apps")).await.unwrap();
+    let second = d.ticket(ticket("Slow report", "apps")).await.unwrap();
+    let now = itsm_runtime::db::now_micros();
+    let emit =
+        |action: &str, record: &str, clock: &str, due_in_minutes: i64, state: SlaClockState, percent: i32| {
+            SlaClockChanged {
+                action: action.into(),
+                clock: Some(SlaClock {
+                    name: format!("slaClocks/{clock}"),
+                    service_level_agreement: "serviceLevelAgreements/gold".into(),
+                    metric: TargetMetric::ResolutionTime as i32,
+                    record: record.into(),
+                    state: state as i32,
+                    due_time: Some(itsm_runtime::db::timestamp(now + due_in_minutes * 60_000_000)),
+                    ..Default::default()
+                }),
+                warning_percent: percent,
+            }
+        };
+    for payload in [
+        emit("start", &second.name, "c2", 60, SlaClockState::Running, 0),
+        emit("start", &first.name, "c1", 30, SlaClockState::Running, 0),
+    ] {
+        outbox::append(&feed_db, NewEvent::of(&payload, "slaClocks/x", "acme", "system")).await.unwrap();
+    }
+    let queue = |d: &mut Desk| {
+        let mut desk = d.desk.clone();
+        async move {
+            desk.list_queue(as_user(
+                ListQueueRequest { queue: Queue::BreachingSoon as i32, ..Default::default() },
+                "ann",
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .tickets
+            .into_iter()
+            .map(|t| t.name)
+            .collect::<Vec<_>>()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while queue(&mut d).await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the clocks did not reach the desk");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(queue(&mut d).await, vec![first.name.clone(), second.name.clone()], "the soonest due first");
+
+    // A warning escalates the ticket by itself, with the reason.
+    outbox::append(
+        &feed_db,
+        NewEvent::of(
+            &emit("warning", &first.name, "c1", 10, SlaClockState::Running, 75),
+            "slaClocks/c1",
+            "acme",
+            "system",
+        ),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let escalated = loop {
+        let t = d.get(&first.name).await;
+        if t.tier == 2 {
+            break t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the SLA warning did not escalate the ticket");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(escalated.support_group, l2.name);
+    let history = d
+        .desk
+        .list_ticket_history(req(ListTicketHistoryRequest {
+            parent: first.name.clone(),
+            page_size: 50,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let reasons: Vec<&str> = history.entries.iter().map(|e| e.reason.as_str()).collect();
+    assert!(reasons.iter().any(|r| r.starts_with("SLA warning: 75% of the resolution time")), "{reasons:?}");
+
+    // A stopped clock leaves the queue.
+    outbox::append(
+        &feed_db,
+        NewEvent::of(
+            &emit("stop", &second.name, "c2", 0, SlaClockState::Met, 0),
+            "slaClocks/c2",
+            "acme",
+            "system",
+        ),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while d.get(&second.name).await.sla_due_time.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the stopped clock stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(delivery);
+}
+
 itsm_runtime::db_tests!(
+    sla_warnings_escalate_and_order_the_queue,
     catalogue_requests_approval_and_fulfilment,
     time_box_escalates_by_itself,
     routing_round_robin_and_tiers,

@@ -181,6 +181,9 @@ impl Repository {
                 variables: serde_json::to_string(&new.variables).unwrap_or_else(|_| "{}".into()),
                 request_state: new.request_state,
                 approver: new.approver.clone(),
+                sla_due_time: 0,
+                sla_clocks: "{}".into(),
+                escalation_reason: String::new(),
                 queue_key: String::new(),
                 version: 1,
                 create_time: now,
@@ -406,6 +409,8 @@ impl Repository {
         let mut after = current.clone();
         Self::give_to(&txn, &mut after, &plan.target, now).await?;
         after.escalation_count += 1;
+        // Any automatic escalation waiting for this ticket is done by this one.
+        after.escalation_reason.clear();
         let stored = self.store_ticket(&txn, ctx, &current, after, "escalate", reason, now).await?;
         let why = [("reason", reason.to_string())];
         Self::notify(&txn, "ticket_escalated", &stored.requester, &stored, &why).await?;
@@ -747,6 +752,49 @@ impl Repository {
 }
 
 impl Repository {
+    /// Open tickets with an automatic escalation waiting: (tenant, number, reason).
+    pub async fn pending_escalations(&self, limit: u64) -> Result<Vec<(String, String, String)>, Error> {
+        let open: Vec<i32> = TicketState::ALL.iter().filter(|s| s.is_open()).map(|s| *s as i32).collect();
+        Ok(ticket::Entity::find()
+            .select_only()
+            .column(ticket::Column::TenantId)
+            .column(ticket::Column::Number)
+            .column(ticket::Column::EscalationReason)
+            .filter(ticket::Column::EscalationReason.ne(""))
+            .filter(ticket::Column::State.is_in(open))
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Open tickets of `groups` with an SLA due time, the soonest first.
+    pub async fn breaching_soon(
+        &self,
+        ctx: &CallContext,
+        groups: &[String],
+        after: Option<Vec<serde_json::Value>>,
+        limit: u64,
+    ) -> Result<Page<ticket::Model>, Error> {
+        let open: Vec<i32> = TicketState::ALL.iter().filter(|s| s.is_open()).map(|s| *s as i32).collect();
+        let query = ticket::Entity::find()
+            .filter(ticket::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(ticket::Column::State.is_in(open))
+            .filter(ticket::Column::SupportGroup.is_in(groups.iter().map(String::as_str)))
+            .filter(ticket::Column::SlaDueTime.gt(0));
+        keyset::page(
+            &self.db,
+            query,
+            ticket::Column::SlaDueTime,
+            ticket::Column::Id,
+            false,
+            after,
+            limit,
+            |m| (serde_json::json!(m.sla_due_time), m.id.clone()),
+        )
+        .await
+    }
+
     /// Open tickets whose group's time box has run out at `now`: (tenant, number, group name, box).
     pub async fn time_boxed_out(
         &self,
