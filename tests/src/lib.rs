@@ -106,6 +106,14 @@ impl Suite {
             .map_err(|e| Error::Unavailable(format!("connect gateway: {e}")))
     }
 
+    /// Stops one service (its process in a real deployment); the others keep running.
+    pub async fn stop_service(&mut self, name: &str) -> Result<(), Error> {
+        match self.services.iter().position(|(n, _)| *n == name) {
+            Some(i) => self.services.remove(i).1.stop().await,
+            None => Err(Error::NotFound(format!("service {name}"))),
+        }
+    }
+
     pub fn service(&self, name: &str) -> Option<&RunningServer> {
         self.services.iter().find(|(n, _)| *n == name).map(|(_, server)| server)
     }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod limits;
+pub mod overview;
 pub mod proxy;
 
 use std::future::Future;
@@ -17,17 +18,11 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_check_response::ServingStatus as Wire;
 use tonic_health::pb::health_client::HealthClient;
 
-use itsm_proto::gateway::overview_service_server::{OverviewService, OverviewServiceServer};
+use itsm_proto::gateway::overview_service_server::OverviewServiceServer;
 use itsm_runtime::server::GrpcServer;
 use itsm_runtime::{Error, Settings};
 
 pub const SERVICE: &str = "gateway";
-
-/// Composite views come with the gateway issue; until then they answer UNIMPLEMENTED.
-struct OverviewApi;
-
-#[tonic::async_trait]
-impl OverviewService for OverviewApi {}
 
 /// Runs the gateway on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -67,7 +62,10 @@ pub async fn serve(
     };
     let mut server = GrpcServer::new(SERVICE, &settings)
         .guard(Arc::new(guard))
-        .add_service(OverviewServiceServer::new(OverviewApi))
+        .add_service(OverviewServiceServer::new(overview::OverviewApi {
+            routes: routes.clone(),
+            internal_token: settings.auth.internal_token.clone(),
+        }))
         .add_service(itsm_proto::gateway::audit_service_server::AuditServiceServer::new(audit::AuditApi {
             db,
             page_tokens: itsm_runtime::paging::PageTokens::new(&settings.paging.token_secret),
