@@ -35,4 +35,5 @@ pub const PUBLIC_SERVICES: &[(&str, &str)] = &[
     ("itsm.delivery.v1.FinanceService", "delivery"),
     ("itsm.gateway.v1.OverviewService", "gateway"),
     ("itsm.gateway.v1.AuditService", "gateway"),
+    ("itsm.gateway.v1.ApiKeyService", "gateway"),
 ];

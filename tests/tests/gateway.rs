@@ -319,3 +319,68 @@ async fn mutating_and_refused_calls_are_audited_per_tenant() {
         .into_inner();
     assert!(theirs.audit_entries.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_carry_their_roles_until_revoked() {
+    use itsm_proto::gateway::api_key_service_client::ApiKeyServiceClient;
+    use itsm_proto::gateway::{ApiKey, CreateApiKeyRequest, ListApiKeysRequest, RevokeApiKeyRequest};
+    let suite = Suite::start(TestBackend::Sqlite).await.unwrap();
+    let admin = suite.token("alice", "acme", &["admin"]).unwrap();
+    let channel = suite.gateway_channel().await.unwrap();
+    let mut keys = ApiKeyServiceClient::new(channel.clone());
+    let mut cmdb = CmdbServiceClient::new(channel);
+    let create = |roles: &[&str]| {
+        authed(
+            CreateApiKeyRequest {
+                api_key: Some(ApiKey {
+                    display_name: "monitoring".into(),
+                    roles: roles.iter().map(|r| (*r).to_string()).collect(),
+                    ..Default::default()
+                }),
+            },
+            &admin,
+        )
+    };
+    let err = keys.create_api_key(create(&["overlord"])).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let key = keys.create_api_key(create(&["agent"])).await.unwrap().into_inner();
+    assert!(key.secret.starts_with("itsm_"), "the secret is shown once");
+    let listed = keys.list_api_keys(authed(ListApiKeysRequest {}, &admin)).await.unwrap().into_inner();
+    assert_eq!(listed.api_keys.len(), 1);
+    assert!(listed.api_keys[0].secret.is_empty(), "and never again");
+
+    // The key reads as an agent, and is refused what agents may not do.
+    cmdb.list_configuration_items(authed(ListConfigurationItemsRequest::default(), &key.secret))
+        .await
+        .unwrap();
+    let err = cmdb
+        .create_configuration_item(authed(
+            itsm_proto::cmdb::CreateConfigurationItemRequest::default(),
+            &key.secret,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // A guessed secret with the right id is refused; so is the key itself once revoked.
+    let forged = format!("{}0", &key.secret[..key.secret.len() - 1]);
+    let err = cmdb
+        .list_configuration_items(authed(ListConfigurationItemsRequest::default(), &forged))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    // An agent cannot manage keys.
+    let agent = suite.token("ann", "acme", &["agent"]).unwrap();
+    let err = keys.list_api_keys(authed(ListApiKeysRequest {}, &agent)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let revoked = keys
+        .revoke_api_key(authed(RevokeApiKeyRequest { name: key.name.clone() }, &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.revoke_time.is_some());
+    let err = cmdb
+        .list_configuration_items(authed(ListConfigurationItemsRequest::default(), &key.secret))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+}

@@ -124,13 +124,13 @@ impl AuditLog {
     }
 }
 
-/// The gateway's schema: the audit log.
+/// The gateway's schema: the audit log and API keys.
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateAuditLog)]
+        vec![Box::new(CreateAuditLog), Box::new(crate::api_keys::CreateApiKeys)]
     }
 }
 

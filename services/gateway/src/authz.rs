@@ -75,6 +75,7 @@ const CONT: &str = "itsm.delivery.v1.ContinuityService";
 const FIN: &str = "itsm.delivery.v1.FinanceService";
 const OVERVIEW: &str = "itsm.gateway.v1.OverviewService";
 const AUDIT: &str = "itsm.gateway.v1.AuditService";
+const KEYS: &str = "itsm.gateway.v1.ApiKeyService";
 
 /// The table. Reading it top to bottom is reading the policy.
 pub const RULES: &[Rule] = &[
@@ -151,6 +152,9 @@ pub const RULES: &[Rule] = &[
     rule(FIN, Methods::Writes, &[&["finance"]]),
     // The audit log: admins only.
     rule(AUDIT, Methods::Reads, &[]),
+    // API keys: admins only.
+    rule(KEYS, Methods::Reads, &[]),
+    rule(KEYS, Methods::Writes, &[]),
     // Composite views: whoever works incidents, services and deployments.
     rule(
         OVERVIEW,

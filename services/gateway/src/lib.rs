@@ -2,6 +2,7 @@
 //! service to the process that owns it, serves health and a reflection that lists all public
 //! services, and answers composite reads (`OverviewService`).
 
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -43,6 +44,9 @@ pub async fn serve(
         itsm_runtime::service::migrate::<audit::Migrator>(&db).await?;
     }
     let (audit_log, audit_writer) = audit::AuditLog::start(db.clone());
+    let keys = api_keys::KeyStore::default();
+    keys.load(&db).await?;
+    let key_follower = tokio::spawn(keys.clone().follow(db.clone()));
     let routes = proxy::Routes::from_settings(&settings)?.with_audit(audit_log.clone());
     let limits = Arc::new(limits::PrincipalLimits::new(&settings.gateway));
     let guard = auth::BearerGuard::new(
@@ -52,7 +56,8 @@ pub async fn serve(
         &settings.auth.internal_token,
     )
     .with_limits(limits.clone())
-    .with_audit(audit_log);
+    .with_audit(audit_log)
+    .with_api_keys(keys.clone());
     let guard = if settings.auth.jwks_file.is_empty() {
         guard
     } else {
@@ -66,6 +71,9 @@ pub async fn serve(
             routes: routes.clone(),
             internal_token: settings.auth.internal_token.clone(),
         }))
+        .add_service(itsm_proto::gateway::api_key_service_server::ApiKeyServiceServer::new(
+            api_keys::ApiKeyApi { db: db.clone(), store: keys },
+        ))
         .add_service(itsm_proto::gateway::audit_service_server::AuditServiceServer::new(audit::AuditApi {
             db,
             page_tokens: itsm_runtime::paging::PageTokens::new(&settings.paging.token_secret),
@@ -88,6 +96,7 @@ pub async fn serve(
     let result = server.serve(listener, shutdown).await;
     watcher.abort();
     sweeper.abort();
+    key_follower.abort();
     // The server (and with it every audit sender) is gone: let the writer finish the queue.
     let _ = audit_writer.await;
     result
