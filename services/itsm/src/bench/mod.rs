@@ -2,6 +2,7 @@
 //! in the same run, so every number is also a ratio. Loopback only; every loop is bounded.
 
 pub mod cmdb;
+pub mod gateway;
 
 use std::time::Duration;
 
@@ -47,12 +48,19 @@ mod tests {
 pub enum Scenario {
     /// CMDB on PostgreSQL: import rate, impact depth 5 on a large graph, deep paging.
     Cmdb(cmdb::CmdbBenchArgs),
+    /// The gateway's overhead: one read straight on the CMDB and through the gateway.
+    Gateway(gateway::GatewayBenchArgs),
 }
 
 pub async fn run(scenario: Scenario) -> Result<(), String> {
     match scenario {
         Scenario::Cmdb(args) => {
             let report = cmdb::run(&args).await?;
+            println!("{}", report.markdown());
+            Ok(())
+        }
+        Scenario::Gateway(args) => {
+            let report = gateway::run(&args).await?;
             println!("{}", report.markdown());
             Ok(())
         }
