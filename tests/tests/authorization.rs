@@ -98,3 +98,202 @@ async fn requesters_see_their_own_tickets_and_tenants_nothing_of_each_other(back
 }
 
 itsm_runtime::db_tests!(requesters_see_their_own_tickets_and_tenants_nothing_of_each_other);
+
+fn not_found<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>, what: &str) {
+    match result {
+        Err(status) => assert_eq!(status.code(), Code::NotFound, "{what}: {status:?}"),
+        Ok(found) => panic!("{what} is visible to another tenant: {found:?}"),
+    }
+}
+
+/// A record of one tenant does not exist for another — in every service that has records.
+async fn every_service_keeps_tenants_apart(backend: TestBackend) {
+    use itsm_proto::change::change_service_client::ChangeServiceClient;
+    use itsm_proto::change::{Change, ChangeType, CreateChangeRequest, GetChangeRequest, ListChangesRequest};
+    use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
+    use itsm_proto::cmdb::{
+        ConfigurationItem, CreateConfigurationItemRequest, GetConfigurationItemRequest,
+        ListConfigurationItemsRequest,
+    };
+    use itsm_proto::incident::incident_service_client::IncidentServiceClient;
+    use itsm_proto::incident::problem_service_client::ProblemServiceClient;
+    use itsm_proto::incident::*;
+    use itsm_proto::servicedesk::{
+        Article, CreateArticleRequest, CreateSupportGroupRequest, GetArticleRequest, GetSupportGroupRequest,
+        SupportGroup,
+    };
+
+    let suite = Suite::start(backend).await.unwrap();
+    let acme = suite.token("alice", "acme", &["admin"]).unwrap();
+    let globex = suite.token("alice", "globex", &["admin"]).unwrap();
+    let channel = suite.gateway_channel().await.unwrap();
+    let mut cmdb = CmdbServiceClient::new(channel.clone());
+    let mut incidents = IncidentServiceClient::new(channel.clone());
+    let mut problems = ProblemServiceClient::new(channel.clone());
+    let mut changes = ChangeServiceClient::new(channel.clone());
+    let mut desk = ServiceDeskServiceClient::new(channel);
+
+    let ci = cmdb
+        .create_configuration_item(authed(
+            CreateConfigurationItemRequest {
+                configuration_item: Some(ConfigurationItem {
+                    display_name: "db".into(),
+                    ci_class: "server".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    not_found(
+        cmdb.get_configuration_item(authed(
+            GetConfigurationItemRequest { name: ci.name.clone(), read_time: None },
+            &globex,
+        ))
+        .await,
+        "CI",
+    );
+    assert!(
+        cmdb.list_configuration_items(authed(ListConfigurationItemsRequest::default(), &globex))
+            .await
+            .unwrap()
+            .into_inner()
+            .configuration_items
+            .is_empty()
+    );
+
+    let incident = incidents
+        .create_incident(authed(
+            CreateIncidentRequest {
+                incident: Some(Incident { short_description: "x".into(), ..Default::default() }),
+                request_id: String::new(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    not_found(
+        incidents.get_incident(authed(GetIncidentRequest { name: incident.name.clone() }, &globex)).await,
+        "incident",
+    );
+    let problem = problems
+        .create_problem(authed(
+            CreateProblemRequest {
+                problem: Some(Problem { short_description: "p".into(), ..Default::default() }),
+                request_id: String::new(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    not_found(
+        problems.get_problem(authed(GetProblemRequest { name: problem.name.clone() }, &globex)).await,
+        "problem",
+    );
+    let known = problems
+        .create_known_error(authed(
+            CreateKnownErrorRequest {
+                known_error: Some(KnownError {
+                    short_description: "k".into(),
+                    symptoms: "s".into(),
+                    workaround: "w".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    not_found(
+        problems.get_known_error(authed(GetKnownErrorRequest { name: known.name.clone() }, &globex)).await,
+        "known error",
+    );
+
+    let change = changes
+        .create_change(authed(
+            CreateChangeRequest {
+                change: Some(Change {
+                    r#type: ChangeType::Normal as i32,
+                    short_description: "c".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    not_found(
+        changes.get_change(authed(GetChangeRequest { name: change.name.clone() }, &globex)).await,
+        "change",
+    );
+    assert!(
+        changes
+            .list_changes(authed(ListChangesRequest::default(), &globex))
+            .await
+            .unwrap()
+            .into_inner()
+            .changes
+            .is_empty()
+    );
+
+    let group = desk
+        .create_support_group(authed(
+            CreateSupportGroupRequest {
+                support_group: Some(SupportGroup { display_name: "g".into(), tier: 1, ..Default::default() }),
+                request_id: String::new(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    not_found(
+        desk.get_support_group(authed(GetSupportGroupRequest { name: group.name.clone() }, &globex)).await,
+        "support group",
+    );
+    let article = desk
+        .create_article(authed(
+            CreateArticleRequest {
+                article: Some(Article { title: "t".into(), body: "b".into(), ..Default::default() }),
+                request_id: String::new(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    not_found(
+        desk.get_article(authed(GetArticleRequest { name: article.name.clone() }, &globex)).await,
+        "article",
+    );
+    // Numbers are per tenant: globex's first incident is INC0000001 too, and a different record.
+    let theirs = incidents
+        .create_incident(authed(
+            CreateIncidentRequest {
+                incident: Some(Incident { short_description: "y".into(), ..Default::default() }),
+                request_id: String::new(),
+            },
+            &globex,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(theirs.name, incident.name);
+    let ours = incidents
+        .get_incident(authed(GetIncidentRequest { name: incident.name.clone() }, &acme))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ours.short_description, "x");
+}
+
+itsm_runtime::db_tests!(every_service_keeps_tenants_apart);
