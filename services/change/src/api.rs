@@ -7,8 +7,10 @@ use tonic::{Request, Response, Status};
 use itsm_cmdb_client::{CiReference, CmdbDirectory};
 use itsm_proto::change::change_service_server::ChangeService;
 use itsm_proto::change::{
-    ApproveChangeRequest, CanDeployRequest, CanDeployResponse, Change, ChangeOutcome, CreateChangeRequest,
-    DeleteChangeRequest, DeleteChangeResponse, GetChangeRequest, ListChangesRequest, ListChangesResponse,
+    ApproveChangeRequest, BlackoutWindow, CanDeployRequest, CanDeployResponse, Change, ChangeOutcome,
+    CreateBlackoutWindowRequest, CreateChangeRequest, DeleteBlackoutWindowRequest,
+    DeleteBlackoutWindowResponse, DeleteChangeRequest, DeleteChangeResponse, GetChangeRequest,
+    ListBlackoutWindowsRequest, ListBlackoutWindowsResponse, ListChangesRequest, ListChangesResponse,
     RejectChangeRequest, UpdateChangeRequest,
 };
 use itsm_runtime::db::{micros, now_micros, timestamp};
@@ -165,6 +167,9 @@ impl ChangeApi {
         comment: &str,
     ) -> Result<change::Model, Error> {
         let number = number(name, "name")?;
+        let stored = self.repo.get(ctx, &number).await?;
+        let blackouts =
+            self.repo.blackouts_overlapping(ctx, stored.planned_start_time, stored.planned_end_time).await?;
         let principal = ctx.principal.clone();
         let roles = ctx.roles.clone();
         let action = if approved { "approve" } else { "reject" };
@@ -199,6 +204,12 @@ impl ChangeApi {
                 if !approved {
                     m.state = ChangeState::New as i32;
                 } else if approvals >= m.required_approvals {
+                    if let Some(reason) = crate::repo::blackout_refusal(m.change_type, &blackouts) {
+                        return Err(Error::FailedPrecondition(format!(
+                            "{}: {reason}",
+                            change_name(&m.number)
+                        )));
+                    }
                     m.state = ChangeState::Scheduled as i32;
                 }
                 Ok(())
@@ -326,6 +337,23 @@ impl ChangeService for ChangeApi {
         } else {
             None
         };
+        // Blackouts over the window the change will have (checked again below only by state).
+        let blackouts = if matches!(target, Some(ChangeState::Authorize | ChangeState::Scheduled)) {
+            let stored = self.repo.get(&ctx, &number).await?;
+            let start = if mask.contains("planned_start_time") {
+                c.planned_start_time.as_ref().map_or(0, micros)
+            } else {
+                stored.planned_start_time
+            };
+            let end = if mask.contains("planned_end_time") {
+                c.planned_end_time.as_ref().map_or(0, micros)
+            } else {
+                stored.planned_end_time
+            };
+            self.repo.blackouts_overlapping(&ctx, start, end).await?
+        } else {
+            Vec::new()
+        };
         let updated = self
             .repo
             .change(&ctx, &number, &c.etag, "update", "", facts, |m, now| {
@@ -381,6 +409,11 @@ impl ChangeService for ChangeApi {
                         "{} needs a planned window and at least one configuration item before it leaves NEW",
                         change_name(&m.number)
                     )));
+                }
+                if matches!(to, ChangeState::Authorize | ChangeState::Scheduled)
+                    && let Some(reason) = crate::repo::blackout_refusal(m.change_type, &blackouts)
+                {
+                    return Err(Error::FailedPrecondition(format!("{}: {reason}", change_name(&m.number))));
                 }
                 match to {
                     ChangeState::Authorize => m.approvals = "[]".into(),
@@ -470,6 +503,7 @@ impl ChangeService for ChangeApi {
             ));
         }
         let covering = self.repo.covering(&ctx, &r.configuration_item, at).await?;
+        let blackouts = self.repo.blackouts_overlapping(&ctx, at, at).await?;
         let mut authorising = Vec::new();
         for c in &covering {
             let name = change_name(&c.number);
@@ -480,6 +514,12 @@ impl ChangeService for ChangeApi {
                 }
                 Some(_) if !conflicts.is_empty() => {
                     reasons.push(format!("{name} covers it but conflicts with {}", conflicts.join(", ")));
+                }
+                Some(_) if c.change_type != ChangeType::Emergency as i32 && !blackouts.is_empty() => {
+                    reasons.push(format!(
+                        "{name} covers it, but {} is inside blackout window {:?}: {}",
+                        when, blackouts[0].display_name, blackouts[0].reason
+                    ));
                 }
                 Some(state) => {
                     reasons.push(format!(
@@ -503,9 +543,84 @@ impl ChangeService for ChangeApi {
             changes: covering.iter().map(|c| change_name(&c.number)).collect(),
         }))
     }
+
+    async fn create_blackout_window(
+        &self,
+        request: Request<CreateBlackoutWindowRequest>,
+    ) -> Result<Response<BlackoutWindow>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let Some(w) = request.into_inner().blackout_window else {
+            return Err(Error::invalid("blackout_window", "is required").into());
+        };
+        let mut v = Violations::new();
+        validate::text(&mut v, "blackout_window.display_name", &w.display_name, MAX_NAME, true);
+        validate::text(&mut v, "blackout_window.reason", &w.reason, MAX_LONG, true);
+        let start = w.start_time.as_ref().map_or(0, micros);
+        let end = w.end_time.as_ref().map_or(0, micros);
+        if start == 0 {
+            v.add("blackout_window.start_time", "is required");
+        }
+        if end <= start {
+            v.add("blackout_window.end_time", "must be after start_time");
+        }
+        v.into_result()?;
+        let model = crate::entity::blackout_window::Model {
+            id: String::new(),
+            tenant_id: String::new(),
+            display_name: w.display_name.trim().to_string(),
+            reason: w.reason.trim().to_string(),
+            start_time: start,
+            end_time: end,
+            create_time: 0,
+            creator: String::new(),
+        };
+        Ok(Response::new(blackout_to_proto(&self.repo.create_blackout(&ctx, model).await?)))
+    }
+
+    async fn list_blackout_windows(
+        &self,
+        request: Request<ListBlackoutWindowsRequest>,
+    ) -> Result<Response<ListBlackoutWindowsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let after = (!request.get_ref().include_past).then(now_micros);
+        let windows = self.repo.blackouts(&ctx, after).await?;
+        Ok(Response::new(ListBlackoutWindowsResponse {
+            blackout_windows: windows.iter().map(blackout_to_proto).collect(),
+        }))
+    }
+
+    async fn delete_blackout_window(
+        &self,
+        request: Request<DeleteBlackoutWindowRequest>,
+    ) -> Result<Response<DeleteBlackoutWindowResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let id = name
+            .strip_prefix("blackoutWindows/")
+            .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+            .ok_or_else(|| Error::invalid("name", "must be `blackoutWindows/{uuid}`"))?;
+        self.repo.delete_blackout(&ctx, id).await?;
+        Ok(Response::new(DeleteBlackoutWindowResponse {}))
+    }
 }
 
 fn timestamp_text(micros: i64) -> String {
     let t = timestamp(micros);
     chrono::DateTime::from_timestamp(t.seconds, 0).map_or_else(|| micros.to_string(), |d| d.to_rfc3339())
+}
+
+fn blackout_to_proto(m: &crate::entity::blackout_window::Model) -> BlackoutWindow {
+    BlackoutWindow {
+        name: format!("blackoutWindows/{}", m.id),
+        display_name: m.display_name.clone(),
+        reason: m.reason.clone(),
+        start_time: Some(timestamp(m.start_time)),
+        end_time: Some(timestamp(m.end_time)),
+        audit: Some(itsm_proto::common::AuditInfo {
+            create_time: Some(timestamp(m.create_time)),
+            update_time: Some(timestamp(m.create_time)),
+            creator: m.creator.clone(),
+            updater: m.creator.clone(),
+        }),
+    }
 }

@@ -79,7 +79,18 @@ CREATE TABLE change_cis (
     planned_end_time BIGINT NOT NULL,
     PRIMARY KEY (change_id, ci)
 );
-CREATE INDEX change_cis_by_ci ON change_cis (tenant_id, ci, planned_start_time)";
+CREATE INDEX change_cis_by_ci ON change_cis (tenant_id, ci, planned_start_time);
+CREATE TABLE blackout_windows (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    start_time BIGINT NOT NULL,
+    end_time BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    creator TEXT NOT NULL
+);
+CREATE INDEX blackout_windows_by_end ON blackout_windows (tenant_id, end_time)";
 
 #[async_trait::async_trait]
 impl MigrationTrait for CreateChanges {
@@ -89,7 +100,7 @@ impl MigrationTrait for CreateChanges {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        for table in ["change_cis", "changes"] {
+        for table in ["blackout_windows", "change_cis", "changes"] {
             db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
         Ok(())

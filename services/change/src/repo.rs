@@ -494,3 +494,76 @@ fn change_field(member: &str) -> Option<Field> {
         _ => return None,
     })
 }
+
+impl Repository {
+    pub async fn create_blackout(
+        &self,
+        ctx: &CallContext,
+        mut window: crate::entity::blackout_window::Model,
+    ) -> Result<crate::entity::blackout_window::Model, Error> {
+        use sea_orm::ActiveModelTrait;
+        window.id = uuid::Uuid::now_v7().to_string();
+        window.tenant_id.clone_from(&ctx.tenant);
+        window.create_time = now_micros();
+        window.creator.clone_from(&ctx.principal);
+        window.clone().into_active_model().reset_all().insert(&self.db).await?;
+        Ok(window)
+    }
+
+    /// Blackout windows of the tenant ending after `after` (all when `None`), soonest first.
+    pub async fn blackouts(
+        &self,
+        ctx: &CallContext,
+        after: Option<i64>,
+    ) -> Result<Vec<crate::entity::blackout_window::Model>, Error> {
+        use crate::entity::blackout_window as b;
+        use sea_orm::QueryOrder;
+        let mut query = b::Entity::find().filter(b::Column::TenantId.eq(ctx.tenant.as_str()));
+        if let Some(at) = after {
+            query = query.filter(b::Column::EndTime.gt(at));
+        }
+        Ok(query.order_by_asc(b::Column::StartTime).all(&self.db).await?)
+    }
+
+    /// Blackout windows overlapping [start, end].
+    pub async fn blackouts_overlapping(
+        &self,
+        ctx: &CallContext,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<crate::entity::blackout_window::Model>, Error> {
+        use crate::entity::blackout_window as b;
+        Ok(b::Entity::find()
+            .filter(b::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(b::Column::StartTime.lte(end))
+            .filter(b::Column::EndTime.gte(start))
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn delete_blackout(&self, ctx: &CallContext, id: &str) -> Result<(), Error> {
+        use crate::entity::blackout_window as b;
+        let result = b::Entity::delete_many()
+            .filter(b::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(b::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(Error::NotFound(format!("blackoutWindows/{id}")));
+        }
+        Ok(())
+    }
+}
+
+/// Why a non-emergency change may not be authorised or scheduled in these blackouts, if so.
+pub fn blackout_refusal(kind: i32, blackouts: &[crate::entity::blackout_window::Model]) -> Option<String> {
+    if kind == ChangeType::Emergency as i32 {
+        return None;
+    }
+    blackouts.first().map(|b| {
+        format!(
+            "the planned window overlaps blackout window {:?} (blackoutWindows/{}): {}; only emergency changes are allowed then",
+            b.display_name, b.id, b.reason
+        )
+    })
+}

@@ -413,7 +413,102 @@ async fn risk_factors_conflicts_and_failure_history(backend: TestBackend) {
     assert_eq!(rejected.approvals[0].decision, ApprovalDecision::Rejected as i32);
 }
 
+async fn blackout_windows_allow_only_emergencies(backend: TestBackend) {
+    let mut s = start(backend).await;
+    let app = s.ci("erp-01", "server", 2, "").await;
+    let now = now_micros();
+    let blackout = |start: i64, end: i64| {
+        req(CreateBlackoutWindowRequest {
+            blackout_window: Some(BlackoutWindow {
+                display_name: "Quarter close".into(),
+                reason: "Finance closes the books".into(),
+                start_time: Some(timestamp(start)),
+                end_time: Some(timestamp(end)),
+                ..Default::default()
+            }),
+        })
+    };
+    let err = s.changes.create_blackout_window(blackout(now + HOUR, now)).await.unwrap_err();
+    assert_eq!(violations(&err), vec!["blackout_window.end_time"]);
+    let window =
+        s.changes.create_blackout_window(blackout(now - HOUR, now + 3 * HOUR)).await.unwrap().into_inner();
+    let listed = s
+        .changes
+        .list_blackout_windows(req(ListBlackoutWindowsRequest { include_past: false }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.blackout_windows.len(), 1);
+
+    // A normal change inside the blackout cannot be authorised.
+    let normal = s.create(change(ChangeType::Normal, &[&app], now, now + HOUR)).await.unwrap();
+    s.set_state(&normal.name, ChangeState::Assess).await.unwrap();
+    let err = s.set_state(&normal.name, ChangeState::Authorize).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("Quarter close"), "{}", err.message());
+    // Nor a standard one scheduled.
+    let standard = s.create(change(ChangeType::Standard, &[&app], now, now + HOUR)).await.unwrap();
+    assert_eq!(
+        s.set_state(&standard.name, ChangeState::Scheduled).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    // An emergency may, and may deploy (on another CI, so the refused changes do not conflict).
+    let hot = s.ci("erp-02", "server", 2, "").await;
+    let emergency = s.create(change(ChangeType::Emergency, &[&hot], now - HOUR, now + HOUR)).await.unwrap();
+    s.set_state(&emergency.name, ChangeState::Assess).await.unwrap();
+    s.set_state(&emergency.name, ChangeState::Authorize).await.unwrap();
+    let approved = s
+        .changes
+        .approve_change(as_user(
+            ApproveChangeRequest {
+                name: emergency.name.clone(),
+                comment: String::new(),
+                etag: String::new(),
+            },
+            "bob",
+            &["cab-member"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&approved), ChangeState::Scheduled);
+    let can = s
+        .changes
+        .can_deploy(req(CanDeployRequest {
+            configuration_item: hot.clone(),
+            environment: String::new(),
+            deploy_time: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(can.allowed, "{:?}", can.reasons);
+    // The refused normal change's CI: covered by nothing authorised, and inside the blackout.
+    let refused = s
+        .changes
+        .can_deploy(req(CanDeployRequest {
+            configuration_item: app.clone(),
+            environment: String::new(),
+            deploy_time: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!refused.allowed);
+
+    // Without the blackout, the normal change goes ahead.
+    s.changes
+        .delete_blackout_window(req(DeleteBlackoutWindowRequest { name: window.name.clone() }))
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&s.set_state(&normal.name, ChangeState::Authorize).await.unwrap()),
+        ChangeState::Authorize
+    );
+}
+
 itsm_runtime::db_tests!(
+    blackout_windows_allow_only_emergencies,
     normal_change_approvals_and_can_deploy,
     standard_changes_skip_authorisation,
     bad_input_writes_nothing,

@@ -128,7 +128,11 @@ pub const RULES: &[Rule] = &[
     rule(PRB, Methods::Writes, &[&["problem-manager"], ENGINEERS]),
     // Changes: engineers and managers request; the CAB decides; change managers delete.
     rule(CHG, Methods::Named(&["ApproveChange", "RejectChange"]), &[&["change-manager", "cab-member"]]),
-    rule(CHG, Methods::Named(&["DeleteChange"]), &[&["change-manager"]]),
+    rule(
+        CHG,
+        Methods::Named(&["DeleteChange", "CreateBlackoutWindow", "DeleteBlackoutWindow"]),
+        &[&["change-manager"]],
+    ),
     rule(CHG, Methods::Reads, &[STAFF]),
     rule(CHG, Methods::Writes, &[&["change-manager", "release-manager", "problem-manager"], ENGINEERS]),
     // Releases: release managers.
