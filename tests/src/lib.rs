@@ -33,18 +33,9 @@ impl Suite {
         let jwt_secret = "e2e-secret-that-is-long-enough-for-hs256".to_string();
         let mut databases = Vec::new();
         let mut services = Vec::new();
-        // Each service knows only the ones started before it (dependencies first); an address
-        // left at its default could reach someone else's server.
-        let mut base = Settings {
-            upstream: itsm_runtime::config::UpstreamSettings {
-                service_desk: String::new(),
-                incident: String::new(),
-                change: String::new(),
-                cmdb: String::new(),
-                delivery: String::new(),
-            },
-            ..Settings::default()
-        };
+        // Each service knows only the ones started before it (dependencies first); `settings_for`
+        // starts with no upstream at all.
+        let mut base = settings_for("");
         for name in ["cmdb", "change", "incident", "service-desk", "delivery"] {
             let db = TestDatabase::create(backend).await?;
             let mut settings = settings_for(&db.url);

@@ -146,8 +146,7 @@ impl ChangeApi {
                 class: None,
             })
             .collect();
-        self.cmdb.check(ctx, &refs).await?;
-        let items = self.cmdb.lookup(ctx, cis).await?;
+        let items = self.cmdb.check(ctx, &refs).await?;
         let mut services = std::collections::BTreeSet::new();
         for ci in cis {
             services.extend(self.cmdb.impacted_business_services(ctx, ci).await?);
@@ -484,12 +483,11 @@ impl ChangeService for ChangeApi {
         if r.configuration_item.is_empty() {
             return Err(Error::invalid("configuration_item", "is required").into());
         }
-        self.cmdb.check(&ctx, &refs).await?;
+        let items = self.cmdb.check(&ctx, &refs).await?;
         let at = r.deploy_time.as_ref().map_or_else(now_micros, micros);
         let when =
             chrono::DateTime::from_timestamp_micros(at).map_or_else(|| at.to_string(), |t| t.to_rfc3339());
         let mut reasons = Vec::new();
-        let items = self.cmdb.lookup(&ctx, std::slice::from_ref(&r.configuration_item)).await?;
         let mut blocked = false;
         if let Some(ci) = items.get(&r.configuration_item)
             && !r.environment.is_empty()

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use itsm_proto::change::ChangeChanged;
 use itsm_proto::common::FieldChange;
-use itsm_runtime::db::{now_micros, stmt};
+use itsm_runtime::db::{now_micros, placeholders, stmt};
 use itsm_runtime::filter::Expr as Filter;
 use itsm_runtime::history::{self, FieldDiff, NewEntry, change_time, check_etag, diff};
 use itsm_runtime::idempotency::{self, Claim};
@@ -74,16 +74,6 @@ fn state_of(model: &change::Model) -> Result<(ChangeState, ChangeType), Error> {
         (Some(s), Some(t)) => Ok((s, t)),
         _ => Err(Error::Internal(format!("{} has an unknown state or type", model.number))),
     }
-}
-
-/// `$n, …` for `items`, appended to `values`.
-fn placeholders(values: &mut Vec<Value>, items: &[String]) -> String {
-    let mut marks = Vec::with_capacity(items.len());
-    for item in items {
-        values.push(item.as_str().into());
-        marks.push(format!("${}", values.len()));
-    }
-    marks.join(", ")
 }
 
 impl Repository {

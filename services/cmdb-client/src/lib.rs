@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{
@@ -37,22 +37,18 @@ impl CmdbDirectory {
     /// A lazily connected channel to `upstream.cmdb` (no CMDB configured: every check with a CI
     /// in it is `UNAVAILABLE`).
     pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
-        let url = settings.upstream.cmdb.trim();
-        let channel = if url.is_empty() {
-            None
-        } else {
-            let endpoint = Endpoint::from_shared(url.to_string())
-                .map_err(|e| Error::invalid("upstream.cmdb", e.to_string()))?
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true);
-            Some(endpoint.connect_lazy())
-        };
+        let channel = itsm_runtime::upstream::channel(&settings.upstream.cmdb, "upstream.cmdb")?;
         Ok(Self { channel, internal_token: settings.auth.internal_token.clone() })
     }
 
     /// Checks that every reference is a well-formed CI name that exists in the caller's tenant
-    /// (and has the required class). Bad ones become field violations.
-    pub async fn check(&self, ctx: &CallContext, references: &[CiReference<'_>]) -> Result<(), Error> {
+    /// (and has the required class). Bad ones become field violations; the CIs found are
+    /// returned by name, so a caller that needs them asks the CMDB only once.
+    pub async fn check(
+        &self,
+        ctx: &CallContext,
+        references: &[CiReference<'_>],
+    ) -> Result<HashMap<String, ConfigurationItem>, Error> {
         let mut violations = Violations::new();
         let mut names: Vec<String> = Vec::new();
         for reference in references {
@@ -68,12 +64,12 @@ impl CmdbDirectory {
         }
         violations.into_result()?;
         if names.is_empty() {
-            return Ok(());
+            return Ok(HashMap::new());
         }
-        let found = self.classes(ctx, &names).await?;
+        let found = self.lookup(ctx, &names).await?;
         let mut violations = Violations::new();
         for reference in references {
-            match found.get(reference.name) {
+            match found.get(reference.name).map(|ci| &ci.ci_class) {
                 None => violations
                     .add(reference.field.clone(), format!("{} does not exist in the CMDB", reference.name)),
                 Some(class) => {
@@ -86,12 +82,8 @@ impl CmdbDirectory {
                 }
             }
         }
-        violations.into_result()
-    }
-
-    /// Name → class of the CIs that exist among `names`.
-    async fn classes(&self, ctx: &CallContext, names: &[String]) -> Result<HashMap<String, String>, Error> {
-        Ok(self.lookup(ctx, names).await?.into_iter().map(|(name, ci)| (name, ci.ci_class)).collect())
+        violations.into_result()?;
+        Ok(found)
     }
 
     /// Name → CI for the CIs that exist among `names` (well-formed names; at most 1000).

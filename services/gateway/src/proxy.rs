@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tower::ServiceExt;
 
 use itsm_runtime::{Error, Settings};
@@ -30,16 +29,11 @@ impl Routes {
             ("cmdb", &upstream.cmdb),
             ("delivery", &upstream.delivery),
         ] {
-            let endpoint = Endpoint::from_shared(url.clone())
-                .map_err(|e| {
-                    Error::invalid(format!("upstream.{}", backend.replace('-', "_")), e.to_string())
-                })?
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true)
-                .initial_stream_window_size(4 << 20)
-                .initial_connection_window_size(8 << 20)
-                .http2_keep_alive_interval(Duration::from_secs(30));
-            channels.insert(backend, endpoint.connect_lazy());
+            // A backend with no address is not routed: its calls are UNIMPLEMENTED here.
+            let field = format!("upstream.{}", backend.replace('-', "_"));
+            if let Some(channel) = itsm_runtime::upstream::channel(url, &field)? {
+                channels.insert(backend, channel);
+            }
         }
         let by_service = itsm_proto::PUBLIC_SERVICES
             .iter()

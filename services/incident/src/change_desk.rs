@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prost::Message;
 use sea_orm::DatabaseTransaction;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use itsm_proto::change::change_service_client::ChangeServiceClient;
 use itsm_proto::change::{Change, ChangeChanged, ChangeState, ChangeType, CreateChangeRequest};
@@ -31,16 +31,7 @@ pub struct ChangeDesk {
 
 impl ChangeDesk {
     pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
-        let url = settings.upstream.change.trim();
-        let channel = if url.is_empty() {
-            None
-        } else {
-            let endpoint = Endpoint::from_shared(url.to_string())
-                .map_err(|e| Error::invalid("upstream.change", e.to_string()))?
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true);
-            Some(endpoint.connect_lazy())
-        };
+        let channel = itsm_runtime::upstream::channel(&settings.upstream.change, "upstream.change")?;
         Ok(Self { channel, internal_token: settings.auth.internal_token.clone() })
     }
 

@@ -200,6 +200,16 @@ pub fn chunks_within<T>(items: &[T], size: impl Fn(&T) -> usize, budget: usize) 
     chunks
 }
 
+/// Appends `items` to `values` and returns their placeholders (`$n, $n+1, …`) for an `IN` list.
+pub fn placeholders(values: &mut Vec<Value>, items: &[String]) -> String {
+    let mut marks = Vec::with_capacity(items.len());
+    for item in items {
+        values.push(item.as_str().into());
+        marks.push(format!("${}", values.len()));
+    }
+    marks.join(", ")
+}
+
 /// Current time in microseconds since the epoch, the portable timestamp of every table.
 pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()

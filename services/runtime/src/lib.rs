@@ -14,6 +14,7 @@
 //! - [`outbox`]: transactional outbox and the `EventService` feed;
 //! - [`consumer`]: exactly-once-in-effect event consumers with a lease;
 //! - [`context`]: tenant and principal of a call;
+//! - [`upstream`]: channels to the other services;
 //! - [`testing`]: fresh databases and servers on port 0 for tests.
 
 pub mod config;
@@ -37,6 +38,7 @@ pub mod sql_filter;
 pub mod structs;
 pub mod telemetry;
 pub mod testing;
+pub mod upstream;
 pub mod validate;
 
 pub use config::Settings;

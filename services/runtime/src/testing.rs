@@ -134,6 +134,15 @@ pub fn settings_for(database_url: &str) -> Settings {
     settings.auth.internal_token = TEST_INTERNAL_TOKEN.to_string();
     settings.auth.jwt_secret = "test-jwt-secret-with-enough-length".to_string();
     settings.server.shutdown_grace_ms = 2_000;
+    // No other service unless the test names it: the default addresses (127.0.0.1:5005x) could
+    // reach someone else's server, such as an `itsm up` on the same machine.
+    settings.upstream = crate::config::UpstreamSettings {
+        service_desk: String::new(),
+        incident: String::new(),
+        change: String::new(),
+        cmdb: String::new(),
+        delivery: String::new(),
+    };
     settings
 }
 

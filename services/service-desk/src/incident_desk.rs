@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prost::Message;
 use sea_orm::DatabaseTransaction;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use itsm_proto::events::Event;
 use itsm_proto::incident::incident_service_client::IncidentServiceClient;
@@ -50,16 +50,7 @@ fn from_status(status: &tonic::Status) -> Error {
 
 impl IncidentDesk {
     pub fn from_settings(settings: &Settings) -> Result<Self, Error> {
-        let url = settings.upstream.incident.trim();
-        let channel = if url.is_empty() {
-            None
-        } else {
-            let endpoint = Endpoint::from_shared(url.to_string())
-                .map_err(|e| Error::invalid("upstream.incident", e.to_string()))?
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true);
-            Some(endpoint.connect_lazy())
-        };
+        let channel = itsm_runtime::upstream::channel(&settings.upstream.incident, "upstream.incident")?;
         Ok(Self { channel, internal_token: settings.auth.internal_token.clone() })
     }
 

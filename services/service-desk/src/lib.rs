@@ -45,20 +45,10 @@ pub async fn serve(
     let deliverer_stop = shutdown.clone();
     let time_box_stop = shutdown.clone();
     let sla_stop = shutdown.clone();
-    let delivery = settings.upstream.delivery.trim().to_string();
     let mut sla_options = ConsumerOptions::new(sla_feed::CONSUMER);
     sla_options.types = vec![<itsm_proto::delivery::SlaClockChanged as prost::Name>::full_name()];
     sla_options.internal_token.clone_from(&settings.auth.internal_token);
-    let sla_channel = if delivery.is_empty() {
-        None
-    } else {
-        Some(
-            tonic::transport::Endpoint::from_shared(delivery)
-                .map_err(|e| Error::invalid("upstream.delivery", e.to_string()))?
-                .connect_timeout(std::time::Duration::from_secs(2))
-                .connect_lazy(),
-        )
-    };
+    let sla_channel = itsm_runtime::upstream::channel(&settings.upstream.delivery, "upstream.delivery")?;
     let time_box_interval = std::time::Duration::from_millis(settings.service_desk.time_box_interval_ms);
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,

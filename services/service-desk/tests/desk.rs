@@ -36,26 +36,18 @@ async fn start(backend: TestBackend) -> Desk {
 
 async fn start_with(backend: TestBackend, tune: impl FnOnce(&mut Settings)) -> Desk {
     let mut dbs = Vec::new();
-    let blank = |url: &str| {
-        let mut s = settings_for(url);
-        s.upstream.cmdb.clear();
-        s.upstream.change.clear();
-        s.upstream.incident.clear();
-        s.upstream.delivery.clear();
-        s
-    };
     let db = TestDatabase::create(backend).await.unwrap();
-    let settings = blank(&db.url);
+    let settings = settings_for(&db.url);
     let cmdb = RunningServer::start(move |l, s| itsm_cmdb::serve(settings, l, s.wait())).await.unwrap();
     dbs.push(db);
     let db = TestDatabase::create(backend).await.unwrap();
-    let mut settings = blank(&db.url);
+    let mut settings = settings_for(&db.url);
     settings.upstream.cmdb = cmdb.url();
     let incident =
         RunningServer::start(move |l, s| itsm_incident::serve(settings, l, s.wait())).await.unwrap();
     dbs.push(db);
     let db = TestDatabase::create(backend).await.unwrap();
-    let mut settings = blank(&db.url);
+    let mut settings = settings_for(&db.url);
     settings.upstream.incident = incident.url();
     settings.service_desk.delivery_interval_ms = 50;
     settings.service_desk.webhook_backoff_ms = 50;

@@ -9,7 +9,7 @@ use sea_orm::{
 
 use itsm_proto::common::FieldChange;
 use itsm_proto::incident::{CandidateKind, CandidateProblem, IncidentChanged, MajorIncidentOutage};
-use itsm_runtime::db::{now_micros, stmt, timestamp};
+use itsm_runtime::db::{now_micros, placeholders, stmt, timestamp};
 use itsm_runtime::filter::Expr as Filter;
 use itsm_runtime::idempotency::{self, Claim};
 use itsm_runtime::keyset;
@@ -791,16 +791,6 @@ fn candidate(
         last_open_time: Some(timestamp(row.try_get("", "last_time")?)),
         open_problems: Vec::new(),
     })
-}
-
-/// `$n, $n+1, …` for `items`, appended to `values`.
-pub(crate) fn placeholders(values: &mut Vec<Value>, items: &[String]) -> String {
-    let mut marks = Vec::with_capacity(items.len());
-    for item in items {
-        values.push(item.as_str().into());
-        marks.push(format!("${}", values.len()));
-    }
-    marks.join(", ")
 }
 
 pub const WORK_NOTE: i32 = 1;

@@ -65,8 +65,9 @@ async fn start_all(backend: TestBackend, with_changes: bool, tune: impl FnOnce(&
     let incident_db = TestDatabase::create(backend).await.unwrap();
     let mut settings = settings_for(&incident_db.url);
     settings.upstream.cmdb = cmdb_server.url();
-    // No change service unless the test starts one (the default address may be someone else's).
-    settings.upstream.change = change.as_ref().map(|(server, _)| server.url()).unwrap_or_default();
+    if let Some((server, _)) = &change {
+        settings.upstream.change = server.url();
+    }
     tune(&mut settings);
     let incident_server =
         RunningServer::start(move |l, s| itsm_incident::serve(settings, l, s.wait())).await.unwrap();
