@@ -417,6 +417,21 @@ async fn ticket_follows_its_incident(backend: TestBackend) {
     assert_eq!(answered.survey_score, 4);
     assert_eq!(d.desk.answer_survey(survey("rita", 5)).await.unwrap_err().code(), Code::FailedPrecondition);
 
+    // Closing the incident closes the ticket.
+    d.incidents
+        .close_incident(req(itsm_proto::incident::CloseIncidentRequest {
+            name: created.incident.clone(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while d.get(&created.name).await.state != TicketState::Closed as i32 {
+        assert!(tokio::time::Instant::now() < deadline, "the ticket did not close with its incident");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(d.get(&created.name).await.close_time.is_some());
+
     let report = d
         .desk
         .get_service_desk_report(req(GetServiceDeskReportRequest { window_days: 7 }))
