@@ -263,7 +263,7 @@ async fn mutating_and_refused_calls_are_audited_per_tenant() {
             token,
         )
     };
-    cmdb.create_configuration_item(create("web-01", &admin)).await.unwrap();
+    let created = cmdb.create_configuration_item(create("web-01", &admin)).await.unwrap().into_inner();
     let err = cmdb.create_configuration_item(create("", &admin)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = cmdb.create_configuration_item(create("web-02", &agent)).await.unwrap_err();
@@ -302,6 +302,21 @@ async fn mutating_and_refused_calls_are_audited_per_tenant() {
         ]
     );
     assert_eq!(entries[3].roles, vec!["admin".to_string()]);
+    // The resource each call acted on: the created CI; nothing for calls refused or invalid.
+    assert_eq!(entries[3].resource, created.name);
+    assert!(entries[..3].iter().all(|e| e.resource.is_empty()), "{entries:?}");
+    let about = audit
+        .list_audit_entries(authed(
+            ListAuditEntriesRequest {
+                filter: format!("resource = \"{}\"", created.name),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(about.audit_entries.len(), 1);
     let denied = audit
         .list_audit_entries(authed(
             ListAuditEntriesRequest { filter: "code != OK".into(), ..Default::default() },
@@ -383,4 +398,120 @@ async fn api_keys_carry_their_roles_until_revoked() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+/// A gRPC-Web frame of `message` (the same framing as gRPC).
+fn web_frame(message: &impl prost::Message) -> Vec<u8> {
+    let body = message.encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// The trailers frame (flag 0x80) of a gRPC-Web response body, as text.
+fn web_trailers(body: &[u8]) -> String {
+    let mut rest = body;
+    while rest.len() >= 5 {
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        if rest[0] & 0x80 != 0 {
+            return String::from_utf8_lossy(&rest[5..5 + len]).into_owned();
+        }
+        rest = &rest[5 + len..];
+    }
+    String::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_call_through_grpc_web_from_allowed_origins() {
+    let suite = Suite::start_with(TestBackend::Sqlite, |settings| {
+        settings.gateway.cors_allowed_origins = vec!["https://console.example.com".into()];
+    })
+    .await
+    .unwrap();
+    let token = suite.token("alice", "acme", &["admin"]).unwrap();
+    let url = format!("{}/itsm.cmdb.v1.CmdbService/ListConfigurationItems", suite.gateway.url());
+    // reqwest speaks HTTP/1.1 to an http:// URL, as a browser's fetch does.
+    let http = reqwest::Client::new();
+    let call = |token: Option<&str>| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .header("origin", "https://console.example.com")
+            .body(web_frame(&ListConfigurationItemsRequest::default()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    let response = call(Some(&token)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    let headers = response.headers().clone();
+    assert!(headers["content-type"].to_str().unwrap().starts_with("application/grpc-web"), "{headers:?}");
+    assert_eq!(headers["access-control-allow-origin"], "https://console.example.com");
+    let body = response.bytes().await.unwrap();
+    assert!(web_trailers(&body).contains("grpc-status:0"), "{body:?}");
+
+    // The same authentication as native gRPC.
+    let response = call(None).await.unwrap();
+    let status = response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_string());
+    let body = response.bytes().await.unwrap();
+    let status = status.unwrap_or_else(|| web_trailers(&body));
+    assert!(status.contains("16"), "expected UNAUTHENTICATED, got {status}");
+
+    // Preflight: allowed origin gets the policy, another origin gets none.
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type,x-grpc-web")
+            .send()
+    };
+    let allowed = preflight("https://console.example.com").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://console.example.com");
+    let allowed_headers = allowed.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    assert!(allowed_headers.contains("authorization") && allowed_headers.contains("x-grpc-web"));
+    let other = preflight("https://evil.example.net").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_backend_fails_fast_once_its_circuit_opens() {
+    let mut suite = Suite::start_with(TestBackend::Sqlite, |settings| {
+        settings.gateway.circuit_failure_threshold = 3;
+        settings.gateway.circuit_open_ms = 60_000;
+    })
+    .await
+    .unwrap();
+    let token = suite.token("alice", "acme", &["admin"]).unwrap();
+    let channel = suite.gateway_channel().await.unwrap();
+    let mut cmdb = CmdbServiceClient::new(channel.clone());
+    cmdb.list_configuration_items(authed(ListConfigurationItemsRequest::default(), &token)).await.unwrap();
+    suite.stop_service("cmdb").await.unwrap();
+
+    // The first read tries three times (retries), which opens the circuit.
+    let err = cmdb
+        .list_configuration_items(authed(ListConfigurationItemsRequest::default(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    let started = std::time::Instant::now();
+    let err = cmdb
+        .list_configuration_items(authed(ListConfigurationItemsRequest::default(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(err.message().contains("next try in"), "{}", err.message());
+    assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+
+    // Other backends are not affected.
+    let mut incidents = itsm_proto::incident::incident_service_client::IncidentServiceClient::new(channel);
+    incidents
+        .list_incidents(authed(itsm_proto::incident::ListIncidentsRequest::default(), &token))
+        .await
+        .unwrap();
 }

@@ -34,6 +34,8 @@ pub mod entry {
         pub principal: String,
         pub roles: String,
         pub method: String,
+        /// The resource the call acted on (`incidents/INC0000042`); empty when unknown.
+        pub resource: String,
         pub code: i32,
         pub message: String,
     }
@@ -74,54 +76,49 @@ impl AuditLog {
         (Self { tx }, writer)
     }
 
-    fn entry(
-        tenant: &str,
-        principal: &str,
-        roles: &str,
-        method: &str,
-        code: i32,
-        message: &str,
-    ) -> entry::Model {
+    fn entry(call: &Call<'_>) -> entry::Model {
         entry::Model {
             id: uuid::Uuid::now_v7().to_string(),
             time: now_micros(),
-            tenant_id: tenant.to_string(),
-            principal: principal.to_string(),
-            roles: roles.to_string(),
-            method: method.to_string(),
-            code,
-            message: message.chars().take(1000).collect(),
+            tenant_id: call.tenant.to_string(),
+            principal: call.principal.to_string(),
+            roles: call.roles.to_string(),
+            method: call.method.to_string(),
+            resource: call.resource.chars().take(500).collect(),
+            code: call.code,
+            message: call.message.chars().take(1000).collect(),
         }
     }
 
     /// Records from synchronous code (the admission guard); a full queue is logged, not awaited.
-    pub fn record_now(
-        &self,
-        tenant: &str,
-        principal: &str,
-        roles: &str,
-        method: &str,
-        code: i32,
-        message: &str,
-    ) {
-        if self.tx.try_send(Self::entry(tenant, principal, roles, method, code, message)).is_err() {
-            tracing::error!(method, principal, "audit queue full; entry lost");
+    pub fn record_now(&self, call: Call<'_>) {
+        if self.tx.try_send(Self::entry(&call)).is_err() {
+            tracing::error!(method = call.method, principal = call.principal, "audit queue full; entry lost");
         }
     }
 
-    pub async fn record(
-        &self,
-        tenant: &str,
-        principal: &str,
-        roles: &str,
-        method: &str,
-        code: i32,
-        message: &str,
-    ) {
-        if self.tx.send(Self::entry(tenant, principal, roles, method, code, message)).await.is_err() {
-            tracing::error!(method, principal, "audit writer stopped; entry lost");
+    pub async fn record(&self, call: Call<'_>) {
+        if self.tx.send(Self::entry(&call)).await.is_err() {
+            tracing::error!(
+                method = call.method,
+                principal = call.principal,
+                "audit writer stopped; entry lost"
+            );
         }
     }
+}
+
+/// One audited call.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    pub tenant: &'a str,
+    pub principal: &'a str,
+    /// Comma-separated, as the trusted context header carries them.
+    pub roles: &'a str,
+    pub method: &'a str,
+    pub resource: &'a str,
+    pub code: i32,
+    pub message: &'a str,
 }
 
 /// The gateway's schema: the audit log and API keys.
@@ -130,7 +127,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateAuditLog), Box::new(crate::api_keys::CreateApiKeys)]
+        vec![Box::new(CreateAuditLog), Box::new(crate::api_keys::CreateApiKeys), Box::new(AddAuditResource)]
     }
 }
 
@@ -165,7 +162,32 @@ CREATE INDEX audit_log_by_time ON audit_log (tenant_id, time, id)";
     }
 }
 
-const FILTER_FIELDS: &[&str] = &["principal", "method", "code", "time"];
+/// The resource each call acted on, so an auditor can ask "who touched INC0000042".
+struct AddAuditResource;
+
+impl MigrationName for AddAuditResource {
+    fn name(&self) -> &str {
+        "m20261125_500003_audit_resource"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddAuditResource {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let sql = "ALTER TABLE audit_log ADD COLUMN resource TEXT NOT NULL DEFAULT '';
+CREATE INDEX audit_log_by_resource ON audit_log (tenant_id, resource, time)";
+        execute_for_backend(manager.get_connection(), sql, sql).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let conn = manager.get_connection();
+        conn.execute_unprepared("DROP INDEX IF EXISTS audit_log_by_resource").await?;
+        conn.execute_unprepared("ALTER TABLE audit_log DROP COLUMN resource").await?;
+        Ok(())
+    }
+}
+
+const FILTER_FIELDS: &[&str] = &["principal", "method", "resource", "code", "time"];
 
 fn field(member: &str) -> Option<Field> {
     use entry::Column as C;
@@ -173,6 +195,7 @@ fn field(member: &str) -> Option<Field> {
     Some(match member {
         "principal" => Field::Text(col(C::Principal)),
         "method" => Field::Text(col(C::Method)),
+        "resource" => Field::Text(col(C::Resource)),
         "code" => Field::Enum { column: col(C::Code), values: CODES, prefix: "" },
         "time" => Field::Time(col(C::Time)),
         _ => return None,
@@ -243,6 +266,7 @@ impl AuditService for AuditApi {
                     principal: m.principal,
                     roles: m.roles.split(',').filter(|r| !r.is_empty()).map(String::from).collect(),
                     method: m.method,
+                    resource: m.resource,
                     code: m.code,
                     message: m.message,
                 })

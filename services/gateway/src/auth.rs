@@ -274,14 +274,15 @@ impl CallGuard for BearerGuard {
         let refused = |status: tonic::Status| {
             if let Some(audit) = &self.audit {
                 let roles = claims.roles.join(",");
-                audit.record_now(
-                    &claims.tenant,
-                    &claims.sub,
-                    &roles,
-                    path,
-                    status.code() as i32,
-                    status.message(),
-                );
+                audit.record_now(crate::audit::Call {
+                    tenant: &claims.tenant,
+                    principal: &claims.sub,
+                    roles: &roles,
+                    method: path,
+                    resource: "",
+                    code: status.code() as i32,
+                    message: status.message(),
+                });
             }
             status
         };

@@ -6,9 +6,11 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod circuit;
 pub mod limits;
 pub mod overview;
 pub mod proxy;
+pub mod rpc_table;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -79,6 +81,9 @@ pub async fn serve(
             page_tokens: itsm_runtime::paging::PageTokens::new(&settings.paging.token_secret),
         }))
         .fallback(routes.clone().into_router());
+    if settings.gateway.grpc_web {
+        server = server.grpc_web(cors(&settings.gateway.cors_allowed_origins));
+    }
     for (service, backend) in itsm_proto::PUBLIC_SERVICES {
         if *backend != SERVICE {
             server = server.reflect_service(service);
@@ -100,6 +105,30 @@ pub async fn serve(
     // The server (and with it every audit sender) is gone: let the writer finish the queue.
     let _ = audit_writer.await;
     result
+}
+
+/// The CORS policy for gRPC-Web from browsers on `origins` (`*` = any).
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Checked at start-up (config validation), so every origin is a valid header value.
+        AllowOrigin::list(origins.iter().filter_map(|o| http::HeaderValue::from_str(o).ok()))
+    };
+    let header = http::HeaderName::from_static;
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([http::Method::POST])
+        .allow_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            header("x-grpc-web"),
+            header("x-user-agent"),
+            header("grpc-timeout"),
+        ])
+        .expose_headers([header("grpc-status"), header("grpc-message"), header("grpc-status-details-bin")])
+        .max_age(Duration::from_secs(24 * 3600))
 }
 
 /// Mirrors each routed service's health (as its backend reports it) in the gateway's own

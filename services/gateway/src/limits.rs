@@ -54,7 +54,11 @@ mod tests {
 
     #[test]
     fn each_principal_has_its_own_budget() {
-        let limits = PrincipalLimits::new(&GatewaySettings { rate_limit_per_second: 1, rate_limit_burst: 2 });
+        let limits = PrincipalLimits::new(&GatewaySettings {
+            rate_limit_per_second: 1,
+            rate_limit_burst: 2,
+            ..Default::default()
+        });
         assert!(limits.admit("acme", "alice").is_ok());
         assert!(limits.admit("acme", "alice").is_ok());
         let status = limits.admit("acme", "alice").unwrap_err();
@@ -68,7 +72,11 @@ mod tests {
 
     #[test]
     fn zero_means_no_limit() {
-        let limits = PrincipalLimits::new(&GatewaySettings { rate_limit_per_second: 0, rate_limit_burst: 0 });
+        let limits = PrincipalLimits::new(&GatewaySettings {
+            rate_limit_per_second: 0,
+            rate_limit_burst: 0,
+            ..Default::default()
+        });
         for _ in 0..1000 {
             assert!(limits.admit("acme", "alice").is_ok());
         }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 /// Prefix of configuration environment variables (`ITSM__DATABASE__URL`).
 pub const ENV_PREFIX: &str = "ITSM";
 const ENV_SEPARATOR: &str = "__";
+/// Keys whose value is a list (a comma-separated environment variable). The `config` crate
+/// leaves empty lists out of the defaults, so they are named here to be known keys.
+const LIST_KEYS: [&str; 1] = ["gateway.cors_allowed_origins"];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -157,11 +160,36 @@ pub struct GatewaySettings {
     pub rate_limit_per_second: u32,
     /// Calls one principal may make at once above the average.
     pub rate_limit_burst: u32,
+    /// Accept gRPC-Web (HTTP/1.1, `application/grpc-web*`) from browsers beside native gRPC.
+    pub grpc_web: bool,
+    /// Origins a browser may call the gateway from (`https://console.example.com`); `*` allows
+    /// any origin. Empty: no cross-origin calls.
+    pub cors_allowed_origins: Vec<String>,
+    /// Extra attempts for a read (Get/List/Search/…) that failed with UNAVAILABLE. Writes are
+    /// never retried by the gateway.
+    pub read_retries: u32,
+    /// Retries may add at most this share of the reads of the last 10 seconds (a retry budget),
+    /// so retries cannot multiply the load on a backend that is struggling.
+    pub retry_budget_percent: u32,
+    /// Consecutive failures to reach a backend that open its circuit: calls then fail at once
+    /// with UNAVAILABLE instead of waiting for a connection that will not come.
+    pub circuit_failure_threshold: u32,
+    /// How long an open circuit stays open before one trial call is let through.
+    pub circuit_open_ms: u64,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
-        Self { rate_limit_per_second: 50, rate_limit_burst: 100 }
+        Self {
+            rate_limit_per_second: 50,
+            rate_limit_burst: 100,
+            grpc_web: true,
+            cors_allowed_origins: Vec::new(),
+            read_retries: 2,
+            retry_budget_percent: 20,
+            circuit_failure_threshold: 5,
+            circuit_open_ms: 5_000,
+        }
     }
 }
 
@@ -304,6 +332,9 @@ impl Settings {
                     .prefix_separator(ENV_SEPARATOR)
                     .separator(ENV_SEPARATOR)
                     .try_parsing(true)
+                    // `ITSM__GATEWAY__CORS_ALLOWED_ORIGINS=https://a.example,https://b.example`
+                    .list_separator(",")
+                    .with_list_parse_key(LIST_KEYS[0])
                     .source(Some(env_vars.into_iter().collect())),
             )
             .build()
@@ -363,6 +394,21 @@ impl Settings {
         if self.gateway.rate_limit_per_second > 0 && self.gateway.rate_limit_burst == 0 {
             return Err(invalid("gateway.rate_limit_burst", "must be at least 1 when rate limiting is on"));
         }
+        if self.gateway.circuit_failure_threshold == 0 || self.gateway.circuit_open_ms == 0 {
+            return Err(invalid(
+                "gateway.circuit_failure_threshold",
+                "the circuit settings must be at least 1",
+            ));
+        }
+        if self.gateway.retry_budget_percent > 100 {
+            return Err(invalid("gateway.retry_budget_percent", "must be between 0 and 100"));
+        }
+        if let Some(origin) = self.gateway.cors_allowed_origins.iter().find(|o| !is_origin(o)) {
+            return Err(invalid(
+                "gateway.cors_allowed_origins",
+                &format!("`{origin}` is not `*` or an origin like https://console.example.com"),
+            ));
+        }
         if self.paging.token_secret.len() < 16 {
             return Err(invalid("paging.token_secret", "must be at least 16 characters"));
         }
@@ -370,11 +416,24 @@ impl Settings {
     }
 }
 
+/// `*`, or `scheme://host[:port]` with no path (what browsers send in `Origin`).
+fn is_origin(text: &str) -> bool {
+    if text == "*" {
+        return true;
+    }
+    let Some((scheme, rest)) = text.split_once("://") else { return false };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', ' '])
+        && http::HeaderValue::from_str(text).is_ok()
+}
+
 fn known_keys(defaults: &config::Config) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     if let Ok(table) = defaults.collect() {
         flatten("", &table, &mut keys);
     }
+    keys.extend(LIST_KEYS.iter().map(ToString::to_string));
     keys
 }
 
@@ -466,6 +525,29 @@ mod tests {
         assert_eq!(settings.database.url, "postgres://env@localhost/db");
         // The file still wins over the default for keys the environment does not set.
         assert_eq!(settings.database.max_connections, 7);
+    }
+
+    #[test]
+    fn cors_origins_come_from_a_comma_separated_variable_and_are_checked() {
+        let settings = Settings::load(
+            None,
+            env(&[(
+                "ITSM__GATEWAY__CORS_ALLOWED_ORIGINS",
+                "https://console.example.com,http://localhost:8080",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.gateway.cors_allowed_origins,
+            vec!["https://console.example.com".to_string(), "http://localhost:8080".to_string()]
+        );
+        for bad in ["console.example.com", "https://console.example.com/app", "ftp://x"] {
+            let err = Settings::load(None, env(&[("ITSM__GATEWAY__CORS_ALLOWED_ORIGINS", bad)])).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::InvalidValue { key, .. } if key == "gateway.cors_allowed_origins"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

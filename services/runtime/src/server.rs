@@ -82,6 +82,8 @@ pub struct GrpcServer {
     reflection_services: Vec<String>,
     fallback: Option<axum::Router>,
     guard: Arc<dyn CallGuard>,
+    /// gRPC-Web over HTTP/1.1 with this CORS policy (the gateway, for browsers).
+    web: Option<tower_http::cors::CorsLayer>,
 }
 
 impl GrpcServer {
@@ -99,6 +101,7 @@ impl GrpcServer {
             reflection_services: Vec::new(),
             fallback: None,
             guard: Arc::new(InternalTokenGuard::new(&settings.auth.internal_token)),
+            web: None,
         }
     }
 
@@ -129,6 +132,13 @@ impl GrpcServer {
     /// Lists a service in reflection that this server answers through its fallback (the gateway).
     pub fn reflect_service(mut self, name: &str) -> Self {
         self.reflection_services.push(name.to_string());
+        self
+    }
+
+    /// Also accepts gRPC-Web (HTTP/1.1, `application/grpc-web*`), translated to gRPC before the
+    /// guard sees the call; `cors` answers browsers' preflights and marks allowed origins.
+    pub fn grpc_web(mut self, cors: tower_http::cors::CorsLayer) -> Self {
+        self.web = Some(cors);
         self
     }
 
@@ -196,17 +206,34 @@ impl GrpcServer {
         };
 
         let server_settings = &self.settings.server;
-        let serve = tonic::transport::Server::builder()
+        let builder = tonic::transport::Server::builder()
             .timeout(Duration::from_millis(server_settings.request_timeout_ms))
             .concurrency_limit_per_connection(server_settings.concurrency_limit)
             .load_shed(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             // Large responses (impact analyses, list pages) should not stall on 64 KiB windows.
             .initial_stream_window_size(Some(4 << 20))
-            .initial_connection_window_size(Some(8 << 20))
-            .layer(CallLayer::new(self.name, self.guard.clone()))
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming(listener), signal);
+            .initial_connection_window_size(Some(8 << 20));
+        let call_layer = CallLayer::new(self.name, self.guard.clone());
+        let serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+            match self.web.take() {
+                // Layers run outside in: CORS answers preflights, gRPC-Web becomes gRPC, then the guard.
+                Some(cors) => Box::pin(
+                    builder
+                        .accept_http1(true)
+                        .layer(cors)
+                        .layer(tonic_web::GrpcWebLayer::new())
+                        .layer(call_layer)
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(incoming(listener), signal),
+                ),
+                None => Box::pin(
+                    builder
+                        .layer(call_layer)
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(incoming(listener), signal),
+                ),
+            };
 
         let grace = Duration::from_millis(server_settings.shutdown_grace_ms);
         tokio::select! {
