@@ -9,7 +9,7 @@ use tonic::Code;
 
 use itsm_e2e::{Suite, authed};
 use itsm_proto::change::change_service_client::ChangeServiceClient;
-use itsm_proto::change::{Change, ChangeType, CreateChangeRequest};
+use itsm_proto::change::{Change, ChangeType, Changeset, CreateChangeRequest, RecordChangesetRequest};
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{ConfigurationItem, CreateConfigurationItemRequest};
 use itsm_proto::gateway::overview_service_client::OverviewServiceClient;
@@ -66,6 +66,25 @@ async fn incident_overview_and_partial_answers(backend: TestBackend) {
         .await
         .unwrap()
         .into_inner();
+    // The commit that implemented the change, recorded from the VCS.
+    let changeset = changes
+        .record_changeset(authed(
+            RecordChangesetRequest {
+                changeset: Some(Changeset {
+                    repository: "git@example.com:shop/db.git".into(),
+                    revision: "3f2a9c1".into(),
+                    author: "Ann Lee <ann@example.com>".into(),
+                    commit_time: Some(timestamp(now_micros() - 1_800_000_000)),
+                    message: format!("{}: raise max_connections", change.number),
+                    ..Default::default()
+                }),
+                changes: vec![],
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     let ticket = desk
         .create_ticket(authed(
             CreateTicketRequest {
@@ -100,6 +119,10 @@ async fn incident_overview_and_partial_answers(backend: TestBackend) {
     assert_eq!(
         view.recent_changes.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
         vec![change.name.clone()]
+    );
+    assert_eq!(
+        view.recent_changesets.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        vec![changeset.name.clone()]
     );
     // Service level management is not built yet: its part is missing, the rest is there.
     assert_eq!(

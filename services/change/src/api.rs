@@ -8,9 +8,11 @@ use itsm_cmdb_client::{CiReference, CmdbDirectory};
 use itsm_proto::change::change_service_server::ChangeService;
 use itsm_proto::change::{
     ApproveChangeRequest, BlackoutWindow, CanDeployRequest, CanDeployResponse, Change, ChangeOutcome,
-    CreateBlackoutWindowRequest, CreateChangeRequest, DeleteBlackoutWindowRequest,
+    Changeset, CreateBlackoutWindowRequest, CreateChangeRequest, DeleteBlackoutWindowRequest,
     DeleteBlackoutWindowResponse, DeleteChangeRequest, DeleteChangeResponse, GetChangeRequest,
-    ListBlackoutWindowsRequest, ListBlackoutWindowsResponse, ListChangesRequest, ListChangesResponse,
+    GetChangesetRequest, LinkChangesetRequest, ListBlackoutWindowsRequest, ListBlackoutWindowsResponse,
+    ListChangesRequest, ListChangesResponse, ListChangesetsRequest, ListChangesetsResponse,
+    ListUnauthorizedChangesetsRequest, ListUnauthorizedChangesetsResponse, RecordChangesetRequest,
     RejectChangeRequest, UpdateChangeRequest,
 };
 use itsm_runtime::db::{micros, now_micros, timestamp};
@@ -21,6 +23,7 @@ use itsm_runtime::paging::{PageTokens, page_size};
 use itsm_runtime::validate::{self, MAX_NAME};
 use itsm_runtime::{CallContext, Error, filter, idempotency};
 
+use crate::changesets;
 use crate::convert::{CHANGE_NUMBER, CHANGE_PREFIX, change_name, change_to_proto};
 use crate::domain::approval::refusal;
 use crate::domain::lifecycle::{ChangeState, ChangeType, Mover};
@@ -599,6 +602,76 @@ impl ChangeService for ChangeApi {
             .ok_or_else(|| Error::invalid("name", "must be `blackoutWindows/{uuid}`"))?;
         self.repo.delete_blackout(&ctx, id).await?;
         Ok(Response::new(DeleteBlackoutWindowResponse {}))
+    }
+
+    async fn record_changeset(
+        &self,
+        request: Request<RecordChangesetRequest>,
+    ) -> Result<Response<Changeset>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let (model, links) = changesets::validate_record(r.changeset.as_ref(), &r.changes)?;
+        Ok(Response::new(self.repo.record_changeset(&ctx, model, links).await?))
+    }
+
+    async fn get_changeset(
+        &self,
+        request: Request<GetChangesetRequest>,
+    ) -> Result<Response<Changeset>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = changesets::changeset_id(&request.get_ref().name, "name")?;
+        Ok(Response::new(self.repo.get_changeset(&ctx, &id).await?))
+    }
+
+    async fn list_changesets(
+        &self,
+        request: Request<ListChangesetsRequest>,
+    ) -> Result<Response<ListChangesetsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        let parsed = filter::parse(&r.filter)?;
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "changesets", &r.filter]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let (changesets, next) = self.repo.list_changesets(&ctx, parsed.as_ref(), None, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, next)?;
+        Ok(Response::new(ListChangesetsResponse { changesets, next_page_token }))
+    }
+
+    async fn link_changeset(
+        &self,
+        request: Request<LinkChangesetRequest>,
+    ) -> Result<Response<Changeset>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let id = changesets::changeset_id(&r.name, "name")?;
+        Ok(Response::new(self.repo.link_changeset(&ctx, &id, &r.change).await?))
+    }
+
+    async fn list_unauthorized_changesets(
+        &self,
+        request: Request<ListUnauthorizedChangesetsRequest>,
+    ) -> Result<Response<ListUnauthorizedChangesetsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        let start = r.start_time.as_ref().map_or(0, micros);
+        let end = r.end_time.as_ref().map_or(0, micros);
+        if start > 0 && end > 0 && end <= start {
+            return Err(Error::invalid("end_time", "must be after start_time").into());
+        }
+        let fingerprint = PageTokens::fingerprint(&[
+            &ctx.tenant,
+            "unauthorized-changesets",
+            &r.repository,
+            &start.to_string(),
+            &end.to_string(),
+        ]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let (changesets, next) =
+            self.repo.list_changesets(&ctx, None, Some((&r.repository, start, end)), after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, next)?;
+        Ok(Response::new(ListUnauthorizedChangesetsResponse { changesets, next_page_token }))
     }
 }
 

@@ -72,3 +72,31 @@ pub mod blackout_window {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod changeset {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "changesets")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub repository: String,
+        pub revision: String,
+        pub author: String,
+        pub committer: String,
+        pub commit_time: i64,
+        pub message: String,
+        pub branch: String,
+        /// JSON list of paths.
+        pub files: String,
+        pub create_time: i64,
+        pub creator: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

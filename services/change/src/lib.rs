@@ -5,9 +5,11 @@
 //! `UNIMPLEMENTED` until the release part of the change issue is built.
 
 pub mod api;
+pub mod changesets;
 pub mod convert;
 pub mod domain;
 pub mod entity;
+pub mod import;
 pub mod migration;
 pub mod repo;
 

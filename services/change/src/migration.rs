@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(CreateNumberSequences));
         migrations.push(Box::new(CreateRecordHistory));
         migrations.push(Box::new(CreateChanges));
+        migrations.push(Box::new(CreateChangesets));
         migrations
     }
 }
@@ -101,6 +102,59 @@ impl MigrationTrait for CreateChanges {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         for table in ["blackout_windows", "change_cis", "changes"] {
+            db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
+        }
+        Ok(())
+    }
+}
+
+struct CreateChangesets;
+
+impl MigrationName for CreateChangesets {
+    fn name(&self) -> &str {
+        "m20261125_300002_changesets"
+    }
+}
+
+/// Links are kept by change number, so a changeset naming a change that does not exist (yet) is
+/// kept and reported, never dropped.
+const CHANGESETS: &str = r"
+CREATE TABLE changesets (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    author TEXT NOT NULL,
+    committer TEXT NOT NULL,
+    commit_time BIGINT NOT NULL,
+    message TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    files TEXT NOT NULL,
+    create_time BIGINT NOT NULL,
+    creator TEXT NOT NULL
+);
+CREATE UNIQUE INDEX changesets_by_revision ON changesets (tenant_id, repository, revision);
+CREATE INDEX changesets_by_time ON changesets (tenant_id, commit_time, id);
+CREATE INDEX changesets_by_author ON changesets (tenant_id, author, commit_time);
+CREATE TABLE changeset_changes (
+    changeset_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    change_name TEXT NOT NULL,
+    change_number TEXT NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (changeset_id, change_number)
+);
+CREATE INDEX changeset_changes_by_change ON changeset_changes (tenant_id, change_number)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateChangesets {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), CHANGESETS, CHANGESETS).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for table in ["changeset_changes", "changesets"] {
             db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
         Ok(())

@@ -38,13 +38,21 @@ struct Suite {
 }
 
 async fn start(backend: TestBackend) -> Suite {
+    // The CMDB follows the change service's feed and the change service calls the CMDB: bind
+    // the change service's port first so the CMDB can be told where it is.
+    let change_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let change_url = format!("http://{}", change_listener.local_addr().unwrap());
     let cmdb_db = TestDatabase::create(backend).await.unwrap();
-    let cmdb_settings = settings_for(&cmdb_db.url);
+    let mut cmdb_settings = settings_for(&cmdb_db.url);
+    cmdb_settings.upstream.change = change_url;
     let cmdb = RunningServer::start(move |l, s| itsm_cmdb::serve(cmdb_settings, l, s.wait())).await.unwrap();
     let db = TestDatabase::create(backend).await.unwrap();
     let mut settings = settings_for(&db.url);
     settings.upstream.cmdb = cmdb.url();
-    let server = RunningServer::start(move |l, s| itsm_change::serve(settings, l, s.wait())).await.unwrap();
+    let server =
+        RunningServer::start_on(change_listener, move |l, s| itsm_change::serve(settings, l, s.wait()))
+            .await
+            .unwrap();
     Suite {
         changes: ChangeServiceClient::new(internal_channel(&server.url()).await.unwrap()),
         cmdb: CmdbServiceClient::new(internal_channel(&cmdb.url()).await.unwrap()),
@@ -507,7 +515,238 @@ async fn blackout_windows_allow_only_emergencies(backend: TestBackend) {
     );
 }
 
+/// Runs git in `dir` with a fixed identity and commit time, failing the test on error.
+fn git(dir: &std::path::Path, args: &[&str], author: &str, time: &str) -> String {
+    let (name, email) = author.split_once(" <").unwrap();
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", name)
+        .env("GIT_AUTHOR_EMAIL", email.trim_end_matches('>'))
+        .env("GIT_COMMITTER_NAME", "CI Bot")
+        .env("GIT_COMMITTER_EMAIL", "ci@example.com")
+        .env("GIT_AUTHOR_DATE", time)
+        .env("GIT_COMMITTER_DATE", time)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+async fn changesets_from_a_git_repository(backend: TestBackend) {
+    let mut s = start(backend).await;
+    let web = s.ci("web-01", "server", 1, "").await;
+    let now = now_micros();
+    // CHG0000001: a standard change, authorised by its template; CHG0000002: a normal change
+    // still being assessed.
+    let authorised = s.create(change(ChangeType::Standard, &[&web], now, now + HOUR)).await.unwrap();
+    s.set_state(&authorised.name, ChangeState::Scheduled).await.unwrap();
+    let assessed = s.create(change(ChangeType::Normal, &[&web], now, now + HOUR)).await.unwrap();
+    s.set_state(&assessed.name, ChangeState::Assess).await.unwrap();
+    assert_eq!((authorised.number.as_str(), assessed.number.as_str()), ("CHG0000001", "CHG0000002"));
+
+    // A real repository with four commits.
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    git(dir, &["init", "-q", "-b", "main"], "Ann Lee <ann@example.com>", "2026-03-01T10:00:00Z");
+    let commits = [
+        ("pool.conf", "CHG0000001: raise the pool size", "Ann Lee <ann@example.com>", "2026-03-01T10:00:00Z"),
+        ("hotfix.sh", "hotfix straight to main", "Bob Stone <bob@example.com>", "2026-03-02T10:00:00Z"),
+        ("README", "Typo, refs chg0009999", "Ann Lee <ann@example.com>", "2026-03-03T10:00:00Z"),
+        (
+            "schema.sql",
+            "[CHG0000002] new index\n\nStill under review.",
+            "Cy Doe <cy@example.com>",
+            "2026-03-04T10:00:00Z",
+        ),
+    ];
+    for (file, message, author, time) in commits {
+        std::fs::write(dir.join(file), message).unwrap();
+        git(dir, &["add", file], author, time);
+        git(dir, &["commit", "-q", "-m", &message.replace("\\n", "\n")], author, time);
+    }
+    let first_hash = git(dir, &["rev-list", "--max-parents=0", "HEAD"], "A <a@b>", "2026-03-01T10:00:00Z");
+
+    let imported = itsm_change::import::git_history(dir, None, None).unwrap();
+    assert_eq!(imported.len(), 4);
+    assert_eq!(imported[0].revision, first_hash, "oldest first");
+    assert_eq!(imported[0].author, "Ann Lee <ann@example.com>");
+    assert_eq!(imported[0].committer, "CI Bot <ci@example.com>");
+    assert_eq!(imported[0].files, ["pool.conf"]);
+    assert_eq!(imported[0].branch, "main");
+    assert_eq!(imported[3].message, "[CHG0000002] new index\n\nStill under review.");
+    let mut recorded = Vec::new();
+    for changeset in &imported {
+        let record = RecordChangesetRequest { changeset: Some(changeset.clone()), changes: vec![] };
+        recorded.push(s.changes.record_changeset(req(record)).await.unwrap().into_inner());
+    }
+    let auth = |c: &Changeset| ChangesetAuthorization::try_from(c.authorization).unwrap();
+    assert_eq!(auth(&recorded[0]), ChangesetAuthorization::Authorized);
+    assert_eq!(recorded[0].changes, ["changes/CHG0000001"]);
+    assert_eq!(auth(&recorded[1]), ChangesetAuthorization::Unlinked);
+    // An unknown change number is kept and flagged, never dropped.
+    assert_eq!(auth(&recorded[2]), ChangesetAuthorization::Unlinked);
+    assert_eq!(recorded[2].unknown_changes, ["changes/CHG0009999"]);
+    assert!(recorded[2].authorization_reason.contains("CHG0009999"));
+    assert_eq!(auth(&recorded[3]), ChangesetAuthorization::Unauthorized);
+    assert!(
+        recorded[3].authorization_reason.contains("CHG0000002 is ASSESS"),
+        "{}",
+        recorded[3].authorization_reason
+    );
+
+    // Importing again changes nothing: one changeset per repository and revision.
+    let again = RecordChangesetRequest { changeset: Some(imported[0].clone()), changes: vec![] };
+    assert_eq!(s.changes.record_changeset(req(again)).await.unwrap().into_inner().name, recorded[0].name);
+
+    // By change and by author.
+    let list = |filter: &str| ListChangesetsRequest { filter: filter.into(), ..Default::default() };
+    let by_change = s.changes.list_changesets(req(list("changes = \"changes/CHG0000001\""))).await.unwrap();
+    assert_eq!(
+        by_change.into_inner().changesets.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        [recorded[0].name.clone()]
+    );
+    let by_author =
+        s.changes.list_changesets(req(list("author = \"Ann Lee <ann@example.com>\""))).await.unwrap();
+    let names: Vec<String> = by_author.into_inner().changesets.into_iter().map(|c| c.name).collect();
+    assert_eq!(names, [recorded[2].name.clone(), recorded[0].name.clone()], "newest first");
+
+    // The unauthorised-change report, newest first, then after an explicit link.
+    let report = |s: &mut Suite| {
+        let mut client = s.changes.clone();
+        async move {
+            client
+                .list_unauthorized_changesets(req(ListUnauthorizedChangesetsRequest::default()))
+                .await
+                .unwrap()
+                .into_inner()
+                .changesets
+                .into_iter()
+                .map(|c| c.revision)
+                .collect::<Vec<_>>()
+        }
+    };
+    let revisions =
+        |indexes: &[usize]| indexes.iter().map(|i| imported[*i].revision.clone()).collect::<Vec<_>>();
+    assert_eq!(report(&mut s).await, revisions(&[3, 2, 1]));
+    let linked = s
+        .changes
+        .link_changeset(req(LinkChangesetRequest {
+            name: recorded[1].name.clone(),
+            change: authorised.name.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(auth(&linked), ChangesetAuthorization::Authorized);
+    assert_eq!(report(&mut s).await, revisions(&[3, 2]));
+    // Once CHG0000002 is authorised, its changeset is covered too.
+    s.set_state(&assessed.name, ChangeState::Authorize).await.unwrap();
+    s.changes
+        .approve_change(as_user(
+            ApproveChangeRequest { name: assessed.name.clone(), comment: "ok".into(), etag: String::new() },
+            "bob",
+            &["cab-member"],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report(&mut s).await, revisions(&[2]));
+    let window = ListUnauthorizedChangesetsRequest {
+        start_time: Some(timestamp(1_772_000_000_000_000)),
+        end_time: Some(timestamp(1_700_000_000_000_000)),
+        ..Default::default()
+    };
+    assert_eq!(
+        violations(&s.changes.list_unauthorized_changesets(req(window)).await.unwrap_err()),
+        ["end_time"]
+    );
+
+    // Bad input.
+    let err = s
+        .changes
+        .record_changeset(req(RecordChangesetRequest {
+            changeset: Some(Changeset { message: "x".into(), ..Default::default() }),
+            changes: vec!["CHG0000001".into()],
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&err),
+        [
+            "changes[0]",
+            "changeset.author",
+            "changeset.commit_time",
+            "changeset.repository",
+            "changeset.revision"
+        ]
+    );
+    let err = s
+        .changes
+        .link_changeset(req(LinkChangesetRequest { name: recorded[1].name.clone(), change: "CHG1".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["change"]);
+    // Another tenant sees none of it.
+    let theirs = with_context(GetChangesetRequest { name: recorded[0].name.clone() }, "globex", "gus");
+    assert_eq!(s.changes.get_changeset(theirs).await.unwrap_err().code(), Code::NotFound);
+}
+
+async fn implemented_changes_are_recorded_in_the_cmdb_history(backend: TestBackend) {
+    use itsm_proto::cmdb::ListConfigurationItemHistoryRequest;
+    use itsm_proto::common::ChangeSource;
+    let mut s = start(backend).await;
+    let web = s.ci("web-01", "server", 1, "").await;
+    let db = s.ci("db-01", "server", 1, "").await;
+    let now = now_micros();
+    let done = s.create(change(ChangeType::Standard, &[&web, &db], now, now + HOUR)).await.unwrap();
+    let failed =
+        s.create(change(ChangeType::Standard, &[&db], now + 2 * HOUR, now + 3 * HOUR)).await.unwrap();
+    for (c, end) in [(&done, ChangeState::Review), (&failed, ChangeState::Failed)] {
+        s.set_state(&c.name, ChangeState::Scheduled).await.unwrap();
+        s.set_state(&c.name, ChangeState::Implement).await.unwrap();
+        s.set_state(&c.name, end).await.unwrap();
+    }
+    let history = |s: &Suite, ci: &str| {
+        let mut cmdb = s.cmdb.clone();
+        let request = req(ListConfigurationItemHistoryRequest { name: ci.to_string(), ..Default::default() });
+        async move { cmdb.list_configuration_item_history(request).await.unwrap().into_inner().entries }
+    };
+    let by_change = |entries: &[itsm_proto::common::HistoryEntry]| {
+        entries
+            .iter()
+            .filter(|e| e.source == ChangeSource::Change as i32)
+            .map(|e| (e.source_reference.clone(), e.action.clone(), e.actor.clone()))
+            .collect::<Vec<_>>()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let web_entries = by_change(&history(&s, &web).await);
+        let db_entries = by_change(&history(&s, &db).await);
+        if web_entries.len() == 1 && db_entries.len() == 2 {
+            assert_eq!(web_entries, [(done.name.clone(), "change implemented".into(), "alice".into())]);
+            assert_eq!(
+                db_entries,
+                [
+                    (done.name.clone(), "change implemented".into(), "alice".into()),
+                    (failed.name.clone(), "change failed".into(), "alice".into())
+                ]
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "CMDB history: web {web_entries:?}, db {db_entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 itsm_runtime::db_tests!(
+    implemented_changes_are_recorded_in_the_cmdb_history,
+    changesets_from_a_git_repository,
     blackout_windows_allow_only_emergencies,
     normal_change_approvals_and_can_deploy,
     standard_changes_skip_authorisation,

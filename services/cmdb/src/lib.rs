@@ -4,6 +4,7 @@
 //! call it the same way.
 
 pub mod api;
+pub mod change_feed;
 pub mod convert;
 pub mod domain;
 pub mod entity;
@@ -13,6 +14,7 @@ pub mod repo;
 
 use std::future::Future;
 
+use futures::FutureExt;
 use tokio::net::TcpListener;
 
 use itsm_proto::cmdb::cmdb_service_server::CmdbServiceServer;
@@ -28,16 +30,31 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let max = settings.server.max_message_bytes;
+    // Changes implemented on CIs are recorded in their history (when the change service is known).
+    let change_feed = itsm_runtime::upstream::channel(&settings.upstream.change, "upstream.change")?;
+    let mut consumer_options = itsm_runtime::consumer::ConsumerOptions::new(change_feed::CONSUMER);
+    consumer_options.types = vec![<itsm_proto::change::ChangeChanged as prost::Name>::full_name()];
+    consumer_options.internal_token.clone_from(&settings.auth.internal_token);
+    let shutdown = shutdown.shared();
+    let consumer_stop = shutdown.clone();
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
         settings,
         listener,
         shutdown,
         |server, state| {
-            let api = api::CmdbApi {
-                repo: repo::Repository { db: state.db.clone(), feed: state.feed.clone() },
-                page_tokens: state.page_tokens.clone(),
-            };
+            let repo = repo::Repository { db: state.db.clone(), feed: state.feed.clone() };
+            if let Some(channel) = change_feed {
+                let handler = change_feed::ChangeFeed { repo: repo.clone() };
+                let consumer = itsm_runtime::consumer::EventConsumer::new(
+                    consumer_options,
+                    state.db.clone(),
+                    channel,
+                    handler,
+                );
+                tokio::spawn(consumer.run(consumer_stop));
+            }
+            let api = api::CmdbApi { repo, page_tokens: state.page_tokens.clone() };
             server.add_service(
                 CmdbServiceServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max),
             )

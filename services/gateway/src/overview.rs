@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use itsm_proto::change::change_service_client::ChangeServiceClient;
-use itsm_proto::change::{CanDeployRequest as ChangeCanDeploy, ListChangesRequest};
+use itsm_proto::change::{CanDeployRequest as ChangeCanDeploy, ListChangesRequest, ListChangesetsRequest};
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{BatchGetConfigurationItemsRequest, GetConfigurationItemRequest};
 use itsm_proto::delivery::availability_service_client::AvailabilityServiceClient;
@@ -178,6 +178,28 @@ impl OverviewService for OverviewApi {
         let sla_clocks = part("sla_clocks", async { clocks }, &mut part_errors).await.unwrap_or_default();
         let recent_changes =
             part("recent_changes", async { changes }, &mut part_errors).await.unwrap_or_default();
+        // The changesets that implemented those changes (who changed what, and when).
+        let changesets = async {
+            if recent_changes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let any_change: Vec<String> =
+                recent_changes.iter().map(|c| format!("changes = \"{}\"", c.name)).collect();
+            let mut client = ChangeServiceClient::new(self.channel("itsm.change.v1.ChangeService")?);
+            let listed = client
+                .list_changesets(self.request(
+                    &ctx,
+                    ListChangesetsRequest {
+                        filter: any_change.join(" OR "),
+                        page_size: 100,
+                        ..Default::default()
+                    },
+                ))
+                .await?;
+            Ok(listed.into_inner().changesets)
+        };
+        let recent_changesets =
+            part("recent_changesets", changesets, &mut part_errors).await.unwrap_or_default();
         Ok(Response::new(GetIncidentOverviewResponse {
             incident: Some(incident),
             ticket,
@@ -185,6 +207,7 @@ impl OverviewService for OverviewApi {
             sla_clocks,
             recent_changes,
             part_errors,
+            recent_changesets,
         }))
     }
 

@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use tonic::transport::Channel;
 
+use itsm_proto::change::change_service_client::ChangeServiceClient;
+use itsm_proto::change::{
+    Changeset, ChangesetAuthorization, ListChangesetsRequest, ListUnauthorizedChangesetsRequest,
+    RecordChangesetRequest,
+};
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{
     ConfigurationItem, CreateConfigurationItemRequest, Criticality, DeleteConfigurationItemRequest,
@@ -241,6 +246,7 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
 
 struct Client {
     cmdb: CmdbServiceClient<Channel>,
+    change: ChangeServiceClient<Channel>,
     token: String,
     output: Output,
 }
@@ -261,7 +267,12 @@ impl Client {
             .connect()
             .await
             .map_err(|e| format!("cannot reach the gateway at {}: {e}", connection.gateway))?;
-        Ok(Self { cmdb: CmdbServiceClient::new(channel), token, output: connection.output })
+        Ok(Self {
+            cmdb: CmdbServiceClient::new(channel.clone()),
+            change: ChangeServiceClient::new(channel),
+            token,
+            output: connection.output,
+        })
     }
 
     fn request<T>(&self, message: T) -> Result<tonic::Request<T>, String> {
@@ -719,6 +730,201 @@ async fn impact(
                     d.failed_providers.len(),
                     d.failed_providers.len() + d.remaining_providers.len()
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum ChangeCommand {
+    /// Record VCS changesets and link them to the changes their messages name (CHG0001234).
+    ImportChangesets {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        source: ChangesetSource,
+    },
+    /// List changesets (newest first): all, of a change, of an author, or the unauthorised ones.
+    Changesets {
+        #[command(flatten)]
+        connection: Connection,
+        /// Only those linked to this change (`changes/CHG0000123` or `CHG0000123`).
+        #[arg(long)]
+        change: Option<String>,
+        /// Only this author (as recorded, e.g. "Ann Lee <ann@example.com>").
+        #[arg(long)]
+        author: Option<String>,
+        /// Only changesets that no authorised change covers (the audit report).
+        #[arg(long)]
+        unauthorized: bool,
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ChangesetSource {
+    /// A git repository's history (the checked-out branch unless --branch).
+    Git {
+        /// Path of the repository (its working tree or .git directory).
+        path: PathBuf,
+        #[arg(long)]
+        branch: Option<String>,
+        /// Only the newest N commits.
+        #[arg(long)]
+        max_count: Option<usize>,
+    },
+    /// A TFVC / Azure DevOps changeset export in JSON (the REST API's `value` list).
+    Tfvc {
+        file: PathBuf,
+        /// Repository the changesets belong to, e.g. `$/Shop`.
+        #[arg(long)]
+        repository: String,
+    },
+}
+
+pub async fn change(command: ChangeCommand) -> Result<(), String> {
+    match command {
+        ChangeCommand::ImportChangesets { connection, source } => {
+            import_changesets(&connection, source).await
+        }
+        ChangeCommand::Changesets { connection, change, author, unauthorized, page_size } => {
+            let mut client = Client::connect(&connection).await?;
+            let changesets = if unauthorized {
+                let request =
+                    client.request(ListUnauthorizedChangesetsRequest { page_size, ..Default::default() })?;
+                client
+                    .change
+                    .list_unauthorized_changesets(request)
+                    .await
+                    .map_err(|s| status_text(&s))?
+                    .into_inner()
+                    .changesets
+            } else {
+                let mut filters = Vec::new();
+                if let Some(change) = change {
+                    let name =
+                        if change.starts_with("changes/") { change } else { format!("changes/{change}") };
+                    filters.push(format!("changes = {}", quoted(&name)));
+                }
+                if let Some(author) = author {
+                    filters.push(format!("author = {}", quoted(&author)));
+                }
+                let request = client.request(ListChangesetsRequest {
+                    page_size,
+                    filter: filters.join(" AND "),
+                    ..Default::default()
+                })?;
+                client
+                    .change
+                    .list_changesets(request)
+                    .await
+                    .map_err(|s| status_text(&s))?
+                    .into_inner()
+                    .changesets
+            };
+            print_changesets(client.output, &changesets);
+            Ok(())
+        }
+    }
+}
+
+/// A filter string literal.
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn authorization_text(value: i32) -> &'static str {
+    match ChangesetAuthorization::try_from(value) {
+        Ok(ChangesetAuthorization::Authorized) => "authorized",
+        Ok(ChangesetAuthorization::Unauthorized) => "UNAUTHORIZED",
+        Ok(ChangesetAuthorization::Unlinked) => "UNLINKED",
+        _ => "?",
+    }
+}
+
+fn print_changesets(output: Output, changesets: &[Changeset]) {
+    match output {
+        Output::Json => {
+            let items: Vec<serde_json::Value> = changesets
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "name": c.name, "repository": c.repository, "revision": c.revision,
+                        "author": c.author, "message": c.message, "changes": c.changes,
+                        "unknownChanges": c.unknown_changes,
+                        "authorization": authorization_text(c.authorization),
+                        "authorizationReason": c.authorization_reason,
+                    })
+                })
+                .collect();
+            print_json(&serde_json::json!({ "changesets": items }));
+        }
+        Output::Table => {
+            println!("{:<12} {:<14} {:<28} WHY", "REVISION", "AUTHORIZATION", "AUTHOR");
+            for c in changesets {
+                let revision: String = c.revision.chars().take(12).collect();
+                let author: String = c.author.chars().take(28).collect();
+                println!(
+                    "{revision:<12} {:<14} {author:<28} {}",
+                    authorization_text(c.authorization),
+                    c.authorization_reason
+                );
+            }
+        }
+    }
+}
+
+async fn import_changesets(connection: &Connection, source: ChangesetSource) -> Result<(), String> {
+    let changesets = match &source {
+        ChangesetSource::Git { path, branch, max_count } => {
+            itsm_change::import::git_history(path, branch.as_deref(), *max_count)
+                .map_err(|e| e.to_string())?
+        }
+        ChangesetSource::Tfvc { file, repository } => {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            itsm_change::import::tfvc_export(&text, repository).map_err(|e| e.to_string())?
+        }
+    };
+    let mut client = Client::connect(connection).await?;
+    let mut recorded = Vec::with_capacity(changesets.len());
+    for changeset in changesets {
+        let revision = changeset.revision.clone();
+        let request =
+            client.request(RecordChangesetRequest { changeset: Some(changeset), changes: Vec::new() })?;
+        let stored = client
+            .change
+            .record_changeset(request)
+            .await
+            .map_err(|s| format!("changeset {revision}: {}", status_text(&s)))?
+            .into_inner();
+        recorded.push(stored);
+    }
+    let count = |a: ChangesetAuthorization| recorded.iter().filter(|c| c.authorization == a as i32).count();
+    let flagged: Vec<Changeset> = recorded
+        .iter()
+        .filter(|c| c.authorization != ChangesetAuthorization::Authorized as i32)
+        .cloned()
+        .collect();
+    match client.output {
+        Output::Json => print_json(&serde_json::json!({
+            "recorded": recorded.len(),
+            "authorized": count(ChangesetAuthorization::Authorized),
+            "unauthorized": count(ChangesetAuthorization::Unauthorized),
+            "unlinked": count(ChangesetAuthorization::Unlinked),
+        })),
+        Output::Table => {
+            println!(
+                "recorded {} changesets: {} authorized, {} unauthorized, {} unlinked",
+                recorded.len(),
+                count(ChangesetAuthorization::Authorized),
+                count(ChangesetAuthorization::Unauthorized),
+                count(ChangesetAuthorization::Unlinked)
+            );
+            if !flagged.is_empty() {
+                print_changesets(Output::Table, &flagged);
             }
         }
     }

@@ -46,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         scenario: bench::Scenario,
     },
+    /// Changes: VCS changesets and the unauthorised-change report.
+    Change {
+        #[command(subcommand)]
+        command: client::ChangeCommand,
+    },
     /// Configuration items and the rest of the CMDB.
     Cmdb {
         #[command(subcommand)]
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
             }
             Command::Token(args) => client::token(&args),
             Command::Cmdb { command } => client::cmdb(command).await,
+            Command::Change { command } => client::change(command).await,
             Command::Bench { scenario } => bench::run(scenario).await,
         }
     });

@@ -123,6 +123,65 @@ async fn up_serves_everything_and_stops_cleanly_without_losing_writes() {
     terminate(up);
 }
 
+/// Runs `git` in `dir` as a fixed author at a fixed time.
+fn git(dir: &std::path::Path, args: &[&str], time: &str) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Ann Lee")
+        .env("GIT_AUTHOR_EMAIL", "ann@example.com")
+        .env("GIT_COMMITTER_NAME", "Ann Lee")
+        .env("GIT_COMMITTER_EMAIL", "ann@example.com")
+        .env("GIT_AUTHOR_DATE", time)
+        .env("GIT_COMMITTER_DATE", time)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+#[test]
+fn the_client_imports_a_git_history_and_reports_unauthorised_changesets() {
+    let data = tempfile::tempdir().unwrap();
+    let up = start(data.path());
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"], "2026-03-01T10:00:00Z");
+    for (i, message) in ["CHG0000042: tune the cache", "quick fix"].iter().enumerate() {
+        std::fs::write(repo.path().join(format!("file{i}")), message).unwrap();
+        git(repo.path(), &["add", "."], "2026-03-01T10:00:00Z");
+        git(repo.path(), &["commit", "-q", "-m", message], &format!("2026-03-0{}T10:00:00Z", i + 1));
+    }
+    let itsm = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_itsm"))
+            .args(args)
+            .args(["--gateway", &format!("http://{}", up.endpoints[0].1), "--token-file"])
+            .arg(data.path().join("dev-admin.token"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let path = repo.path().to_str().unwrap();
+    let out = itsm(&["change", "import-changesets", "git", path, "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["recorded"], 2);
+    // No change exists in this fresh suite: the number in the message names nothing yet.
+    assert_eq!(report["unlinked"], 2);
+    let out = itsm(&["change", "changesets", "--unauthorized"]);
+    assert!(out.contains("names no existing change: CHG0000042"), "{out}");
+    assert!(out.contains("names no change"), "{out}");
+    // Importing again records nothing new.
+    let out = itsm(&["change", "import-changesets", "git", path]);
+    assert!(out.starts_with("recorded 2 changesets"), "{out}");
+    let out = itsm(&["change", "changesets", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["changesets"].as_array().unwrap().len(), 2);
+    terminate(up);
+}
+
 #[test]
 fn a_bad_configuration_key_stops_start_up_with_one_line_naming_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -163,6 +163,16 @@ impl RunningServer {
     {
         let listener =
             TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::Internal(format!("bind: {e}")))?;
+        Self::start_on(listener, serve).await
+    }
+
+    /// Starts `serve` on a listener bound beforehand, so others can be given its address before
+    /// it runs (services that follow each other's feeds).
+    pub async fn start_on<F, Fut>(listener: TcpListener, serve: F) -> Result<Self, Error>
+    where
+        F: FnOnce(TcpListener, Shutdown) -> Fut,
+        Fut: Future<Output = Result<(), crate::Error>> + Send + 'static,
+    {
         let addr = listener.local_addr().map_err(|e| Error::Internal(format!("local addr: {e}")))?;
         let (trigger, shutdown) = Shutdown::new();
         let handle = tokio::spawn(serve(listener, shutdown));

@@ -376,6 +376,37 @@ impl Repository {
         Ok(model)
     }
 
+    /// Records on a CI that a change or release acted on it, without changing its fields: a new
+    /// version whose history entry names the source. `None` when the CI is not in the tenant.
+    pub(crate) async fn note_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        ctx: &CallContext,
+        id: &str,
+        action: &str,
+        source: &WriteSource,
+    ) -> Result<Option<ci::Model>, Error> {
+        let Some(current) = Self::find(txn, &ctx.tenant, id).await? else { return Ok(None) };
+        let mut model = current.clone();
+        model.version = current.version + 1;
+        model.update_time = std::cmp::max(now_micros(), current.update_time + 1);
+        model.updater.clone_from(&ctx.principal);
+        let result = ci::Entity::update_many()
+            .col_expr(ci::Column::Version, Expr::value(model.version))
+            .col_expr(ci::Column::UpdateTime, Expr::value(model.update_time))
+            .col_expr(ci::Column::Updater, Expr::value(model.updater.clone()))
+            .filter(ci::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(ci::Column::Id.eq(id))
+            .filter(ci::Column::Version.eq(current.version))
+            .exec(txn)
+            .await?;
+        if result.rows_affected != 1 {
+            return Err(Error::Aborted(format!("{} was changed concurrently", resource_name(id))));
+        }
+        self.record_change(txn, ctx, &model, action, &[], source).await?;
+        Ok(Some(model))
+    }
+
     pub async fn delete(
         &self,
         ctx: &CallContext,

@@ -28,6 +28,16 @@ impl WriteSource {
     pub fn import(reference: &str) -> Self {
         Self { source: ChangeSource::Import, reference: reference.to_string() }
     }
+
+    /// An implemented change request (`changes/CHG0000123`).
+    pub fn change(name: &str) -> Self {
+        Self { source: ChangeSource::Change, reference: name.to_string() }
+    }
+
+    /// A deployed release (`releases/RLS0000012`).
+    pub fn release(name: &str) -> Self {
+        Self { source: ChangeSource::Release, reference: name.to_string() }
+    }
 }
 
 /// The CMDB's database and event feed.
