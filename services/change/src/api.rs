@@ -160,6 +160,75 @@ impl ChangeApi {
         })
     }
 
+    /// Whether a deployment to `configuration_item` in `environment` at `at` is covered by an
+    /// authorised change, with the reasons (CanDeploy, and the release gates).
+    pub async fn deploy_decision(
+        &self,
+        ctx: &CallContext,
+        configuration_item: &str,
+        environment: &str,
+        at: i64,
+    ) -> Result<CanDeployResponse, Error> {
+        let refs =
+            [CiReference { field: "configuration_item".into(), name: configuration_item, class: None }];
+        let items = self.cmdb.check(ctx, &refs).await?;
+        let when =
+            chrono::DateTime::from_timestamp_micros(at).map_or_else(|| at.to_string(), |t| t.to_rfc3339());
+        let mut reasons = Vec::new();
+        let mut blocked = false;
+        if let Some(ci) = items.get(configuration_item)
+            && !environment.is_empty()
+            && !ci.environment.is_empty()
+            && ci.environment != environment
+        {
+            blocked = true;
+            reasons.push(format!(
+                "{} is in environment {:?}, not {:?}",
+                configuration_item, ci.environment, environment
+            ));
+        }
+        let covering = self.repo.covering(ctx, configuration_item, at).await?;
+        let blackouts = self.repo.blackouts_overlapping(ctx, at, at).await?;
+        let mut authorising = Vec::new();
+        for c in &covering {
+            let name = change_name(&c.number);
+            let conflicts = list_from(&c.conflicts);
+            match ChangeState::from_i32(c.state) {
+                Some(ChangeState::Authorize) => {
+                    reasons.push(format!("{name} covers it but still awaits approval"));
+                }
+                Some(_) if !conflicts.is_empty() => {
+                    reasons.push(format!("{name} covers it but conflicts with {}", conflicts.join(", ")));
+                }
+                Some(_) if c.change_type != ChangeType::Emergency as i32 && !blackouts.is_empty() => {
+                    reasons.push(format!(
+                        "{name} covers it, but {} is inside blackout window {:?}: {}",
+                        when, blackouts[0].display_name, blackouts[0].reason
+                    ));
+                }
+                Some(state) => {
+                    reasons.push(format!(
+                        "{name} ({state}) authorises changes to {} from {} to {}",
+                        configuration_item,
+                        timestamp_text(c.planned_start_time),
+                        timestamp_text(c.planned_end_time)
+                    ));
+                    authorising.push(name);
+                }
+                None => {}
+            }
+        }
+        if authorising.is_empty() {
+            reasons.push(format!("no authorised change covers {configuration_item} at {when}"));
+        }
+        let allowed = !blocked && !authorising.is_empty();
+        Ok(CanDeployResponse {
+            allowed,
+            reasons,
+            changes: covering.iter().map(|c| change_name(&c.number)).collect(),
+        })
+    }
+
     async fn decide(
         &self,
         ctx: &CallContext,
@@ -481,68 +550,11 @@ impl ChangeService for ChangeApi {
         let mut v = Violations::new();
         validate::text(&mut v, "environment", &r.environment, MAX_NAME, false);
         v.into_result()?;
-        let refs =
-            [CiReference { field: "configuration_item".into(), name: &r.configuration_item, class: None }];
         if r.configuration_item.is_empty() {
             return Err(Error::invalid("configuration_item", "is required").into());
         }
-        let items = self.cmdb.check(&ctx, &refs).await?;
         let at = r.deploy_time.as_ref().map_or_else(now_micros, micros);
-        let when =
-            chrono::DateTime::from_timestamp_micros(at).map_or_else(|| at.to_string(), |t| t.to_rfc3339());
-        let mut reasons = Vec::new();
-        let mut blocked = false;
-        if let Some(ci) = items.get(&r.configuration_item)
-            && !r.environment.is_empty()
-            && !ci.environment.is_empty()
-            && ci.environment != r.environment
-        {
-            blocked = true;
-            reasons.push(format!(
-                "{} is in environment {:?}, not {:?}",
-                r.configuration_item, ci.environment, r.environment
-            ));
-        }
-        let covering = self.repo.covering(&ctx, &r.configuration_item, at).await?;
-        let blackouts = self.repo.blackouts_overlapping(&ctx, at, at).await?;
-        let mut authorising = Vec::new();
-        for c in &covering {
-            let name = change_name(&c.number);
-            let conflicts = list_from(&c.conflicts);
-            match ChangeState::from_i32(c.state) {
-                Some(ChangeState::Authorize) => {
-                    reasons.push(format!("{name} covers it but still awaits approval"));
-                }
-                Some(_) if !conflicts.is_empty() => {
-                    reasons.push(format!("{name} covers it but conflicts with {}", conflicts.join(", ")));
-                }
-                Some(_) if c.change_type != ChangeType::Emergency as i32 && !blackouts.is_empty() => {
-                    reasons.push(format!(
-                        "{name} covers it, but {} is inside blackout window {:?}: {}",
-                        when, blackouts[0].display_name, blackouts[0].reason
-                    ));
-                }
-                Some(state) => {
-                    reasons.push(format!(
-                        "{name} ({state}) authorises changes to {} from {} to {}",
-                        r.configuration_item,
-                        timestamp_text(c.planned_start_time),
-                        timestamp_text(c.planned_end_time)
-                    ));
-                    authorising.push(name);
-                }
-                None => {}
-            }
-        }
-        if authorising.is_empty() {
-            reasons.push(format!("no authorised change covers {} at {when}", r.configuration_item));
-        }
-        let allowed = !blocked && !authorising.is_empty();
-        Ok(Response::new(CanDeployResponse {
-            allowed,
-            reasons,
-            changes: covering.iter().map(|c| change_name(&c.number)).collect(),
-        }))
+        Ok(Response::new(self.deploy_decision(&ctx, &r.configuration_item, &r.environment, at).await?))
     }
 
     async fn create_blackout_window(

@@ -100,3 +100,41 @@ pub mod changeset {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod release {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
+    #[sea_orm(table_name = "releases")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub number: String,
+        pub release_type: i32,
+        pub state: i32,
+        /// The release's version label ("2026.3.1"); `version` is the row's.
+        pub version_label: String,
+        pub short_description: String,
+        pub description: String,
+        /// JSON lists: change names, CI names, environments in order.
+        pub changes: String,
+        pub configuration_items: String,
+        pub environments: String,
+        /// JSON lists of records (see `releases::ArtefactRecord` and the others).
+        pub artefacts: String,
+        pub evidence: String,
+        pub rollouts: String,
+        pub planned_release_time: i64,
+        pub version: i64,
+        pub create_time: i64,
+        pub update_time: i64,
+        pub creator: String,
+        pub updater: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,8 +1,8 @@
 //! Change and release management (`itsm.change.v1`).
 //!
-//! Changes are built (state machine, risk that explains itself, approval policy with separation
-//! of duties, schedule conflicts on shared CIs, CanDeploy); `ReleaseService` answers
-//! `UNIMPLEMENTED` until the release part of the change issue is built.
+//! Changes (state machine, risk that explains itself, approval policy with separation of duties,
+//! schedule conflicts on shared CIs, blackout windows, CanDeploy), VCS changesets, and releases
+//! deployed stage by stage through gates.
 
 pub mod api;
 pub mod changesets;
@@ -11,6 +11,7 @@ pub mod domain;
 pub mod entity;
 pub mod import;
 pub mod migration;
+pub mod releases;
 pub mod repo;
 
 use std::future::Future;
@@ -18,15 +19,10 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 use itsm_proto::change::change_service_server::ChangeServiceServer;
-use itsm_proto::change::release_service_server::{ReleaseService, ReleaseServiceServer};
+use itsm_proto::change::release_service_server::ReleaseServiceServer;
 use itsm_runtime::{Error, Settings};
 
 pub const SERVICE: &str = "change";
-
-struct ReleaseApi;
-
-#[tonic::async_trait]
-impl ReleaseService for ReleaseApi {}
 
 /// Runs the change service on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -42,18 +38,27 @@ pub async fn serve(
         listener,
         shutdown,
         |server, state| {
-            let api = api::ChangeApi {
+            let api = std::sync::Arc::new(api::ChangeApi {
                 repo: repo::Repository { db: state.db.clone(), feed: state.feed.clone() },
                 cmdb,
+                page_tokens: state.page_tokens.clone(),
+            });
+            let releases = releases::ReleaseApi {
+                releases: releases::Releases { db: state.db.clone(), feed: state.feed.clone() },
+                changes: api.clone(),
                 page_tokens: state.page_tokens.clone(),
             };
             server
                 .add_service(
-                    ChangeServiceServer::new(api)
+                    ChangeServiceServer::from_arc(api)
                         .max_decoding_message_size(max)
                         .max_encoding_message_size(max),
                 )
-                .add_service(ReleaseServiceServer::new(ReleaseApi))
+                .add_service(
+                    ReleaseServiceServer::new(releases)
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(max),
+                )
         },
     )
     .await

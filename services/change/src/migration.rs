@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(CreateRecordHistory));
         migrations.push(Box::new(CreateChanges));
         migrations.push(Box::new(CreateChangesets));
+        migrations.push(Box::new(CreateReleases));
         migrations
     }
 }
@@ -157,6 +158,54 @@ impl MigrationTrait for CreateChangesets {
         for table in ["changeset_changes", "changesets"] {
             db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
+        Ok(())
+    }
+}
+
+struct CreateReleases;
+
+impl MigrationName for CreateReleases {
+    fn name(&self) -> &str {
+        "m20261125_300003_releases"
+    }
+}
+
+const RELEASES: &str = r"
+CREATE TABLE releases (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    number TEXT NOT NULL,
+    release_type INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    version_label TEXT NOT NULL,
+    short_description TEXT NOT NULL,
+    description TEXT NOT NULL,
+    changes TEXT NOT NULL,
+    configuration_items TEXT NOT NULL,
+    environments TEXT NOT NULL,
+    artefacts TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    rollouts TEXT NOT NULL,
+    planned_release_time BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX releases_by_number ON releases (tenant_id, number);
+CREATE INDEX releases_by_planned ON releases (tenant_id, planned_release_time, id);
+CREATE INDEX releases_by_create ON releases (tenant_id, create_time, id);
+CREATE INDEX releases_by_update ON releases (tenant_id, update_time, id)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateReleases {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), RELEASES, RELEASES).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP TABLE IF EXISTS releases").await?;
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use itsm_proto::change::change_service_client::ChangeServiceClient;
+use itsm_proto::change::release_service_client::ReleaseServiceClient;
 use itsm_proto::change::*;
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{
@@ -31,6 +32,7 @@ const HOUR: i64 = 3_600_000_000;
 
 struct Suite {
     changes: ChangeServiceClient<Channel>,
+    releases: ReleaseServiceClient<Channel>,
     cmdb: CmdbServiceClient<Channel>,
     server: RunningServer,
     _servers: RunningServer,
@@ -55,6 +57,7 @@ async fn start(backend: TestBackend) -> Suite {
             .unwrap();
     Suite {
         changes: ChangeServiceClient::new(internal_channel(&server.url()).await.unwrap()),
+        releases: ReleaseServiceClient::new(internal_channel(&server.url()).await.unwrap()),
         cmdb: CmdbServiceClient::new(internal_channel(&cmdb.url()).await.unwrap()),
         server,
         _servers: cmdb,
@@ -744,7 +747,206 @@ async fn implemented_changes_are_recorded_in_the_cmdb_history(backend: TestBacke
     }
 }
 
+/// The CI's `version` attribute and the releases named in its history.
+async fn ci_version(s: &Suite, ci: &str) -> (Option<String>, Vec<String>) {
+    use itsm_proto::cmdb::{GetConfigurationItemRequest, ListConfigurationItemHistoryRequest};
+    use itsm_proto::common::ChangeSource;
+    let mut cmdb = s.cmdb.clone();
+    let item = cmdb
+        .get_configuration_item(req(GetConfigurationItemRequest { name: ci.into(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let version =
+        item.attributes.as_ref().and_then(|a| a.fields.get("version")).and_then(|v| match &v.kind {
+            Some(prost_types::value::Kind::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        });
+    let history = cmdb
+        .list_configuration_item_history(req(ListConfigurationItemHistoryRequest {
+            name: ci.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let releases = history
+        .iter()
+        .filter(|e| e.source == ChangeSource::Release as i32)
+        .map(|e| e.source_reference.clone())
+        .collect();
+    (version, releases)
+}
+
+async fn wait_for_version(s: &Suite, ci: &str, expected: Option<&str>, release_entries: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (version, releases) = ci_version(s, ci).await;
+        if version.as_deref() == expected && releases.len() == release_entries {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{ci}: version {version:?}, release history {releases:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn releases_deploy_stage_by_stage_through_gates(backend: TestBackend) {
+    let mut s = start(backend).await;
+    let staging = s.ci("checkout-staging", "application", 1, "staging").await;
+    let production = s.ci("checkout-prod", "application", 2, "production").await;
+    let now = now_micros();
+    let authorised = s
+        .create(change(ChangeType::Standard, &[&staging, &production], now - HOUR, now + HOUR))
+        .await
+        .unwrap();
+    s.set_state(&authorised.name, ChangeState::Scheduled).await.unwrap();
+    let pending =
+        s.create(change(ChangeType::Normal, &[&staging], now + 5 * HOUR, now + 6 * HOUR)).await.unwrap();
+    let digest = "ab".repeat(32);
+    let release = |changes: Vec<String>| Release {
+        r#type: ReleaseType::Minor as i32,
+        version: "2026.3.1".into(),
+        short_description: "Checkout 2026.3.1".into(),
+        changes,
+        configuration_items: vec![staging.clone(), production.clone()],
+        environments: vec!["staging".into(), "production".into()],
+        artefacts: vec![Artefact {
+            name: "checkout".into(),
+            version: "2026.3.1".into(),
+            sha256: digest.clone(),
+            source: "oci://registry.example.com/shop/checkout".into(),
+        }],
+        ..Default::default()
+    };
+    let create = |r: Release| CreateReleaseRequest { release: Some(r), request_id: String::new() };
+
+    // Bad input: format first, then references.
+    let mut bad = release(vec!["CHG1".into()]);
+    bad.artefacts[0].sha256 = "not-a-digest".into();
+    bad.environments = vec!["staging".into(), "staging".into()];
+    let err = s.releases.create_release(req(create(bad))).await.unwrap_err();
+    assert_eq!(
+        violations(&err),
+        ["release.artefacts[0].sha256", "release.changes[0]", "release.environments[1]"]
+    );
+    let err =
+        s.releases.create_release(req(create(release(vec!["changes/CHG0000099".into()])))).await.unwrap_err();
+    assert_eq!(violations(&err), ["release.changes[0]"]);
+
+    let created = s
+        .releases
+        .create_release(req(create(release(vec![authorised.name.clone()]))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((created.number.as_str(), created.state), ("RLS0000001", ReleaseState::Planned as i32));
+    assert_eq!(created.rollouts.len(), 2);
+    let name = created.name.clone();
+    let gates = |env: &str| CheckReleaseGatesRequest { name: name.clone(), environment: env.into() };
+    let deploy =
+        |env: &str| DeployReleaseRequest { name: name.clone(), environment: env.into(), etag: String::new() };
+    let failed = |r: CheckReleaseGatesResponse| {
+        r.gates.into_iter().filter(|g| !g.passed).map(|g| g.gate).collect::<Vec<_>>()
+    };
+
+    let err = s.releases.deploy_release(req(deploy("staging"))).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("state:") && err.message().contains("test_evidence:"),
+        "{}",
+        err.message()
+    );
+    let set_state = |state: ReleaseState| UpdateReleaseRequest {
+        release: Some(Release { name: name.clone(), state: state as i32, ..Default::default() }),
+        update_mask: mask(&["state"]),
+    };
+    s.releases.update_release(req(set_state(ReleaseState::Build))).await.unwrap();
+    s.releases.update_release(req(set_state(ReleaseState::Test))).await.unwrap();
+    let err = s.releases.update_release(req(set_state(ReleaseState::Deploy))).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("DeployRelease"), "{}", err.message());
+
+    assert_eq!(
+        failed(s.releases.check_release_gates(req(gates("staging"))).await.unwrap().into_inner()),
+        ["test_evidence"]
+    );
+    let evidence = AttachTestEvidenceRequest {
+        name: name.clone(),
+        evidence: Some(TestEvidence {
+            description: "Regression suite: 1,204 passed".into(),
+            url: "https://ci.example.com/runs/981".into(),
+            ..Default::default()
+        }),
+    };
+    s.releases.attach_test_evidence(req(evidence)).await.unwrap();
+    assert_eq!(
+        failed(s.releases.check_release_gates(req(gates("production"))).await.unwrap().into_inner()),
+        ["previous_stage"]
+    );
+    let err = s.releases.deploy_release(req(deploy("production"))).await.unwrap_err();
+    assert!(err.message().contains("previous stage \"staging\" is not deployed"), "{}", err.message());
+
+    let deployed = s.releases.deploy_release(req(deploy("staging"))).await.unwrap().into_inner();
+    assert_eq!(deployed.state, ReleaseState::Deploy as i32);
+    assert_eq!(deployed.rollouts[0].status, RolloutStatus::Deployed as i32);
+    assert_eq!(deployed.rollouts[0].deployed_by, "alice");
+    // The CMDB takes the version on the staging CI only, naming the release.
+    wait_for_version(&s, &staging, Some("2026.3.1"), 1).await;
+    assert_eq!(ci_version(&s, &production).await, (None, vec![]));
+
+    // Content is fixed once deployed.
+    let relabel = UpdateReleaseRequest {
+        release: Some(Release { name: name.clone(), version: "2026.3.2".into(), ..Default::default() }),
+        update_mask: mask(&["version"]),
+    };
+    assert_eq!(s.releases.update_release(req(relabel)).await.unwrap_err().code(), Code::FailedPrecondition);
+
+    s.releases.deploy_release(req(deploy("production"))).await.unwrap();
+    wait_for_version(&s, &production, Some("2026.3.1"), 1).await;
+    let rollback = |reason: &str| RollbackReleaseRequest {
+        name: name.clone(),
+        environment: "production".into(),
+        reason: reason.into(),
+        etag: String::new(),
+    };
+    assert_eq!(violations(&s.releases.rollback_release(req(rollback(""))).await.unwrap_err()), ["reason"]);
+    let rolled =
+        s.releases.rollback_release(req(rollback("checkout errors up 4x"))).await.unwrap().into_inner();
+    assert_eq!(rolled.rollouts[1].status, RolloutStatus::RolledBack as i32);
+    assert_eq!(rolled.rollouts[1].rollback_reason, "checkout errors up 4x");
+    // The production CI had no version before the release: it has none again.
+    wait_for_version(&s, &production, None, 2).await;
+    let err = s.releases.rollback_release(req(rollback("again"))).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("deployed to: [staging]"), "{}", err.message());
+    let err = s
+        .releases
+        .delete_release(req(DeleteReleaseRequest { name: name.clone(), etag: String::new() }))
+        .await;
+    assert_eq!(err.unwrap_err().code(), Code::FailedPrecondition);
+
+    // A release bundling a change that is not authorised fails that gate.
+    let other = s
+        .releases
+        .create_release(req(create(release(vec![pending.name.clone()]))))
+        .await
+        .unwrap()
+        .into_inner();
+    let check = CheckReleaseGatesRequest { name: other.name.clone(), environment: "staging".into() };
+    let answer = s.releases.check_release_gates(req(check)).await.unwrap().into_inner();
+    let gate = answer.gates.iter().find(|g| g.gate == "changes_authorised").unwrap();
+    assert!(!gate.passed && gate.detail.contains("is NEW"), "{gate:?}");
+    // Another tenant sees none of it.
+    let theirs = with_context(GetReleaseRequest { name: name.clone() }, "globex", "gus");
+    assert_eq!(s.releases.get_release(theirs).await.unwrap_err().code(), Code::NotFound);
+}
+
 itsm_runtime::db_tests!(
+    releases_deploy_stage_by_stage_through_gates,
     implemented_changes_are_recorded_in_the_cmdb_history,
     changesets_from_a_git_repository,
     blackout_windows_allow_only_emergencies,

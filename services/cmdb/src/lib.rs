@@ -33,7 +33,7 @@ pub async fn serve(
     // Changes implemented on CIs are recorded in their history (when the change service is known).
     let change_feed = itsm_runtime::upstream::channel(&settings.upstream.change, "upstream.change")?;
     let mut consumer_options = itsm_runtime::consumer::ConsumerOptions::new(change_feed::CONSUMER);
-    consumer_options.types = vec![<itsm_proto::change::ChangeChanged as prost::Name>::full_name()];
+    consumer_options.types = change_feed::event_types();
     consumer_options.internal_token.clone_from(&settings.auth.internal_token);
     let shutdown = shutdown.shared();
     let consumer_stop = shutdown.clone();

@@ -169,7 +169,9 @@ pub const RULES: &[Rule] = &[
 
 /// Whether a method only reads.
 pub fn is_read(method: &str) -> bool {
-    ["Get", "List", "BatchGet", "Analyze", "Compare", "Suggest"].iter().any(|p| method.starts_with(p))
+    ["Get", "List", "BatchGet", "Analyze", "Compare", "Suggest", "Check"]
+        .iter()
+        .any(|p| method.starts_with(p))
         || method == "CanDeploy"
 }
 

@@ -3,4 +3,5 @@
 pub mod approval;
 pub mod changeset;
 pub mod lifecycle;
+pub mod release;
 pub mod risk;

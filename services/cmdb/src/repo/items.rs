@@ -23,6 +23,9 @@ use crate::domain::ci::{CRITICALITIES, CiFields, FieldDiff, LIFECYCLE_STATUSES, 
 use crate::domain::classes::ClassRegistry;
 use crate::entity::{ci_history, ci_label, configuration_item as ci, relationship};
 
+/// The attribute a deployed release sets.
+const VERSION_ATTRIBUTE: &str = "version";
+
 const CREATE_METHOD: &str = "CreateConfigurationItem";
 
 /// Sort orders a listing accepts.
@@ -405,6 +408,68 @@ impl Repository {
         }
         self.record_change(txn, ctx, &model, action, &[], source).await?;
         Ok(Some(model))
+    }
+
+    /// Sets (or with `None` removes) the `version` attribute of a CI whose class has one, as a
+    /// release deployment does. `Ok(false)` when the CI is not in the tenant or its class keeps
+    /// no version.
+    pub(crate) async fn set_version_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        ctx: &CallContext,
+        id: &str,
+        version: Option<&str>,
+        source: &WriteSource,
+    ) -> Result<bool, Error> {
+        let Some(current) = Self::find(txn, &ctx.tenant, id).await? else { return Ok(false) };
+        let registry = Self::registry(txn, &ctx.tenant).await?;
+        if !registry.effective_attributes(&current.ci_class).iter().any(|a| a.name == VERSION_ATTRIBUTE) {
+            return Ok(false);
+        }
+        let mut after = fields_from_model(&current);
+        if !after.attributes.is_object() {
+            after.attributes = serde_json::json!({});
+        }
+        if let Some(attributes) = after.attributes.as_object_mut() {
+            match version {
+                Some(v) => {
+                    attributes.insert(VERSION_ATTRIBUTE.into(), serde_json::Value::String(v.to_string()));
+                }
+                None => {
+                    attributes.remove(VERSION_ATTRIBUTE);
+                }
+            }
+        }
+        self.update_in(txn, ctx, &registry, &current, &after, source).await?;
+        Ok(true)
+    }
+
+    /// The `version` a CI had before `reference` (a release) last set it: `Some(None)` when it
+    /// had none, `None` when that release never set it.
+    pub(crate) async fn version_before(
+        txn: &impl ConnectionTrait,
+        tenant: &str,
+        id: &str,
+        reference: &str,
+    ) -> Result<Option<Option<String>>, Error> {
+        let entries = ci_history::Entity::find()
+            .filter(ci_history::Column::TenantId.eq(tenant))
+            .filter(ci_history::Column::CiId.eq(id))
+            .filter(ci_history::Column::SourceReference.eq(reference))
+            .filter(ci_history::Column::Action.eq("update"))
+            .order_by(ci_history::Column::Version, Order::Desc)
+            .all(txn)
+            .await?;
+        for entry in entries {
+            let diffs: Vec<FieldDiff> = serde_json::from_str(&entry.changes).unwrap_or_default();
+            let Some(attributes) = diffs.iter().find(|d| d.field == "attributes") else { continue };
+            let old: serde_json::Value = serde_json::from_str(&attributes.old_value).unwrap_or_default();
+            let new: serde_json::Value = serde_json::from_str(&attributes.new_value).unwrap_or_default();
+            if old.get(VERSION_ATTRIBUTE) != new.get(VERSION_ATTRIBUTE) {
+                return Ok(Some(old.get(VERSION_ATTRIBUTE).and_then(|v| v.as_str()).map(str::to_string)));
+            }
+        }
+        Ok(None)
     }
 
     pub async fn delete(
