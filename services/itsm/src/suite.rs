@@ -271,9 +271,6 @@ pub async fn serve_one(settings: Settings, service: ServiceName) -> Result<(), S
 
 pub async fn migrate(settings: Settings, service: ServiceName) -> Result<(), String> {
     use itsm_runtime::service::migrate;
-    if service == ServiceName::Gateway {
-        return Err("the gateway has no database".into());
-    }
     let db = itsm_runtime::db::connect(&settings.database).await.map_err(|e| e.to_string())?;
     let result = match service {
         ServiceName::ServiceDesk => migrate::<itsm_service_desk::migration::Migrator>(&db).await,
@@ -281,7 +278,8 @@ pub async fn migrate(settings: Settings, service: ServiceName) -> Result<(), Str
         ServiceName::Change => migrate::<itsm_change::migration::Migrator>(&db).await,
         ServiceName::Cmdb => migrate::<itsm_cmdb::migration::Migrator>(&db).await,
         ServiceName::Delivery => migrate::<itsm_delivery::migration::Migrator>(&db).await,
-        ServiceName::Gateway => Ok(()),
+        // The gateway's own tables: the audit log and API keys.
+        ServiceName::Gateway => migrate::<itsm_gateway::audit::Migrator>(&db).await,
     };
     result.map_err(|e| e.to_string())?;
     println!("{}: migrations applied", service.name());

@@ -201,6 +201,21 @@ fn a_bad_configuration_key_stops_start_up_with_one_line_naming_it() {
 }
 
 #[test]
+fn migrate_prepares_every_service_database_including_the_gateways() {
+    let dir = tempfile::tempdir().unwrap();
+    for service in ["gateway", "service-desk", "incident", "change", "cmdb", "delivery"] {
+        let url = format!("sqlite://{}", dir.path().join(format!("{service}.db")).display());
+        let output = Command::new(env!("CARGO_BIN_EXE_itsm"))
+            .args(["migrate", service])
+            .env("ITSM__DATABASE__URL", &url)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{service}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("{service}: migrations applied")));
+    }
+}
+
+#[test]
 fn version_prints_the_version() {
     let output = Command::new(env!("CARGO_BIN_EXE_itsm")).arg("version").output().unwrap();
     assert!(output.status.success());

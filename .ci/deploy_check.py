@@ -1,0 +1,514 @@
+#!/usr/bin/env python3
+"""Deployment checks (run by .ci/run with the tools venv's python).
+
+  deploy_check.py chart <chart-dir>
+      Lints the chart strictly, renders it with its default values and every charts/itsm/ci/*-values.yaml,
+      validates every object against the Kubernetes schemas of KUBE_VERSIONS (strict: unknown fields
+      fail) and the custom resources against .ci/crd-schemas, checks the hardening every pod must
+      have, and proves the values schema rejects misspelt keys.
+  deploy_check.py kustomize <k8s-dir> <chart-dir>
+      Checks k8s/base is what the chart renders with charts/itsm/ci/kustomize-values.yaml (regenerate
+      with `k8s-base`), builds every overlay with `kubectl kustomize`, and validates and checks the
+      output like the chart's, with the same topology (kinds, names, args, ports) as the chart.
+  deploy_check.py k8s-base <k8s-dir> <chart-dir>
+      (Re)writes k8s/base/ from the chart.
+  deploy_check.py dockerfile <Dockerfile>
+      hadolint (any finding fails), plus: multi-stage, distroless/scratch final image with only the
+      itsm binary, a numeric non-root USER, the OCI labels, entrypoint itsm.
+  deploy_check.py render <chart-dir> <out-dir> [values.yaml ...]
+      Writes the rendered manifests (one file per template) for other tools.
+
+Exit status 0 when everything holds; 1 with one line per finding otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import tomllib
+
+import helm_python
+import jsonschema
+import kubernetes_validate
+import yaml
+
+# The Kubernetes versions the chart supports (Chart.yaml kubeVersion: >=1.33): the oldest, one
+# in between and the newest kubernetes-validate ships schemas for.
+KUBE_VERSIONS = ["1.33.0", "1.35.0", "1.37.0"]
+RELEASE = "itsm"
+NAMESPACE = "itsm"
+HERE = pathlib.Path(__file__).resolve().parent
+CRD_SCHEMAS = {
+    ("postgresql.cnpg.io/v1", "Cluster"): HERE / "crd-schemas" / "postgresql.cnpg.io-v1-Cluster.json",
+    ("gateway.networking.k8s.io/v1", "GRPCRoute"): HERE / "crd-schemas" / "gateway.networking.k8s.io-v1-GRPCRoute.json",
+}
+# Labels and annotations that only Helm sets; the kustomize base does without them.
+HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
+BASE_HEADER = "# Generated from charts/itsm by `.ci/deploy_check.py k8s-base` -- do not edit; change the chart or the overlays.\n"
+
+
+class Findings(list):
+    def add(self, where: str, what: str) -> None:
+        self.append(f"{where}: {what}")
+
+
+def load_values(files: list[pathlib.Path]) -> dict:
+    merged: dict = {}
+    for path in files:
+        merged = deep_merge(merged, helm_python.values_from_yaml(path.read_text()) or {})
+    return merged
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def render(chart: pathlib.Path, values: dict, *, is_install: bool = True) -> dict[str, str]:
+    with helm_python.Chart.load(str(chart)) as loaded:
+        return loaded.render(values, name=RELEASE, namespace=NAMESPACE, is_install=is_install)
+
+
+def objects_of(rendered: dict[str, str]) -> list[tuple[str, dict]]:
+    out = []
+    for path, manifest in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(manifest):
+            if doc:
+                out.append((path, doc))
+    return out
+
+
+def name_of(obj: dict) -> str:
+    return f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+
+
+def validate(objs: list[tuple[str, dict]], label: str, findings: Findings) -> dict[str, int]:
+    """Validates every object; returns how many were checked against what."""
+    counts = {"kubernetes": 0, "custom": 0}
+    for source, obj in objs:
+        where = f"{label} {source} {name_of(obj)}"
+        schema_file = CRD_SCHEMAS.get((obj.get("apiVersion"), obj.get("kind")))
+        if schema_file is not None:
+            schema = json.loads(schema_file.read_text())
+            for error in jsonschema.Draft7Validator(schema).iter_errors(obj):
+                path = "/".join(str(p) for p in error.absolute_path)
+                findings.add(where, f"{path}: {error.message} (schema {schema_file.name})")
+            counts["custom"] += 1
+            continue
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.SchemaNotFoundError:
+                findings.add(where, f"no Kubernetes {version} schema for {obj.get('apiVersion')} {obj.get('kind')}"
+                             " (a typo, a removed API, or a custom resource without a schema in .ci/crd-schemas)")
+            except kubernetes_validate.ValidationError as err:
+                path = "/".join(str(p) for p in getattr(err, "absolute_path", []))
+                findings.add(where, f"Kubernetes {version}: {path}: {err.message}")
+        counts["kubernetes"] += 1
+    return counts
+
+
+def pod_spec(obj: dict) -> dict | None:
+    if obj.get("kind") in ("Deployment", "Job", "StatefulSet", "DaemonSet"):
+        return obj["spec"]["template"]["spec"]
+    return None
+
+
+def check_policy(objs: list[tuple[str, dict]], label: str, findings: Findings) -> None:
+    """The hardening and wiring every workload of the chart must have."""
+    by_kind: dict[str, dict[str, dict]] = {}
+    for _, obj in objs:
+        by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
+    for _, obj in objs:
+        spec = pod_spec(obj)
+        if spec is None:
+            continue
+        where = f"{label} {name_of(obj)}"
+        if spec.get("automountServiceAccountToken") is not False:
+            findings.add(where, "automountServiceAccountToken must be false")
+        psc = spec.get("securityContext", {})
+        if psc.get("runAsNonRoot") is not True:
+            findings.add(where, "pod securityContext.runAsNonRoot must be true")
+        if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            findings.add(where, "pod seccompProfile must be RuntimeDefault")
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            cwhere = f"{where} container {container['name']}"
+            csc = container.get("securityContext", {})
+            if csc.get("readOnlyRootFilesystem") is not True:
+                findings.add(cwhere, "readOnlyRootFilesystem must be true")
+            if csc.get("allowPrivilegeEscalation") is not False:
+                findings.add(cwhere, "allowPrivilegeEscalation must be false")
+            if "ALL" not in csc.get("capabilities", {}).get("drop", []):
+                findings.add(cwhere, "capabilities must drop ALL")
+            if not isinstance(csc.get("runAsUser", psc.get("runAsUser")), int) or csc.get("runAsUser", psc.get("runAsUser")) == 0:
+                findings.add(cwhere, "must run as a numeric non-root user")
+            if "resources" not in container:
+                findings.add(cwhere, "resources must be set")
+            if obj["kind"] != "Deployment":
+                continue
+            ports = {p["containerPort"] for p in container.get("ports", [])}
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                grpc = container.get(probe, {}).get("grpc")
+                if grpc is None:
+                    findings.add(cwhere, f"{probe} must be a native gRPC probe")
+                elif grpc.get("port") not in ports:
+                    findings.add(cwhere, f"{probe} probes port {grpc.get('port')}, the container listens on {sorted(ports)}")
+        if obj["kind"] == "Deployment":
+            name = obj["metadata"]["name"]
+            sa = spec.get("serviceAccountName")
+            if sa not in by_kind.get("ServiceAccount", {}):
+                findings.add(where, f"ServiceAccount {sa} is not rendered")
+            elif by_kind["ServiceAccount"][sa].get("automountServiceAccountToken") is not False:
+                findings.add(f"{label} ServiceAccount/{sa}", "automountServiceAccountToken must be false")
+            for kind in ("Service", "NetworkPolicy"):
+                if name not in by_kind.get(kind, {}):
+                    findings.add(where, f"has no {kind} of the same name")
+
+
+def config_keys() -> set[tuple[str, str]]:
+    """(section, key) of every setting the binary knows, from config/itsm.example.toml (a test in
+    services/runtime keeps that file equal to the built-in defaults)."""
+    with open(HERE.parent / "config" / "itsm.example.toml", "rb") as f:
+        return {(section, key) for section, keys in tomllib.load(f).items() for key in keys}
+
+
+def check_config_env(objs: list[tuple[str, dict]], label: str, findings: Findings) -> None:
+    """Every ITSM__SECTION__KEY a container gets names a setting the binary knows."""
+    known = config_keys()
+    for _, obj in objs:
+        spec = pod_spec(obj)
+        for container in (spec or {}).get("containers", []):
+            for var in container.get("env", []):
+                parts = var["name"].split("__")
+                if parts[0] != "ITSM":
+                    continue
+                if len(parts) != 3 or (parts[1].lower(), parts[2].lower()) not in known:
+                    findings.add(f"{label} {name_of(obj)} container {container['name']}",
+                                 f"{var['name']} is no setting of config/itsm.example.toml")
+
+
+def check_schema_settings(chart: pathlib.Path, findings: Findings) -> None:
+    """The values schema offers only settings the binary knows."""
+    schema = json.loads((chart / "values.schema.json").read_text())
+    settings = schema.get("definitions", {}).get("settings", {}).get("properties", {})
+    known = config_keys()
+    for section, body in settings.items():
+        for key in body.get("properties", {}):
+            if (section, key) not in known:
+                findings.add("values.schema.json", f"settings.{section}.{key} is no setting of config/itsm.example.toml")
+
+
+UPSTREAM_USE = re.compile(r"upstream\.(service_desk|incident|change|cmdb|delivery)\b")
+
+
+def code_upstreams(service: str) -> set[str]:
+    """The upstream.* settings a service's code (and the service crates it depends on, such as
+    itsm-cmdb-client) reads: the services it calls or follows."""
+    services_dir = HERE.parent / "services"
+    seen, todo, found = set(), [service], set()
+    while todo:
+        crate = todo.pop()
+        if crate in seen or not (services_dir / crate / "Cargo.toml").exists():
+            continue
+        seen.add(crate)
+        manifest = tomllib.loads((services_dir / crate / "Cargo.toml").read_text())
+        for dep in manifest.get("dependencies", {}):
+            if dep.startswith("itsm-") and dep not in ("itsm-runtime", "itsm-proto"):
+                todo.append(dep.removeprefix("itsm-"))
+        for source in (services_dir / crate / "src").rglob("*.rs"):
+            found.update(m.replace("_", "-") for m in UPSTREAM_USE.findall(source.read_text()))
+    return found
+
+
+def check_upstreams_match_code(chart: pathlib.Path, findings: Findings) -> None:
+    """services.<name>.upstreams (ITSM__UPSTREAM__* and the NetworkPolicies) name exactly the
+    services the code calls or follows."""
+    values = helm_python.values_from_yaml((chart / "values.yaml").read_text())
+    for name, svc in values["services"].items():
+        configured, used = set(svc.get("upstreams") or []), code_upstreams(name)
+        if configured != used:
+            findings.add(f"values.yaml services.{name}.upstreams",
+                         f"{sorted(configured)}, but services/{name} (with its service crates) reads upstream "
+                         f"settings of {sorted(used)}")
+
+
+def lint(chart: pathlib.Path, values: dict, label: str, findings: Findings) -> None:
+    report = helm_python.lint(str(chart), values, strict=True, namespace=NAMESPACE)
+    for message in report.get("messages", []):
+        # Severity: 1 info, 2 warning, 3 error; strict lint fails on warnings.
+        if message.get("severity", 0) >= 2:
+            findings.add(f"{label} lint {message.get('path')}", message.get("error", "").strip())
+    for error in report.get("errors", []):
+        if not any(error.strip() in f for f in findings):
+            findings.add(f"{label} lint", error.strip())
+
+
+# Misspelt keys the schema must reject, each with the path the error must name.
+MISSPELT = [
+    ({"imagee": {"tag": "x"}}, "'imagee'"),
+    ({"services": {"gateway": {"replica": 3}}}, "'replica'"),
+    ({"services": {"incidents": {"enabled": True}}}, "'incidents'"),
+    ({"services": {"cmdb": {"database": {"existingSecretName": "x"}}}}, "'existingSecretName'"),
+    ({"settings": {"log": {"formatt": "json"}}}, "'formatt'"),
+    ({"telemetry": {"otlp_endpoint": "http://x:4317"}}, "'otlp_endpoint'"),
+]
+
+
+def check_schema_rejects(chart: pathlib.Path, findings: Findings) -> int:
+    rejected = 0
+    for values, needle in MISSPELT:
+        try:
+            render(chart, values)
+        except helm_python.HelmValuesError as err:
+            if needle in str(err):
+                rejected += 1
+                continue
+            findings.add("schema", f"{values} was rejected, but the error does not name {needle}: {err}")
+        except helm_python.HelmError as err:
+            findings.add("schema", f"the misspelt key in {values} was accepted by values.schema.json "
+                         f"(it failed later: {str(err).splitlines()[0]})")
+        else:
+            findings.add("schema", f"the misspelt key in {values} was accepted (values.schema.json must reject it)")
+    return rejected
+
+
+def value_sets(chart: pathlib.Path) -> list[tuple[str, list[pathlib.Path]]]:
+    sets = [("default values", [])]
+    for path in sorted((chart / "ci").glob("*-values.yaml")):
+        sets.append((path.name, [path]))
+    return sets
+
+
+def cmd_chart(chart: pathlib.Path) -> Findings:
+    findings = Findings()
+    try:
+        with helm_python.Chart.load(str(chart)):
+            pass
+    except helm_python.HelmError as err:
+        findings.add("lint", f"the chart does not load: {err}")
+        return findings
+    for label, files in value_sets(chart):
+        values = load_values(files)
+        try:
+            lint(chart, values, label, findings)
+        except helm_python.HelmError as err:
+            findings.add(f"{label} lint", str(err))
+        try:
+            rendered = render(chart, values)
+        except helm_python.HelmError as err:
+            findings.add(label, f"does not render: {err}")
+            continue
+        objs = objects_of(rendered)
+        counts = validate(objs, label, findings)
+        check_policy(objs, label, findings)
+        check_config_env(objs, label, findings)
+        kinds = sorted({o["kind"] for _, o in objs})
+        print(f"{label}: {len(objs)} objects ({', '.join(kinds)}); {counts['kubernetes']} checked against "
+              f"Kubernetes {', '.join(KUBE_VERSIONS)} (strict), {counts['custom']} custom resources against .ci/crd-schemas")
+    check_schema_settings(chart, findings)
+    check_upstreams_match_code(chart, findings)
+    print("upstreams: " + "; ".join(f"{name} -> {', '.join(sorted(code_upstreams(name))) or '-'}"
+                                    for name in ("gateway", "service-desk", "incident", "change", "cmdb", "delivery")))
+    rejected = check_schema_rejects(chart, findings)
+    print(f"values schema: {rejected} of {len(MISSPELT)} misspelt keys rejected")
+    return findings
+
+
+# ---- kustomize ----------------------------------------------------------------------------------
+
+def base_objects(chart: pathlib.Path) -> list[tuple[str, dict]]:
+    """The chart rendered for the kustomize base: no Helm hooks, no Helm-only labels."""
+    values = load_values([chart / "ci" / "kustomize-values.yaml"])
+    out = []
+    for source, obj in objects_of(render(chart, values)):
+        meta = obj["metadata"]
+        if "helm.sh/hook" in meta.get("annotations", {}):
+            raise SystemExit(f"{source} {name_of(obj)} is a Helm hook: kustomize-values.yaml must not render hooks")
+        meta.pop("namespace", None)
+        strip_helm_labels(obj)
+        out.append((source, obj))
+    return out
+
+
+def strip_helm_labels(node) -> None:
+    if isinstance(node, dict):
+        for key in ("labels", "matchLabels"):
+            if isinstance(node.get(key), dict):
+                for label in HELM_ONLY_LABELS:
+                    node[key].pop(label, None)
+        for value in node.values():
+            strip_helm_labels(value)
+    elif isinstance(node, list):
+        for value in node:
+            strip_helm_labels(value)
+
+
+def base_files(chart: pathlib.Path) -> dict[str, str]:
+    files: dict[str, list[dict]] = {}
+    for source, obj in base_objects(chart):
+        files.setdefault(pathlib.Path(source).name, []).append(obj)
+    out = {}
+    for name, objs in sorted(files.items()):
+        out[name] = BASE_HEADER + "".join("---\n" + yaml.safe_dump(o, sort_keys=False) for o in objs)
+    resources = "".join(f"  - {name}\n" for name in sorted(out))
+    out["kustomization.yaml"] = (BASE_HEADER + "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+                                 "labels:\n  - pairs:\n      app.kubernetes.io/managed-by: kustomize\n"
+                                 "resources:\n" + resources)
+    return out
+
+
+def cmd_k8s_base(k8s: pathlib.Path, chart: pathlib.Path) -> Findings:
+    base = k8s / "base"
+    base.mkdir(parents=True, exist_ok=True)
+    for old in base.glob("*.yaml"):
+        old.unlink()
+    for name, text in base_files(chart).items():
+        (base / name).write_text(text)
+        print(f"wrote {base / name}")
+    return Findings()
+
+
+def topology(objs: list[dict]) -> set[tuple]:
+    """What must be the same however it is deployed: objects by kind and name (without the
+    release prefix), each container's args, ports and the variable names it gets."""
+    out = set()
+    for obj in objs:
+        name = obj["metadata"]["name"].split("-", 1)[-1]
+        out.add((obj["kind"], name))
+        spec = pod_spec(obj)
+        if spec and obj["kind"] == "Deployment":
+            for c in spec["containers"]:
+                out.add(("args", name, tuple(c.get("args", []))))
+                out.add(("ports", name, tuple(p["containerPort"] for p in c.get("ports", []))))
+                out.add(("env", name, tuple(sorted(e["name"] for e in c.get("env", [])))))
+    return out
+
+
+def cmd_kustomize(k8s: pathlib.Path, chart: pathlib.Path) -> Findings:
+    findings = Findings()
+    expected = base_files(chart)
+    base = k8s / "base"
+    present = {p.name for p in base.glob("*.yaml")}
+    for name, text in expected.items():
+        path = base / name
+        if not path.exists():
+            findings.add(f"k8s/base/{name}", "missing (run `.ci/deploy_check.py k8s-base k8s charts/itsm`)")
+        elif path.read_text() != text:
+            findings.add(f"k8s/base/{name}", "differs from what the chart renders (run `.ci/deploy_check.py k8s-base k8s charts/itsm`)")
+    for name in sorted(present - set(expected)):
+        findings.add(f"k8s/base/{name}", "is not rendered by the chart (remove it or change the chart)")
+    chart_topology = topology([o for _, o in base_objects(chart)])
+    overlays = sorted(p for p in (k8s / "overlays").iterdir() if (p / "kustomization.yaml").exists())
+    if not overlays:
+        findings.add("k8s/overlays", "no overlay")
+    for overlay in [base] + overlays:
+        label = str(overlay.relative_to(k8s.parent))
+        built = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True)
+        if built.returncode != 0:
+            findings.add(label, f"kubectl kustomize failed: {built.stderr.strip()}")
+            continue
+        objs = [("kustomize", d) for d in yaml.safe_load_all(built.stdout) if d]
+        counts = validate(objs, label, findings)
+        check_policy(objs, label, findings)
+        check_config_env(objs, label, findings)
+        got = topology([o for _, o in objs if o["kind"] not in ("Secret", "ConfigMap", "Namespace")])
+        want = {t for t in chart_topology if t[0] not in ("Secret", "ConfigMap", "Namespace")}
+        for missing in sorted(want - got, key=str):
+            findings.add(label, f"not the chart's topology: lacks {missing}")
+        for extra in sorted(got - want, key=str):
+            findings.add(label, f"not the chart's topology: has {extra} the chart does not")
+        print(f"{label}: {len(objs)} objects; {counts['kubernetes']} checked against Kubernetes "
+              f"{', '.join(KUBE_VERSIONS)} (strict), {counts['custom']} custom resources")
+    return findings
+
+
+# ---- Dockerfile ---------------------------------------------------------------------------------
+
+OCI_LABELS = ("title", "version", "revision", "created", "source", "licenses")
+
+
+def cmd_dockerfile(dockerfile: pathlib.Path) -> Findings:
+    """hadolint (every finding fails), and what hadolint does not know we want of the final image."""
+    findings = Findings()
+    linted = subprocess.run(["hadolint", "--no-color", str(dockerfile)], capture_output=True, text=True)
+    for line in (linted.stdout + linted.stderr).splitlines():
+        if line.strip():
+            findings.add("hadolint", line.strip())
+    if linted.returncode != 0 and not findings:
+        findings.add("hadolint", f"exit status {linted.returncode}")
+    text = dockerfile.read_text()
+    # Instructions, with line continuations joined.
+    lines = [l.strip() for l in re.sub(r"\\\n", " ", text).splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    froms = [i for i, l in enumerate(lines) if l.upper().startswith("FROM ")]
+    if len(froms) < 2:
+        findings.add("Dockerfile", "must be multi-stage (a build stage and a final image)")
+        return findings
+    final = lines[froms[-1]:]
+    base = final[0].split()[1]
+    if not (base.startswith("gcr.io/distroless/") or base == "scratch"):
+        findings.add("Dockerfile", f"the final image must be distroless or scratch, not {base}")
+    users = [l.split()[1] for l in final if l.upper().startswith("USER ")]
+    if not users or not re.fullmatch(r"[1-9][0-9]*(:[0-9]+)?", users[-1]):
+        findings.add("Dockerfile", "the final stage must end with a numeric non-root USER (runAsNonRoot checks it)")
+    labels = " ".join(l for l in final if l.upper().startswith("LABEL "))
+    for label in OCI_LABELS:
+        if f"org.opencontainers.image.{label}=" not in labels:
+            findings.add("Dockerfile", f"the final image lacks the OCI label org.opencontainers.image.{label}")
+    copies = [l for l in final if l.upper().startswith("COPY ")]
+    if len(copies) != 1 or not copies[0].rstrip().endswith("/usr/local/bin/itsm"):
+        findings.add("Dockerfile", "the final image must copy in only the itsm binary (/usr/local/bin/itsm)")
+    if not any(l.upper().startswith("ENTRYPOINT ") and "/usr/local/bin/itsm" in l for l in final):
+        findings.add("Dockerfile", "the entrypoint must be /usr/local/bin/itsm (the chart runs `itsm <args>`)")
+    if not findings:
+        print(f"{dockerfile}: hadolint clean; final image {base}, USER {users[-1]}, OCI labels, only the itsm binary")
+    return findings
+
+
+def cmd_render(chart: pathlib.Path, out: pathlib.Path, values_files: list[pathlib.Path]) -> Findings:
+    out.mkdir(parents=True, exist_ok=True)
+    for path, manifest in render(chart, load_values(values_files)).items():
+        if manifest.strip():
+            (out / path.replace("/", "__")).write_text(manifest)
+    return Findings()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, args = argv[1], [pathlib.Path(a) for a in argv[2:]]
+    if command == "chart" and len(args) == 1:
+        findings = cmd_chart(args[0])
+    elif command == "kustomize" and len(args) == 2:
+        findings = cmd_kustomize(*args)
+    elif command == "k8s-base" and len(args) == 2:
+        findings = cmd_k8s_base(*args)
+    elif command == "dockerfile" and len(args) == 1:
+        findings = cmd_dockerfile(args[0])
+    elif command == "render" and len(args) >= 2:
+        findings = cmd_render(args[0], args[1], args[2:])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    for finding in findings:
+        print(f"FAIL {finding}")
+    if findings:
+        print(f"{command}: {len(findings)} finding(s)")
+        return 1
+    print(f"{command}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
