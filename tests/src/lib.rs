@@ -25,23 +25,54 @@ impl Suite {
         Self::start_with(backend, |_| {}).await
     }
 
-    /// Starts the suite; `tune_gateway` adjusts the gateway's settings (e.g. its rate limits).
+    /// Starts the suite with `tune_gateway` for the gateway's settings.
     pub async fn start_with(
         backend: TestBackend,
+        tune_gateway: impl FnOnce(&mut Settings),
+    ) -> Result<Self, Error> {
+        Self::start_tuned(backend, |_, _| {}, tune_gateway).await
+    }
+
+    /// Starts the suite; `tune_service` adjusts each service's settings (by name) and
+    /// `tune_gateway` the gateway's (e.g. its rate limits).
+    pub async fn start_tuned(
+        backend: TestBackend,
+        tune_service: impl Fn(&str, &mut Settings),
         tune_gateway: impl FnOnce(&mut Settings),
     ) -> Result<Self, Error> {
         let jwt_secret = "e2e-secret-that-is-long-enough-for-hs256".to_string();
         let mut databases = Vec::new();
         let mut services = Vec::new();
-        // Each service knows only the ones started before it (dependencies first); `settings_for`
-        // starts with no upstream at all.
+        // Every service knows every other, as in a deployment: ports are bound first, so services
+        // that follow each other's feeds (service desk and delivery, CMDB and change) can be told
+        // where the other is before either runs.
+        const NAMES: [&str; 5] = ["cmdb", "change", "incident", "service-desk", "delivery"];
+        let mut listeners = Vec::new();
         let mut base = settings_for("");
-        for name in ["cmdb", "change", "incident", "service-desk", "delivery"] {
+        for name in NAMES {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| Error::Internal(format!("bind: {e}")))?;
+            let url = format!(
+                "http://{}",
+                listener.local_addr().map_err(|e| Error::Internal(format!("local addr: {e}")))?
+            );
+            match name {
+                "service-desk" => base.upstream.service_desk = url,
+                "incident" => base.upstream.incident = url,
+                "change" => base.upstream.change = url,
+                "cmdb" => base.upstream.cmdb = url,
+                _ => base.upstream.delivery = url,
+            }
+            listeners.push(listener);
+        }
+        for (name, listener) in NAMES.into_iter().zip(listeners) {
             let db = TestDatabase::create(backend).await?;
             let mut settings = settings_for(&db.url);
             settings.auth.jwt_secret.clone_from(&jwt_secret);
             settings.upstream = base.upstream.clone();
-            let server = RunningServer::start(move |listener, shutdown| async move {
+            tune_service(name, &mut settings);
+            let server = RunningServer::start_on(listener, move |listener, shutdown| async move {
                 let stop = shutdown.wait();
                 match name {
                     "service-desk" => itsm_service_desk::serve(settings, listener, stop).await,
@@ -52,13 +83,6 @@ impl Suite {
                 }
             })
             .await?;
-            match name {
-                "service-desk" => base.upstream.service_desk = server.url(),
-                "incident" => base.upstream.incident = server.url(),
-                "change" => base.upstream.change = server.url(),
-                "cmdb" => base.upstream.cmdb = server.url(),
-                _ => base.upstream.delivery = server.url(),
-            }
             services.push((name, server));
             databases.push(db);
         }

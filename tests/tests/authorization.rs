@@ -48,7 +48,7 @@ async fn each_role_is_allowed_and_denied_per_the_table() {
                 Err(status) if status.code() == Code::ResourceExhausted => {
                     panic!("{role} {path}: {status:?}")
                 }
-                _ => assert!(expected, "{role} reached {path}, which the table denies"),
+                other => assert!(expected, "{role} reached {path}, which the table denies: {other:?}"),
             }
             checked += 1;
         }

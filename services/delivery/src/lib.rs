@@ -1,40 +1,51 @@
-//! Service delivery: service level, availability, capacity, continuity and finance
-//! (`itsm.delivery.v1`).
-//!
-//! This first version serves the contracts, health, reflection and its event feed; the RPCs of
-//! the five services answer `UNIMPLEMENTED` until the delivery issues build them.
+//! Service delivery (`itsm.delivery.v1`): service level management (business calendars,
+//! agreements, SLA clocks driven by the incident and service desk feeds). Availability, capacity,
+//! continuity and finance answer `UNIMPLEMENTED` until their issues build them.
 
+pub mod domain;
+pub mod entity;
 pub mod migration;
+pub mod service_level;
 
 use std::future::Future;
+use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::net::TcpListener;
 
 use itsm_proto::delivery::availability_service_server::{AvailabilityService, AvailabilityServiceServer};
 use itsm_proto::delivery::capacity_service_server::{CapacityService, CapacityServiceServer};
 use itsm_proto::delivery::continuity_service_server::{ContinuityService, ContinuityServiceServer};
 use itsm_proto::delivery::finance_service_server::{FinanceService, FinanceServiceServer};
-use itsm_proto::delivery::service_level_service_server::{ServiceLevelService, ServiceLevelServiceServer};
+use itsm_proto::delivery::service_level_service_server::ServiceLevelServiceServer;
+use itsm_runtime::consumer::{ConsumerOptions, EventConsumer};
 use itsm_runtime::{Error, Settings};
+
+use service_level::feed::{INCIDENT_CONSUMER, IncidentFeed, TICKET_CONSUMER, TicketFeed};
+use service_level::store::ServiceLevel;
 
 pub const SERVICE: &str = "delivery";
 
-struct DeliveryApi;
+struct NotYetBuilt;
 
 #[tonic::async_trait]
-impl ServiceLevelService for DeliveryApi {}
+impl AvailabilityService for NotYetBuilt {}
 
 #[tonic::async_trait]
-impl AvailabilityService for DeliveryApi {}
+impl CapacityService for NotYetBuilt {}
 
 #[tonic::async_trait]
-impl CapacityService for DeliveryApi {}
+impl ContinuityService for NotYetBuilt {}
 
 #[tonic::async_trait]
-impl ContinuityService for DeliveryApi {}
+impl FinanceService for NotYetBuilt {}
 
-#[tonic::async_trait]
-impl FinanceService for DeliveryApi {}
+fn consumer_options(name: &str, event_type: String, settings: &Settings) -> ConsumerOptions {
+    let mut options = ConsumerOptions::new(name);
+    options.types = vec![event_type];
+    options.internal_token.clone_from(&settings.auth.internal_token);
+    options
+}
 
 /// Runs the delivery service on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -42,18 +53,54 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let max = settings.server.max_message_bytes;
+    // Clocks follow the incident and ticket feeds (when those services are known).
+    let incidents = itsm_runtime::upstream::channel(&settings.upstream.incident, "upstream.incident")?;
+    let tickets = itsm_runtime::upstream::channel(&settings.upstream.service_desk, "upstream.service_desk")?;
+    let incident_options = consumer_options(
+        INCIDENT_CONSUMER,
+        <itsm_proto::incident::IncidentChanged as prost::Name>::full_name(),
+        &settings,
+    );
+    let ticket_options = consumer_options(
+        TICKET_CONSUMER,
+        <itsm_proto::servicedesk::TicketChanged as prost::Name>::full_name(),
+        &settings,
+    );
+    let sweep_interval = Duration::from_millis(settings.delivery.sla_sweep_interval_ms);
+    let shutdown = shutdown.shared();
+    let stops = (shutdown.clone(), shutdown.clone(), shutdown.clone());
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
         settings,
         listener,
         shutdown,
-        |server, _state| {
+        |server, state| {
+            let store = ServiceLevel { db: state.db.clone(), feed: state.feed.clone() };
+            if let Some(channel) = incidents {
+                let handler = IncidentFeed { store: store.clone() };
+                tokio::spawn(
+                    EventConsumer::new(incident_options, state.db.clone(), channel, handler).run(stops.0),
+                );
+            }
+            if let Some(channel) = tickets {
+                let handler = TicketFeed { store: store.clone() };
+                tokio::spawn(
+                    EventConsumer::new(ticket_options, state.db.clone(), channel, handler).run(stops.1),
+                );
+            }
+            tokio::spawn(service_level::feed::sweep(store.clone(), sweep_interval, stops.2));
+            let api = service_level::api::ServiceLevelApi { store, page_tokens: state.page_tokens.clone() };
             server
-                .add_service(ServiceLevelServiceServer::new(DeliveryApi))
-                .add_service(AvailabilityServiceServer::new(DeliveryApi))
-                .add_service(CapacityServiceServer::new(DeliveryApi))
-                .add_service(ContinuityServiceServer::new(DeliveryApi))
-                .add_service(FinanceServiceServer::new(DeliveryApi))
+                .add_service(
+                    ServiceLevelServiceServer::new(api)
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(max),
+                )
+                .add_service(AvailabilityServiceServer::new(NotYetBuilt))
+                .add_service(CapacityServiceServer::new(NotYetBuilt))
+                .add_service(ContinuityServiceServer::new(NotYetBuilt))
+                .add_service(FinanceServiceServer::new(NotYetBuilt))
         },
     )
     .await

@@ -1,13 +1,119 @@
-//! This service's schema: for now the runtime's tables (outbox, idempotency keys, consumer
-//! cursors); the domain issue adds its own migrations after them.
+//! This service's schema: the runtime's tables (outbox, idempotency keys, consumer cursors), then
+//! service level management's.
 
 use sea_orm_migration::prelude::*;
+
+use itsm_runtime::db::execute_for_backend;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        itsm_runtime::schema::migrations()
+        let mut migrations = itsm_runtime::schema::migrations();
+        migrations.push(Box::new(CreateServiceLevel));
+        migrations
+    }
+}
+
+struct CreateServiceLevel;
+
+impl MigrationName for CreateServiceLevel {
+    fn name(&self) -> &str {
+        "m20261125_600001_service_level"
+    }
+}
+
+const TABLES: &str = r"
+CREATE TABLE business_calendars (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    time_zone TEXT NOT NULL,
+    weekly TEXT NOT NULL,
+    holidays TEXT NOT NULL,
+    exceptions TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX business_calendars_by_name ON business_calendars (tenant_id, display_name);
+CREATE TABLE service_level_agreements (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    agreement_type INTEGER NOT NULL,
+    business_service TEXT NOT NULL,
+    counterparty TEXT NOT NULL,
+    targets TEXT NOT NULL,
+    active BOOLEAN NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX service_level_agreements_by_name ON service_level_agreements (tenant_id, display_name);
+CREATE INDEX service_level_agreements_by_service ON service_level_agreements (tenant_id, business_service);
+CREATE INDEX service_level_agreements_by_create ON service_level_agreements (tenant_id, create_time, id);
+CREATE INDEX service_level_agreements_by_update ON service_level_agreements (tenant_id, update_time, id);
+CREATE TABLE record_observations (
+    tenant_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    sequence BIGINT NOT NULL,
+    observed_time BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, event_id)
+);
+CREATE INDEX record_observations_by_record ON record_observations (tenant_id, record, observed_time);
+CREATE TABLE sla_clocks (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    agreement_id TEXT NOT NULL,
+    target_index INTEGER NOT NULL,
+    metric INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    business_service TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    start_time BIGINT NOT NULL,
+    due_time BIGINT NOT NULL,
+    stop_time BIGINT NOT NULL,
+    breach_time BIGINT NOT NULL,
+    elapsed_ms BIGINT NOT NULL,
+    target_ms BIGINT NOT NULL,
+    warnings TEXT NOT NULL,
+    warned TEXT NOT NULL,
+    breach_emitted INTEGER NOT NULL,
+    next_alert_time BIGINT NOT NULL,
+    stale INTEGER NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX sla_clocks_by_target ON sla_clocks (tenant_id, record, agreement_id, target_index);
+CREATE INDEX sla_clocks_by_agreement ON sla_clocks (tenant_id, agreement_id);
+CREATE INDEX sla_clocks_by_alert ON sla_clocks (next_alert_time);
+CREATE INDEX sla_clocks_by_stale ON sla_clocks (stale);
+CREATE INDEX sla_clocks_by_due ON sla_clocks (tenant_id, due_time, id);
+CREATE INDEX sla_clocks_by_start ON sla_clocks (tenant_id, start_time, id);
+CREATE INDEX sla_clocks_by_update ON sla_clocks (tenant_id, update_time, id)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateServiceLevel {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), TABLES, TABLES).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for table in ["sla_clocks", "record_observations", "service_level_agreements", "business_calendars"] {
+            db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
+        }
+        Ok(())
     }
 }

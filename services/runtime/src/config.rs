@@ -29,6 +29,7 @@ pub struct Settings {
     pub incident: IncidentSettings,
     pub service_desk: ServiceDeskSettings,
     pub gateway: GatewaySettings,
+    pub delivery: DeliverySettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +191,21 @@ impl Default for GatewaySettings {
             circuit_failure_threshold: 5,
             circuit_open_ms: 5_000,
         }
+    }
+}
+
+/// Service delivery (service level management).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// How often SLA clocks whose warning or breach fell due, or whose agreement changed, are
+    /// recomputed between events.
+    pub sla_sweep_interval_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self { sla_sweep_interval_ms: 1_000 }
     }
 }
 
@@ -408,6 +424,9 @@ impl Settings {
                 "gateway.cors_allowed_origins",
                 &format!("`{origin}` is not `*` or an origin like https://console.example.com"),
             ));
+        }
+        if self.delivery.sla_sweep_interval_ms == 0 {
+            return Err(invalid("delivery.sla_sweep_interval_ms", "must be at least 1"));
         }
         if self.paging.token_secret.len() < 16 {
             return Err(invalid("paging.token_secret", "must be at least 16 characters"));

@@ -1,0 +1,5 @@
+//! Service delivery rules in plain Rust: no gRPC, no SQL.
+
+pub mod calendar;
+pub mod clock;
+pub mod openslo;

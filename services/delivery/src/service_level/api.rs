@@ -1,0 +1,295 @@
+//! `itsm.delivery.v1.ServiceLevelService`: validates, calls the store, converts.
+
+use tonic::{Request, Response, Status};
+
+use itsm_proto::delivery::service_level_service_server::ServiceLevelService;
+use itsm_proto::delivery::{
+    BusinessCalendar, CreateBusinessCalendarRequest, CreateServiceLevelAgreementRequest,
+    DeleteBusinessCalendarRequest, DeleteBusinessCalendarResponse, DeleteServiceLevelAgreementRequest,
+    DeleteServiceLevelAgreementResponse, ExplainSlaClockRequest, ExplainSlaClockResponse,
+    GetBusinessCalendarRequest, GetServiceLevelAgreementRequest, GetSlaClockRequest,
+    ListBusinessCalendarsRequest, ListBusinessCalendarsResponse, ListServiceLevelAgreementsRequest,
+    ListServiceLevelAgreementsResponse, ListSlaClocksRequest, ListSlaClocksResponse, ServiceLevelAgreement,
+    SlaClock, SlaClockSegment, UpdateBusinessCalendarRequest, UpdateServiceLevelAgreementRequest,
+};
+use itsm_runtime::error::Violations;
+use itsm_runtime::fieldmask::UpdateMask;
+use itsm_runtime::paging::{PageTokens, page_size};
+use itsm_runtime::validate::{self, MAX_NAME};
+use itsm_runtime::{CallContext, Error, filter, idempotency};
+
+use super::convert::{
+    AGREEMENT_PREFIX, CALENDAR_PREFIX, CLOCK_PREFIX, agreement_to_proto, calendar_from_proto,
+    calendar_to_proto, clock_to_proto, duration_of, id_of, targets_from_proto,
+};
+use super::store::{AGREEMENT_ORDER, CLOCK_ORDER, ServiceLevel};
+use crate::entity::agreement;
+
+pub struct ServiceLevelApi {
+    pub store: ServiceLevel,
+    pub page_tokens: PageTokens,
+}
+
+const AGREEMENT_UPDATABLE: &[&str] =
+    &["display_name", "type", "business_service", "counterparty", "targets", "active"];
+
+fn check_agreement_fields(v: &mut Violations, a: &ServiceLevelAgreement, has: &dyn Fn(&str) -> bool) {
+    if has("display_name") {
+        validate::text(v, "service_level_agreement.display_name", &a.display_name, MAX_NAME, true);
+    }
+    if has("type") && !(1..=3).contains(&a.r#type) {
+        v.add("service_level_agreement.type", "must be SLA, OLA or UC");
+    }
+    let service_ok = a
+        .business_service
+        .strip_prefix("configurationItems/")
+        .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok());
+    if has("business_service") && !service_ok {
+        v.add("service_level_agreement.business_service", "must be `configurationItems/{id}`");
+    }
+    if has("counterparty") {
+        validate::text(v, "service_level_agreement.counterparty", &a.counterparty, MAX_NAME, false);
+    }
+}
+
+impl ServiceLevelApi {
+    /// Which calendar ids of the tenant exist (for target checks).
+    async fn calendar_ids(&self, ctx: &CallContext) -> Result<Vec<String>, Error> {
+        Ok(self.store.list_calendars(ctx).await?.into_iter().map(|c| c.id).collect())
+    }
+}
+
+#[tonic::async_trait]
+impl ServiceLevelService for ServiceLevelApi {
+    async fn create_business_calendar(
+        &self,
+        request: Request<CreateBusinessCalendarRequest>,
+    ) -> Result<Response<BusinessCalendar>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let Some(c) = request.into_inner().business_calendar else {
+            return Err(Error::invalid("business_calendar", "is required").into());
+        };
+        let model = calendar_from_proto(&c)?;
+        Ok(Response::new(calendar_to_proto(&self.store.create_calendar(&ctx, model).await?)))
+    }
+
+    async fn get_business_calendar(
+        &self,
+        request: Request<GetBusinessCalendarRequest>,
+    ) -> Result<Response<BusinessCalendar>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = id_of(&request.get_ref().name, CALENDAR_PREFIX, "name")?;
+        Ok(Response::new(calendar_to_proto(&self.store.get_calendar(&ctx, &id).await?)))
+    }
+
+    async fn list_business_calendars(
+        &self,
+        request: Request<ListBusinessCalendarsRequest>,
+    ) -> Result<Response<ListBusinessCalendarsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let calendars = self.store.list_calendars(&ctx).await?;
+        Ok(Response::new(ListBusinessCalendarsResponse {
+            business_calendars: calendars.iter().map(calendar_to_proto).collect(),
+        }))
+    }
+
+    async fn update_business_calendar(
+        &self,
+        request: Request<UpdateBusinessCalendarRequest>,
+    ) -> Result<Response<BusinessCalendar>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let Some(c) = request.into_inner().business_calendar else {
+            return Err(Error::invalid("business_calendar", "is required").into());
+        };
+        let id = id_of(&c.name, CALENDAR_PREFIX, "business_calendar.name")?;
+        let replacement = calendar_from_proto(&c)?;
+        Ok(Response::new(calendar_to_proto(
+            &self.store.update_calendar(&ctx, &id, &c.etag, replacement).await?,
+        )))
+    }
+
+    async fn delete_business_calendar(
+        &self,
+        request: Request<DeleteBusinessCalendarRequest>,
+    ) -> Result<Response<DeleteBusinessCalendarResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = id_of(&request.get_ref().name, CALENDAR_PREFIX, "name")?;
+        self.store.delete_calendar(&ctx, &id).await?;
+        Ok(Response::new(DeleteBusinessCalendarResponse {}))
+    }
+
+    async fn create_service_level_agreement(
+        &self,
+        request: Request<CreateServiceLevelAgreementRequest>,
+    ) -> Result<Response<ServiceLevelAgreement>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let Some(a) = request.service_level_agreement.as_ref() else {
+            return Err(Error::invalid("service_level_agreement", "is required").into());
+        };
+        idempotency::validate_request_id(&request.request_id, "request_id")?;
+        let calendars = self.calendar_ids(&ctx).await?;
+        let mut v = Violations::new();
+        check_agreement_fields(&mut v, a, &|_| true);
+        let targets = targets_from_proto(&mut v, &a.targets, &|id| calendars.iter().any(|c| c == id));
+        v.into_result()?;
+        let model = agreement::Model {
+            id: String::new(),
+            tenant_id: String::new(),
+            display_name: a.display_name.clone(),
+            agreement_type: a.r#type,
+            business_service: a.business_service.clone(),
+            counterparty: a.counterparty.clone(),
+            targets: serde_json::to_string(&targets).unwrap_or_else(|_| "[]".into()),
+            active: a.active,
+            version: 0,
+            create_time: 0,
+            update_time: 0,
+            creator: String::new(),
+            updater: String::new(),
+        };
+        let hash = idempotency::request_hash(&request);
+        let created = self.store.create_agreement(&ctx, model, &request.request_id, &hash).await?;
+        Ok(Response::new(agreement_to_proto(&created)))
+    }
+
+    async fn get_service_level_agreement(
+        &self,
+        request: Request<GetServiceLevelAgreementRequest>,
+    ) -> Result<Response<ServiceLevelAgreement>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = id_of(&request.get_ref().name, AGREEMENT_PREFIX, "name")?;
+        Ok(Response::new(agreement_to_proto(&self.store.get_agreement(&ctx, &id).await?)))
+    }
+
+    async fn list_service_level_agreements(
+        &self,
+        request: Request<ListServiceLevelAgreementsRequest>,
+    ) -> Result<Response<ListServiceLevelAgreementsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        let parsed = filter::parse(&r.filter)?;
+        let order = filter::parse_order_by(&r.order_by, AGREEMENT_ORDER)?.unwrap_or(("create_time", false));
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "agreements", &r.filter, &r.order_by]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let page = self.store.list_agreements(&ctx, parsed.as_ref(), order, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListServiceLevelAgreementsResponse {
+            service_level_agreements: page.items.iter().map(agreement_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_service_level_agreement(
+        &self,
+        request: Request<UpdateServiceLevelAgreementRequest>,
+    ) -> Result<Response<ServiceLevelAgreement>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let request = request.into_inner();
+        let Some(a) = request.service_level_agreement else {
+            return Err(Error::invalid("service_level_agreement", "is required").into());
+        };
+        let id = id_of(&a.name, AGREEMENT_PREFIX, "service_level_agreement.name")?;
+        let mask = UpdateMask::parse(request.update_mask.as_ref(), AGREEMENT_UPDATABLE, "update_mask")?;
+        let calendars = self.calendar_ids(&ctx).await?;
+        let mut v = Violations::new();
+        check_agreement_fields(&mut v, &a, &|p| mask.contains(p));
+        let targets = if mask.contains("targets") {
+            Some(targets_from_proto(&mut v, &a.targets, &|id| calendars.iter().any(|c| c == id)))
+        } else {
+            None
+        };
+        v.into_result()?;
+        let updated = self
+            .store
+            .update_agreement(&ctx, &id, &a.etag, |m| {
+                if mask.contains("display_name") {
+                    m.display_name.clone_from(&a.display_name);
+                }
+                if mask.contains("type") {
+                    m.agreement_type = a.r#type;
+                }
+                if mask.contains("business_service") {
+                    m.business_service.clone_from(&a.business_service);
+                }
+                if mask.contains("counterparty") {
+                    m.counterparty.clone_from(&a.counterparty);
+                }
+                if let Some(targets) = &targets {
+                    m.targets = serde_json::to_string(targets).unwrap_or_else(|_| "[]".into());
+                }
+                if mask.contains("active") {
+                    m.active = a.active;
+                }
+            })
+            .await?;
+        Ok(Response::new(agreement_to_proto(&updated)))
+    }
+
+    async fn delete_service_level_agreement(
+        &self,
+        request: Request<DeleteServiceLevelAgreementRequest>,
+    ) -> Result<Response<DeleteServiceLevelAgreementResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let id = id_of(&r.name, AGREEMENT_PREFIX, "name")?;
+        self.store.delete_agreement(&ctx, &id, &r.etag).await?;
+        Ok(Response::new(DeleteServiceLevelAgreementResponse {}))
+    }
+
+    async fn get_sla_clock(
+        &self,
+        request: Request<GetSlaClockRequest>,
+    ) -> Result<Response<SlaClock>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = id_of(&request.get_ref().name, CLOCK_PREFIX, "name")?;
+        Ok(Response::new(clock_to_proto(&self.store.get_clock(&ctx, &id).await?)))
+    }
+
+    async fn list_sla_clocks(
+        &self,
+        request: Request<ListSlaClocksRequest>,
+    ) -> Result<Response<ListSlaClocksResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let size = page_size(r.page_size, "page_size")?;
+        let parsed = filter::parse(&r.filter)?;
+        let order = filter::parse_order_by(&r.order_by, CLOCK_ORDER)?.unwrap_or(("start_time", false));
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "clocks", &r.filter, &r.order_by]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let page = self.store.list_clocks(&ctx, parsed.as_ref(), order, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListSlaClocksResponse {
+            sla_clocks: page.items.iter().map(clock_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn explain_sla_clock(
+        &self,
+        request: Request<ExplainSlaClockRequest>,
+    ) -> Result<Response<ExplainSlaClockResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = id_of(&request.get_ref().name, CLOCK_PREFIX, "name")?;
+        let (row, computation, calendar) = self.store.explain(&ctx, &id).await?;
+        let ts = |t: chrono::DateTime<chrono::Utc>| itsm_runtime::db::timestamp(t.timestamp_micros());
+        Ok(Response::new(ExplainSlaClockResponse {
+            clock: Some(clock_to_proto(&row)),
+            segments: computation
+                .segments
+                .iter()
+                .map(|s| SlaClockSegment {
+                    start_time: Some(ts(s.start)),
+                    end_time: s.end.map(ts),
+                    running: s.running,
+                    counted: Some(duration_of(s.counted)),
+                    cause_event: s.cause.clone(),
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+            explanation: computation.explanation,
+            calendar: calendar.map(|c| format!("{CALENDAR_PREFIX}{}", c.id)).unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,8 @@
+//! Service level management: business calendars, agreements and the SLA clocks that measure
+//! incidents and tickets against them.
+
+pub mod api;
+pub mod convert;
+pub mod feed;
+pub mod rules;
+pub mod store;

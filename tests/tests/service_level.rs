@@ -1,0 +1,329 @@
+//! Service level management end to end through the gateway: an incident raised from a ticket is
+//! measured by its agreement's clock — paused while on hold, resumed, warned, breached and
+//! stopped when resolved — and the warning escalates the ticket in the service desk.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use itsm_e2e::{Suite, authed};
+use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
+use itsm_proto::cmdb::{ConfigurationItem, CreateConfigurationItemRequest};
+use itsm_proto::delivery::service_level_service_client::ServiceLevelServiceClient;
+use itsm_proto::delivery::*;
+use itsm_proto::incident::incident_service_client::IncidentServiceClient;
+use itsm_proto::incident::{
+    AssignIncidentRequest, GetIncidentRequest, Incident, IncidentState, OnHoldReason, ResolutionCode,
+    ResolveIncidentRequest, UpdateIncidentRequest,
+};
+use itsm_proto::servicedesk::service_desk_service_client::ServiceDeskServiceClient;
+use itsm_proto::servicedesk::{
+    CreateSupportGroupRequest, CreateTicketRequest, GetTicketRequest, SupportGroup, Ticket, TicketType,
+};
+use itsm_runtime::testing::TestBackend;
+
+fn every_day() -> Vec<DayHours> {
+    (1..=7)
+        .map(|day| DayHours { day, spans: vec![TimeSpan { start: "00:00".into(), end: "24:00".into() }] })
+        .collect()
+}
+
+fn seconds(s: i64) -> prost_types::Duration {
+    prost_types::Duration { seconds: s, nanos: 0 }
+}
+
+async fn an_incident_on_hold_drives_its_clock_and_a_warning_escalates_the_ticket(backend: TestBackend) {
+    let suite = Suite::start_tuned(
+        backend,
+        |name, settings| {
+            // Warnings fall due between events; the desk acts on them in its escalation sweep.
+            settings.delivery.sla_sweep_interval_ms = 100;
+            if name == "service-desk" {
+                settings.service_desk.time_box_interval_ms = 100;
+            }
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let admin = suite.token("alice", "acme", &["admin"]).unwrap();
+    let channel = suite.gateway_channel().await.unwrap();
+    let mut cmdb = CmdbServiceClient::new(channel.clone());
+    let mut levels = ServiceLevelServiceClient::new(channel.clone());
+    let mut incidents = IncidentServiceClient::new(channel.clone());
+    let mut desk = ServiceDeskServiceClient::new(channel);
+
+    let shop = cmdb
+        .create_configuration_item(authed(
+            CreateConfigurationItemRequest {
+                configuration_item: Some(ConfigurationItem {
+                    display_name: "Shop".into(),
+                    ci_class: "business_service".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    for (name, tier, member) in [("Desk", 1, "ann"), ("Apps", 2, "ben")] {
+        desk.create_support_group(authed(
+            CreateSupportGroupRequest {
+                support_group: Some(SupportGroup {
+                    display_name: name.into(),
+                    tier,
+                    members: vec![member.into()],
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    }
+
+    // Bad input first: a time target needs a calendar; two holidays on one date overlap.
+    let target = |calendar: &str| ServiceLevelTarget {
+        metric: TargetMetric::ResolutionTime as i32,
+        condition: r#"record_type = "incident""#.into(),
+        duration: Some(seconds(3)),
+        warning_percents: vec![50],
+        calendar: calendar.into(),
+        ..Default::default()
+    };
+    let agreement = |targets: Vec<ServiceLevelTarget>| CreateServiceLevelAgreementRequest {
+        service_level_agreement: Some(ServiceLevelAgreement {
+            display_name: "Shop gold".into(),
+            r#type: AgreementType::Sla as i32,
+            business_service: shop.clone(),
+            counterparty: "Retail division".into(),
+            targets,
+            active: true,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    let err =
+        levels.create_service_level_agreement(authed(agreement(vec![target("")]), &admin)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let fields: Vec<String> = err
+        .get_error_details()
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect();
+    assert_eq!(fields, ["service_level_agreement.targets[0].calendar"]);
+    let holiday = |date: &str| Holiday { date: date.into(), name: "Closed".into() };
+    let err = levels
+        .create_business_calendar(authed(
+            CreateBusinessCalendarRequest {
+                business_calendar: Some(BusinessCalendar {
+                    display_name: "Broken".into(),
+                    time_zone: "Europe/Berlin".into(),
+                    weekly_hours: every_day(),
+                    holidays: vec![holiday("2026-12-25"), holiday("2026-12-25")],
+                    ..Default::default()
+                }),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("holidays[1]"), "{}", err.message());
+    assert!(
+        levels
+            .list_business_calendars(authed(ListBusinessCalendarsRequest {}, &admin))
+            .await
+            .unwrap()
+            .into_inner()
+            .business_calendars
+            .is_empty()
+    );
+
+    let calendar = levels
+        .create_business_calendar(authed(
+            CreateBusinessCalendarRequest {
+                business_calendar: Some(BusinessCalendar {
+                    display_name: "Always".into(),
+                    time_zone: "Europe/Berlin".into(),
+                    weekly_hours: every_day(),
+                    ..Default::default()
+                }),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    levels
+        .create_service_level_agreement(authed(agreement(vec![target(&calendar.name)]), &admin))
+        .await
+        .unwrap();
+
+    // A ticket raises the incident; its clock starts.
+    let ticket = desk
+        .create_ticket(authed(
+            CreateTicketRequest {
+                ticket: Some(Ticket {
+                    short_description: "Checkout fails".into(),
+                    r#type: TicketType::Incident as i32,
+                    business_service: shop.clone(),
+                    requester: "rita".into(),
+                    impact: 2,
+                    urgency: 2,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let incident = ticket.incident.clone();
+    assert!(!incident.is_empty(), "the ticket raised an incident");
+    let clock = |levels: &ServiceLevelServiceClient<tonic::transport::Channel>| {
+        let mut levels = levels.clone();
+        let request = authed(
+            ListSlaClocksRequest { filter: format!("record = \"{incident}\""), ..Default::default() },
+            &admin,
+        );
+        async move { levels.list_sla_clocks(request).await.unwrap().into_inner().sla_clocks }
+    };
+    let wait_for = |what: &'static str, check: fn(&SlaClock) -> bool| {
+        let clock = &clock;
+        let levels = &levels;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let clocks = clock(levels).await;
+                if let Some(c) = clocks.iter().find(|c| check(c)) {
+                    return c.clone();
+                }
+                assert!(Instant::now() < deadline, "{what}: {clocks:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let started = wait_for("the clock starts", |c| c.state == SlaClockState::Running as i32).await;
+    assert_eq!(started.metric, TargetMetric::ResolutionTime as i32);
+    assert!(started.due_time.is_some());
+
+    incidents
+        .assign_incident(authed(
+            AssignIncidentRequest {
+                name: incident.clone(),
+                assignment_group: "supportGroups/desk".into(),
+                assignee: "ann".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let hold = UpdateIncidentRequest {
+        incident: Some(Incident {
+            name: incident.clone(),
+            state: IncidentState::OnHold as i32,
+            on_hold_reason: OnHoldReason::AwaitingCaller as i32,
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["state".into(), "on_hold_reason".into()] }),
+    };
+    incidents.update_incident(authed(hold, &admin)).await.unwrap();
+    let paused = wait_for("on hold pauses the clock", |c| c.state == SlaClockState::Paused as i32).await;
+    assert!(paused.due_time.is_none(), "a paused clock has no due time");
+    // On hold for over a second: none of it counts.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let still = clock(&levels).await.remove(0);
+    assert_eq!(still.state, SlaClockState::Paused as i32);
+    let resume = UpdateIncidentRequest {
+        incident: Some(Incident {
+            name: incident.clone(),
+            state: IncidentState::InProgress as i32,
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["state".into()] }),
+    };
+    incidents.update_incident(authed(resume, &admin)).await.unwrap();
+    wait_for("resuming restarts it", |c| c.state == SlaClockState::Running as i32).await;
+
+    // Half the time gone: the warning reaches the service desk, which escalates the ticket.
+    wait_for("the warning", |c| c.warnings.contains(&50)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = desk
+            .get_ticket(authed(GetTicketRequest { name: ticket.name.clone() }, &admin))
+            .await
+            .unwrap()
+            .into_inner();
+        if t.tier == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the SLA warning did not escalate the ticket: {t:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The 3 s target passes: breached; resolving stops it, still breached.
+    let breached = wait_for("the breach", |c| c.state == SlaClockState::Breached as i32).await;
+    assert!(breached.breach_time.is_some());
+    incidents
+        .resolve_incident(authed(
+            ResolveIncidentRequest {
+                name: incident.clone(),
+                resolution_code: ResolutionCode::SolvedPermanently as i32,
+                resolution_notes: "Restarted the checkout pods".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let stopped = wait_for("resolving stops it", |c| c.stop_time.is_some()).await;
+    assert_eq!(stopped.state, SlaClockState::Breached as i32);
+    let elapsed = stopped.elapsed.unwrap();
+    let opened = incidents
+        .get_incident(authed(GetIncidentRequest { name: incident.clone() }, &admin))
+        .await
+        .unwrap()
+        .into_inner()
+        .open_time
+        .unwrap();
+    let secs = |t: &prost_types::Timestamp| t.seconds as f64 + f64::from(t.nanos) / 1e9;
+    let wall = secs(stopped.stop_time.as_ref().unwrap()) - secs(&opened);
+    let counted = elapsed.seconds as f64 + f64::from(elapsed.nanos) / 1e9;
+    assert!(counted + 1.0 < wall, "the 1.2 s on hold did not count: {counted} s of {wall} s");
+
+    // The clock explains itself: running, paused (on hold), running, with the events behind them.
+    let explained = levels
+        .explain_sla_clock(authed(ExplainSlaClockRequest { name: stopped.name.clone() }, &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    let running: Vec<bool> = explained.segments.iter().map(|s| s.running).collect();
+    assert!(running.starts_with(&[true, false, true]), "{:?}", explained.segments);
+    assert!(explained.segments.iter().all(|s| !s.cause_event.is_empty()));
+    assert!(explained.explanation.iter().any(|l| l.contains("ON_HOLD")), "{:?}", explained.explanation);
+    assert!(explained.explanation.iter().any(|l| l.contains("breach")), "{:?}", explained.explanation);
+    assert_eq!(explained.calendar, calendar.name);
+
+    // Another tenant sees none of it.
+    let other = suite.token("olga", "globex", &["admin"]).unwrap();
+    let theirs = levels
+        .get_sla_clock(authed(GetSlaClockRequest { name: stopped.name.clone() }, &other))
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code(), Code::NotFound);
+}
+
+itsm_runtime::db_tests!(an_incident_on_hold_drives_its_clock_and_a_warning_escalates_the_ticket);
