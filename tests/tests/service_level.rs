@@ -326,4 +326,174 @@ async fn an_incident_on_hold_drives_its_clock_and_a_warning_escalates_the_ticket
     assert_eq!(theirs.code(), Code::NotFound);
 }
 
-itsm_runtime::db_tests!(an_incident_on_hold_drives_its_clock_and_a_warning_escalates_the_ticket);
+const OPENSLO: &str = r#"
+apiVersion: openslo/v1
+kind: Service
+metadata:
+  name: checkout
+  displayName: Checkout
+spec:
+  description: Takes the money
+---
+apiVersion: openslo/v1
+kind: SLI
+metadata:
+  name: checkout-success
+spec:
+  ratioMetric:
+    counter: true
+    good:
+      metricSource:
+        type: Prometheus
+        spec:
+          query: sum(rate(http_requests_total{service="checkout",code!~"5.."}[1m]))
+    total:
+      metricSource:
+        type: Prometheus
+        spec:
+          query: sum(rate(http_requests_total{service="checkout"}[1m]))
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: checkout-availability
+  displayName: Checkout availability
+spec:
+  service: checkout
+  indicatorRef: checkout-success
+  timeWindow:
+    - duration: 30d
+      isRolling: true
+  budgetingMethod: Occurrences
+  objectives:
+    - displayName: Good checkouts
+      target: 0.999
+"#;
+
+async fn a_burn_rate_alert_opens_one_incident_per_episode(backend: TestBackend) {
+    use itsm_proto::incident::ListIncidentsRequest;
+    let suite = Suite::start(backend).await.unwrap();
+    let admin = suite.token("alice", "acme", &["admin"]).unwrap();
+    let channel = suite.gateway_channel().await.unwrap();
+    let mut levels = ServiceLevelServiceClient::new(channel.clone());
+    let mut incidents = IncidentServiceClient::new(channel);
+
+    // A document with a broken field is refused, naming it; nothing is stored.
+    let broken = OPENSLO.replace("target: 0.999", "target: 1.5");
+    let err = levels
+        .import_open_slo(authed(
+            ImportOpenSloRequest { yaml: broken, business_service: String::new() },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("spec.objectives[0].target"), "{}", err.message());
+    let dangling = OPENSLO.replace("indicatorRef: checkout-success", "indicatorRef: nowhere");
+    let err = levels
+        .import_open_slo(authed(
+            ImportOpenSloRequest { yaml: dangling, business_service: String::new() },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("nowhere"), "{}", err.message());
+    let listed =
+        levels.list_service_level_objectives(authed(ListServiceLevelObjectivesRequest {}, &admin)).await;
+    assert!(listed.unwrap().into_inner().service_level_objectives.is_empty());
+
+    let imported = levels
+        .import_open_slo(authed(
+            ImportOpenSloRequest { yaml: OPENSLO.into(), business_service: String::new() },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .service_level_objectives;
+    assert_eq!(imported.len(), 1);
+    let slo = &imported[0];
+    assert_eq!((slo.name.as_str(), slo.target), ("serviceLevelObjectives/checkout-availability", 0.999));
+    let factors: Vec<f64> = slo.alerts.iter().map(|a| a.factor).collect();
+    assert_eq!(factors, [14.4, 6.0, 1.0], "the workbook's windows for a 30-day SLO");
+    assert!(slo.error_budget_remaining.is_none(), "no samples yet");
+
+    let minute = |m: i64| prost_types::Timestamp { seconds: 1_795_000_000 + m * 60, nanos: 0 };
+    let sender = levels.clone();
+    let send = |samples: Vec<SliSample>| {
+        let mut levels = sender.clone();
+        let request = authed(
+            tokio_stream::iter(vec![RecordSliSamplesRequest {
+                service_level_objective: slo.name.clone(),
+                samples,
+            }]),
+            &admin,
+        );
+        async move { levels.record_sli_samples(request).await }
+    };
+    // good > total: refused, nothing stored.
+    let err = send(vec![SliSample { end_time: Some(minute(0)), good: 11, total: 10 }]).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("samples[0].good"), "{}", err.message());
+
+    // An hour of 0.01 % errors: within budget, no alert.
+    let healthy: Vec<SliSample> =
+        (0..60).map(|m| SliSample { end_time: Some(minute(m)), good: 9_999, total: 10_000 }).collect();
+    let answer = send(healthy).await.unwrap().into_inner();
+    assert_eq!((answer.recorded, answer.incidents.len()), (60, 0));
+    // Then an hour at 5 % errors: 50× the sustainable rate, every window fires — one incident.
+    let burning: Vec<SliSample> =
+        (60..120).map(|m| SliSample { end_time: Some(minute(m)), good: 9_500, total: 10_000 }).collect();
+    let answer = send(burning[..30].to_vec()).await.unwrap().into_inner();
+    assert_eq!(answer.incidents.len(), 1, "the alert opened an incident");
+    let incident = answer.incidents[0].clone();
+    // Still burning: the same episode, no second incident.
+    let answer = send(burning[30..].to_vec()).await.unwrap().into_inner();
+    assert!(answer.incidents.is_empty(), "{:?}", answer.incidents);
+    let view = levels
+        .get_service_level_objective(authed(
+            GetServiceLevelObjectiveRequest { name: slo.name.clone() },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let fast = &view.alerts[0];
+    assert!(fast.firing && fast.long_burn_rate > 14.4 && fast.short_burn_rate > 14.4, "{fast:?}");
+    assert_eq!(fast.incident, incident);
+    assert!(view.error_budget_remaining.unwrap() < 1.0);
+
+    let opened = incidents
+        .list_incidents(authed(
+            ListIncidentsRequest { filter: r#"category = "slo""#.into(), ..Default::default() },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .incidents;
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].name, incident);
+    assert_eq!(opened[0].priority, 1, "the fastest burn pages");
+    assert!(opened[0].short_description.contains("Checkout availability"), "{}", opened[0].short_description);
+    assert!(opened[0].description.contains("14.4"), "{}", opened[0].description);
+
+    // Recovery: two hours of clean traffic end the episode; a new burn opens a new incident.
+    let clean: Vec<SliSample> =
+        (120..600).map(|m| SliSample { end_time: Some(minute(m)), good: 10_000, total: 10_000 }).collect();
+    assert!(send(clean).await.unwrap().into_inner().incidents.is_empty());
+    let view = levels
+        .get_service_level_objective(authed(
+            GetServiceLevelObjectiveRequest { name: slo.name.clone() },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!view.alerts[0].firing, "{:?}", view.alerts[0]);
+}
+
+itsm_runtime::db_tests!(
+    an_incident_on_hold_drives_its_clock_and_a_warning_escalates_the_ticket,
+    a_burn_rate_alert_opens_one_incident_per_episode,
+);

@@ -123,3 +123,57 @@ pub mod clock {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod objective {
+    use sea_orm::entity::prelude::*;
+
+    /// An SLO imported from OpenSLO.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "service_level_objectives")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        /// OpenSLO `metadata.name`, unique per tenant.
+        pub slo_name: String,
+        pub display_name: String,
+        pub service: String,
+        pub business_service: String,
+        pub target: f64,
+        pub window_seconds: i64,
+        pub budgeting_method: String,
+        /// JSON: the alert windows, and the current (or last) alert episode.
+        pub alert_windows: String,
+        pub episodes: String,
+        pub create_time: i64,
+        pub update_time: i64,
+        pub creator: String,
+        pub updater: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod sample {
+    use sea_orm::entity::prelude::*;
+
+    /// Good and total events of one period of an SLO's indicator.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sli_samples")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub slo_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub end_time: i64,
+        pub good: i64,
+        pub total: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,6 +1,7 @@
 //! Service delivery (`itsm.delivery.v1`): service level management (business calendars,
-//! agreements, SLA clocks driven by the incident and service desk feeds). Availability, capacity,
-//! continuity and finance answer `UNIMPLEMENTED` until their issues build them.
+//! agreements, SLA clocks driven by the incident and service desk feeds, SLOs from OpenSLO with
+//! burn-rate alerts that open incidents). Availability, capacity, continuity and finance answer
+//! `UNIMPLEMENTED` until their issues build them.
 
 pub mod domain;
 pub mod entity;
@@ -68,6 +69,9 @@ pub async fn serve(
         &settings,
     );
     let sweep_interval = Duration::from_millis(settings.delivery.sla_sweep_interval_ms);
+    // Burn-rate alerts open incidents.
+    let incident_calls = incidents.clone();
+    let internal_token = settings.auth.internal_token.clone();
     let shutdown = shutdown.shared();
     let stops = (shutdown.clone(), shutdown.clone(), shutdown.clone());
     itsm_runtime::service::run::<migration::Migrator>(
@@ -90,7 +94,16 @@ pub async fn serve(
                 );
             }
             tokio::spawn(service_level::feed::sweep(store.clone(), sweep_interval, stops.2));
-            let api = service_level::api::ServiceLevelApi { store, page_tokens: state.page_tokens.clone() };
+            let objectives = service_level::objectives::Objectives {
+                db: state.db.clone(),
+                incidents: incident_calls,
+                internal_token,
+            };
+            let api = service_level::api::ServiceLevelApi {
+                store,
+                objectives,
+                page_tokens: state.page_tokens.clone(),
+            };
             server
                 .add_service(
                     ServiceLevelServiceServer::new(api)

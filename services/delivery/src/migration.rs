@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations = itsm_runtime::schema::migrations();
         migrations.push(Box::new(CreateServiceLevel));
+        migrations.push(Box::new(CreateObjectives));
         migrations
     }
 }
@@ -112,6 +113,59 @@ impl MigrationTrait for CreateServiceLevel {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         for table in ["sla_clocks", "record_observations", "service_level_agreements", "business_calendars"] {
+            db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
+        }
+        Ok(())
+    }
+}
+
+struct CreateObjectives;
+
+impl MigrationName for CreateObjectives {
+    fn name(&self) -> &str {
+        "m20261125_600002_objectives"
+    }
+}
+
+/// `{real}` is the floating-point type of the backend.
+const OBJECTIVES: &str = r"
+CREATE TABLE service_level_objectives (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    slo_name TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    service TEXT NOT NULL,
+    business_service TEXT NOT NULL,
+    target {real} NOT NULL,
+    window_seconds BIGINT NOT NULL,
+    budgeting_method TEXT NOT NULL,
+    alert_windows TEXT NOT NULL,
+    episodes TEXT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX service_level_objectives_by_name ON service_level_objectives (tenant_id, slo_name);
+CREATE TABLE sli_samples (
+    slo_id TEXT NOT NULL,
+    end_time BIGINT NOT NULL,
+    good BIGINT NOT NULL,
+    total BIGINT NOT NULL,
+    PRIMARY KEY (slo_id, end_time)
+)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateObjectives {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let sqlite = OBJECTIVES.replace("{real}", "REAL");
+        let postgres = OBJECTIVES.replace("{real}", "DOUBLE PRECISION");
+        execute_for_backend(manager.get_connection(), &sqlite, &postgres).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for table in ["sli_samples", "service_level_objectives"] {
             db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
         Ok(())

@@ -7,10 +7,13 @@ use itsm_proto::delivery::{
     BusinessCalendar, CreateBusinessCalendarRequest, CreateServiceLevelAgreementRequest,
     DeleteBusinessCalendarRequest, DeleteBusinessCalendarResponse, DeleteServiceLevelAgreementRequest,
     DeleteServiceLevelAgreementResponse, ExplainSlaClockRequest, ExplainSlaClockResponse,
-    GetBusinessCalendarRequest, GetServiceLevelAgreementRequest, GetSlaClockRequest,
-    ListBusinessCalendarsRequest, ListBusinessCalendarsResponse, ListServiceLevelAgreementsRequest,
-    ListServiceLevelAgreementsResponse, ListSlaClocksRequest, ListSlaClocksResponse, ServiceLevelAgreement,
-    SlaClock, SlaClockSegment, UpdateBusinessCalendarRequest, UpdateServiceLevelAgreementRequest,
+    GetBusinessCalendarRequest, GetServiceLevelAgreementRequest, GetServiceLevelObjectiveRequest,
+    GetSlaClockRequest, ImportOpenSloRequest, ImportOpenSloResponse, ListBusinessCalendarsRequest,
+    ListBusinessCalendarsResponse, ListServiceLevelAgreementsRequest, ListServiceLevelAgreementsResponse,
+    ListServiceLevelObjectivesRequest, ListServiceLevelObjectivesResponse, ListSlaClocksRequest,
+    ListSlaClocksResponse, RecordSliSamplesRequest, RecordSliSamplesResponse, ServiceLevelAgreement,
+    ServiceLevelObjective, SlaClock, SlaClockSegment, UpdateBusinessCalendarRequest,
+    UpdateServiceLevelAgreementRequest,
 };
 use itsm_runtime::error::Violations;
 use itsm_runtime::fieldmask::UpdateMask;
@@ -22,11 +25,13 @@ use super::convert::{
     AGREEMENT_PREFIX, CALENDAR_PREFIX, CLOCK_PREFIX, agreement_to_proto, calendar_from_proto,
     calendar_to_proto, clock_to_proto, duration_of, id_of, targets_from_proto,
 };
+use super::objectives::{self, Objectives};
 use super::store::{AGREEMENT_ORDER, CLOCK_ORDER, ServiceLevel};
 use crate::entity::agreement;
 
 pub struct ServiceLevelApi {
     pub store: ServiceLevel,
+    pub objectives: Objectives,
     pub page_tokens: PageTokens,
 }
 
@@ -291,5 +296,78 @@ impl ServiceLevelService for ServiceLevelApi {
             explanation: computation.explanation,
             calendar: calendar.map(|c| format!("{CALENDAR_PREFIX}{}", c.id)).unwrap_or_default(),
         }))
+    }
+
+    async fn import_open_slo(
+        &self,
+        request: Request<ImportOpenSloRequest>,
+    ) -> Result<Response<ImportOpenSloResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        if r.yaml.trim().is_empty() {
+            v.add("yaml", "is required");
+        } else if r.yaml.len() > 1024 * 1024 {
+            v.add("yaml", "at most 1 MiB");
+        }
+        let service_ok = r
+            .business_service
+            .strip_prefix("configurationItems/")
+            .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok());
+        if !r.business_service.is_empty() && !service_ok {
+            v.add("business_service", "must be `configurationItems/{id}`");
+        }
+        v.into_result()?;
+        let stored = self.objectives.import(&ctx, &r.yaml, &r.business_service).await?;
+        let mut service_level_objectives = Vec::with_capacity(stored.len());
+        for m in &stored {
+            service_level_objectives.push(self.objectives.view(m).await?);
+        }
+        Ok(Response::new(ImportOpenSloResponse { service_level_objectives }))
+    }
+
+    async fn get_service_level_objective(
+        &self,
+        request: Request<GetServiceLevelObjectiveRequest>,
+    ) -> Result<Response<ServiceLevelObjective>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let name = objectives::name_of(&request.get_ref().name, "name")?;
+        let m = self.objectives.get(&ctx, &name).await?;
+        Ok(Response::new(self.objectives.view(&m).await?))
+    }
+
+    async fn list_service_level_objectives(
+        &self,
+        request: Request<ListServiceLevelObjectivesRequest>,
+    ) -> Result<Response<ListServiceLevelObjectivesResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let mut service_level_objectives = Vec::new();
+        for m in self.objectives.list(&ctx).await? {
+            service_level_objectives.push(self.objectives.view(&m).await?);
+        }
+        Ok(Response::new(ListServiceLevelObjectivesResponse { service_level_objectives }))
+    }
+
+    async fn record_sli_samples(
+        &self,
+        request: Request<tonic::Streaming<RecordSliSamplesRequest>>,
+    ) -> Result<Response<RecordSliSamplesResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let mut stream = request.into_inner();
+        let mut response = RecordSliSamplesResponse::default();
+        // Each message is checked and stored on its own: an earlier message's samples stay when a
+        // later one is refused, and the error says which message.
+        let mut index = 0;
+        while let Some(message) = stream.message().await? {
+            let name = objectives::name_of(&message.service_level_objective, "service_level_objective")?;
+            let (recorded, incidents) =
+                self.objectives.record(&ctx, &name, &message.samples).await.map_err(|e| {
+                    if index == 0 { e } else { Error::invalid("messages", format!("message {index}: {e}")) }
+                })?;
+            response.recorded += recorded;
+            response.incidents.extend(incidents);
+            index += 1;
+        }
+        Ok(Response::new(response))
     }
 }

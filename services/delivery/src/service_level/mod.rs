@@ -4,5 +4,6 @@
 pub mod api;
 pub mod convert;
 pub mod feed;
+pub mod objectives;
 pub mod rules;
 pub mod store;
