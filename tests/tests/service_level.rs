@@ -493,7 +493,219 @@ async fn a_burn_rate_alert_opens_one_incident_per_episode(backend: TestBackend) 
     assert!(!view.alerts[0].firing, "{:?}", view.alerts[0]);
 }
 
+async fn major_incidents_become_outages_and_availability_is_reported(backend: TestBackend) {
+    use itsm_proto::delivery::availability_service_client::AvailabilityServiceClient;
+    use itsm_proto::incident::{CreateIncidentRequest, PromoteIncidentRequest};
+    let suite = Suite::start(backend).await.unwrap();
+    let admin = suite.token("alice", "acme", &["admin"]).unwrap();
+    let channel = suite.gateway_channel().await.unwrap();
+    let mut cmdb = CmdbServiceClient::new(channel.clone());
+    let mut availability = AvailabilityServiceClient::new(channel.clone());
+    let mut levels = ServiceLevelServiceClient::new(channel.clone());
+    let mut incidents = IncidentServiceClient::new(channel);
+    let shop = cmdb
+        .create_configuration_item(authed(
+            CreateConfigurationItemRequest {
+                configuration_item: Some(ConfigurationItem {
+                    display_name: "Shop".into(),
+                    ci_class: "business_service".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    // The agreement's availability target: 99.9 % around the clock.
+    let calendar = levels
+        .create_business_calendar(authed(
+            CreateBusinessCalendarRequest {
+                business_calendar: Some(BusinessCalendar {
+                    display_name: "Always".into(),
+                    time_zone: "UTC".into(),
+                    weekly_hours: every_day(),
+                    ..Default::default()
+                }),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let agreement = levels
+        .create_service_level_agreement(authed(
+            CreateServiceLevelAgreementRequest {
+                service_level_agreement: Some(ServiceLevelAgreement {
+                    display_name: "Shop availability".into(),
+                    r#type: AgreementType::Sla as i32,
+                    business_service: shop.clone(),
+                    targets: vec![ServiceLevelTarget {
+                        metric: TargetMetric::Availability as i32,
+                        availability_basis_points: 9990,
+                        calendar: calendar.name.clone(),
+                        ..Default::default()
+                    }],
+                    active: true,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Bad input: an outage that ends before it starts.
+    let now = itsm_runtime::db::now_micros();
+    let ts = itsm_runtime::db::timestamp;
+    let err = availability
+        .create_outage(authed(
+            CreateOutageRequest {
+                outage: Some(Outage {
+                    service: shop.clone(),
+                    kind: OutageKind::Full as i32,
+                    start_time: Some(ts(now)),
+                    end_time: Some(ts(now - 1_000_000)),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("end_time"), "{}", err.message());
+
+    // A P1 promoted to major: the service is down until the incident is resolved.
+    let incident = incidents
+        .create_incident(authed(
+            CreateIncidentRequest {
+                incident: Some(Incident {
+                    short_description: "Checkout down".into(),
+                    business_service: shop.clone(),
+                    impact: 1,
+                    urgency: 1,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    incidents
+        .promote_incident(authed(
+            PromoteIncidentRequest {
+                name: incident.name.clone(),
+                reason: "All checkouts fail".into(),
+                etag: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let outages = |availability: &AvailabilityServiceClient<tonic::transport::Channel>| {
+        let mut availability = availability.clone();
+        let request = authed(
+            ListOutagesRequest { filter: format!("cause = \"{}\"", incident.name), ..Default::default() },
+            &admin,
+        );
+        async move { availability.list_outages(request).await.unwrap().into_inner().outages }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let opened = loop {
+        if let Some(o) = outages(&availability).await.pop() {
+            break o;
+        }
+        assert!(Instant::now() < deadline, "the major incident opened no outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (opened.kind, opened.planned, opened.end_time.is_some()),
+        (OutageKind::Full as i32, false, false)
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    incidents
+        .assign_incident(authed(
+            AssignIncidentRequest {
+                name: incident.name.clone(),
+                assignment_group: "supportGroups/sre".into(),
+                assignee: "sam".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    incidents
+        .resolve_incident(authed(
+            ResolveIncidentRequest {
+                name: incident.name.clone(),
+                resolution_code: ResolutionCode::SolvedPermanently as i32,
+                resolution_notes: "Rolled back".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let closed = loop {
+        let o = outages(&availability).await.pop().unwrap();
+        if o.end_time.is_some() {
+            break o;
+        }
+        assert!(Instant::now() < deadline, "resolving did not end the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // The report over the last hour: one break of about a second, under the 99.9 % target.
+    let report = availability
+        .get_availability_report(authed(
+            GetAvailabilityReportRequest {
+                service: shop.clone(),
+                start_time: Some(ts(now - 3_600_000_000)),
+                end_time: Some(ts(itsm_runtime::db::now_micros())),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(report.service_breaks, 1);
+    let down = report.downtime.unwrap();
+    let expected = closed.end_time.unwrap().seconds - closed.start_time.unwrap().seconds;
+    assert!((down.seconds - expected).abs() <= 1 && down.seconds >= 1, "{down:?}");
+    assert!(
+        report.availability_percent < 100.0 && report.availability_percent > 99.0,
+        "{}",
+        report.availability_percent
+    );
+    assert_eq!(
+        (report.target_basis_points, report.service_level_agreement.as_str()),
+        (9990, agreement.name.as_str())
+    );
+    assert!(report.target_met, "a second in an hour is 99.97 %");
+    assert_eq!(report.mtrs, report.downtime);
+    assert_eq!(report.calendar, calendar.name);
+    let err = availability
+        .get_availability_report(authed(
+            GetAvailabilityReportRequest { service: shop.clone(), ..Default::default() },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
 itsm_runtime::db_tests!(
+    major_incidents_become_outages_and_availability_is_reported,
     an_incident_on_hold_drives_its_clock_and_a_warning_escalates_the_ticket,
     a_burn_rate_alert_opens_one_incident_per_episode,
 );

@@ -177,3 +177,34 @@ pub mod sample {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod outage {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
+    #[sea_orm(table_name = "outages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub service: String,
+        pub configuration_item: String,
+        pub planned: bool,
+        pub kind: i32,
+        pub start_time: i64,
+        /// 0 while ongoing.
+        pub end_time: i64,
+        pub description: String,
+        pub cause: String,
+        pub version: i64,
+        pub create_time: i64,
+        pub update_time: i64,
+        pub creator: String,
+        pub updater: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,8 +1,10 @@
 //! Service delivery (`itsm.delivery.v1`): service level management (business calendars,
 //! agreements, SLA clocks driven by the incident and service desk feeds, SLOs from OpenSLO with
-//! burn-rate alerts that open incidents). Availability, capacity, continuity and finance answer
-//! `UNIMPLEMENTED` until their issues build them.
+//! burn-rate alerts that open incidents) and availability management (outages, from major
+//! incidents too, and availability reports). Capacity, continuity and finance answer
+//! `UNIMPLEMENTED` until their issue builds them.
 
+pub mod availability;
 pub mod domain;
 pub mod entity;
 pub mod migration;
@@ -14,7 +16,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::net::TcpListener;
 
-use itsm_proto::delivery::availability_service_server::{AvailabilityService, AvailabilityServiceServer};
+use itsm_proto::delivery::availability_service_server::AvailabilityServiceServer;
 use itsm_proto::delivery::capacity_service_server::{CapacityService, CapacityServiceServer};
 use itsm_proto::delivery::continuity_service_server::{ContinuityService, ContinuityServiceServer};
 use itsm_proto::delivery::finance_service_server::{FinanceService, FinanceServiceServer};
@@ -28,9 +30,6 @@ use service_level::store::ServiceLevel;
 pub const SERVICE: &str = "delivery";
 
 struct NotYetBuilt;
-
-#[tonic::async_trait]
-impl AvailabilityService for NotYetBuilt {}
 
 #[tonic::async_trait]
 impl CapacityService for NotYetBuilt {}
@@ -68,12 +67,17 @@ pub async fn serve(
         <itsm_proto::servicedesk::TicketChanged as prost::Name>::full_name(),
         &settings,
     );
+    let outage_options = consumer_options(
+        availability::CONSUMER,
+        <itsm_proto::incident::MajorIncidentOutage as prost::Name>::full_name(),
+        &settings,
+    );
     let sweep_interval = Duration::from_millis(settings.delivery.sla_sweep_interval_ms);
     // Burn-rate alerts open incidents.
     let incident_calls = incidents.clone();
     let internal_token = settings.auth.internal_token.clone();
     let shutdown = shutdown.shared();
-    let stops = (shutdown.clone(), shutdown.clone(), shutdown.clone());
+    let stops = (shutdown.clone(), shutdown.clone(), shutdown.clone(), shutdown.clone());
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
         settings,
@@ -81,10 +85,17 @@ pub async fn serve(
         shutdown,
         |server, state| {
             let store = ServiceLevel { db: state.db.clone(), feed: state.feed.clone() };
+            let outages = availability::Availability { db: state.db.clone() };
             if let Some(channel) = incidents {
                 let handler = IncidentFeed { store: store.clone() };
                 tokio::spawn(
-                    EventConsumer::new(incident_options, state.db.clone(), channel, handler).run(stops.0),
+                    EventConsumer::new(incident_options, state.db.clone(), channel.clone(), handler)
+                        .run(stops.0),
+                );
+                // Major incidents open and close outages.
+                let handler = availability::MajorIncidentOutages { availability: outages.clone() };
+                tokio::spawn(
+                    EventConsumer::new(outage_options, state.db.clone(), channel, handler).run(stops.3),
                 );
             }
             if let Some(channel) = tickets {
@@ -110,7 +121,10 @@ pub async fn serve(
                         .max_decoding_message_size(max)
                         .max_encoding_message_size(max),
                 )
-                .add_service(AvailabilityServiceServer::new(NotYetBuilt))
+                .add_service(AvailabilityServiceServer::new(availability::AvailabilityApi {
+                    availability: outages,
+                    page_tokens: state.page_tokens.clone(),
+                }))
                 .add_service(CapacityServiceServer::new(NotYetBuilt))
                 .add_service(ContinuityServiceServer::new(NotYetBuilt))
                 .add_service(FinanceServiceServer::new(NotYetBuilt))

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
         let mut migrations = itsm_runtime::schema::migrations();
         migrations.push(Box::new(CreateServiceLevel));
         migrations.push(Box::new(CreateObjectives));
+        migrations.push(Box::new(CreateOutages));
         migrations
     }
 }
@@ -168,6 +169,48 @@ impl MigrationTrait for CreateObjectives {
         for table in ["sli_samples", "service_level_objectives"] {
             db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
+        Ok(())
+    }
+}
+
+struct CreateOutages;
+
+impl MigrationName for CreateOutages {
+    fn name(&self) -> &str {
+        "m20261125_600003_outages"
+    }
+}
+
+const OUTAGES: &str = r"
+CREATE TABLE outages (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    service TEXT NOT NULL,
+    configuration_item TEXT NOT NULL,
+    planned BOOLEAN NOT NULL,
+    kind INTEGER NOT NULL,
+    start_time BIGINT NOT NULL,
+    end_time BIGINT NOT NULL,
+    description TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE INDEX outages_by_service ON outages (tenant_id, service, start_time);
+CREATE INDEX outages_by_start ON outages (tenant_id, start_time, id);
+CREATE INDEX outages_by_cause ON outages (tenant_id, cause)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateOutages {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), OUTAGES, OUTAGES).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP TABLE IF EXISTS outages").await?;
         Ok(())
     }
 }

@@ -257,19 +257,17 @@ pub fn targets_from_proto(
         }
         let timed = matches!(t.metric, RESPONSE_TIME | RESOLUTION_TIME);
         let mut calendar = String::new();
-        if timed {
-            if t.calendar.is_empty() {
-                v.add(
-                    format!("{field}.calendar"),
-                    "is required: a time target counts on a business calendar",
-                );
-            } else {
-                match id_of(&t.calendar, CALENDAR_PREFIX, "calendar") {
-                    Ok(id) if calendar_exists(&id) => calendar = id,
-                    Ok(_) => v.add(format!("{field}.calendar"), format!("no such calendar: {}", t.calendar)),
-                    Err(_) => v.add(format!("{field}.calendar"), "must be `businessCalendars/{id}`"),
-                }
+        if timed && t.calendar.is_empty() {
+            v.add(format!("{field}.calendar"), "is required: a time target counts on a business calendar");
+        } else if !t.calendar.is_empty() {
+            // For availability targets the calendar gives the agreed service hours (else 24×7).
+            match id_of(&t.calendar, CALENDAR_PREFIX, "calendar") {
+                Ok(id) if calendar_exists(&id) => calendar = id,
+                Ok(_) => v.add(format!("{field}.calendar"), format!("no such calendar: {}", t.calendar)),
+                Err(_) => v.add(format!("{field}.calendar"), "must be `businessCalendars/{id}`"),
             }
+        }
+        if timed {
             if t.duration.is_none() && t.priority_durations.is_empty() {
                 v.add(format!("{field}.duration"), "is required (or priority_durations)");
             }
