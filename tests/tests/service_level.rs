@@ -317,6 +317,30 @@ async fn an_incident_on_hold_drives_its_clock_and_a_warning_escalates_the_ticket
     assert!(explained.explanation.iter().any(|l| l.contains("breach")), "{:?}", explained.explanation);
     assert_eq!(explained.calendar, calendar.name);
 
+    // The report over the last hour: one measured clock, breached, and the breach listed.
+    let report = levels
+        .get_service_level_report(authed(
+            GetServiceLevelReportRequest {
+                business_service: shop.clone(),
+                start_time: Some(prost_types::Timestamp { seconds: opened.seconds - 3600, nanos: 0 }),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(report.targets.len(), 1);
+    let t = &report.targets[0];
+    assert_eq!((t.measured, t.met, t.breached, t.attainment_percent), (1, 0, 1, 0.0));
+    assert_eq!(report.customers.iter().map(|c| c.measured).sum::<i32>(), 1);
+    assert_eq!(report.breaches.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), [stopped.name.clone()]);
+    let err = levels
+        .get_service_level_report(authed(GetServiceLevelReportRequest::default(), &admin))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
     // Another tenant sees none of it.
     let other = suite.token("olga", "globex", &["admin"]).unwrap();
     let theirs = levels

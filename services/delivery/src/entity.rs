@@ -116,6 +116,8 @@ pub mod clock {
         pub version: i64,
         pub create_time: i64,
         pub update_time: i64,
+        /// The record's customer (ticket organisation or incident caller), for reports.
+        pub customer: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

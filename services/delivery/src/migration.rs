@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(CreateServiceLevel));
         migrations.push(Box::new(CreateObjectives));
         migrations.push(Box::new(CreateOutages));
+        migrations.push(Box::new(AddClockCustomer));
         migrations
     }
 }
@@ -211,6 +212,33 @@ impl MigrationTrait for CreateOutages {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared("DROP TABLE IF EXISTS outages").await?;
+        Ok(())
+    }
+}
+
+/// Reports attain per customer: each clock keeps its record's customer.
+struct AddClockCustomer;
+
+impl MigrationName for AddClockCustomer {
+    fn name(&self) -> &str {
+        "m20261125_600004_clock_customer"
+    }
+}
+
+const CLOCK_CUSTOMER: &str = r"
+ALTER TABLE sla_clocks ADD COLUMN customer TEXT NOT NULL DEFAULT '';
+CREATE INDEX sla_clocks_by_stop ON sla_clocks (tenant_id, stop_time)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddClockCustomer {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), CLOCK_CUSTOMER, CLOCK_CUSTOMER).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX IF EXISTS sla_clocks_by_stop").await?;
+        db.execute_unprepared("ALTER TABLE sla_clocks DROP COLUMN customer").await?;
         Ok(())
     }
 }

@@ -15,6 +15,9 @@ use itsm_proto::delivery::{
     ServiceLevelObjective, SlaClock, SlaClockSegment, UpdateBusinessCalendarRequest,
     UpdateServiceLevelAgreementRequest,
 };
+use itsm_proto::delivery::{
+    CustomerAttainment, GetServiceLevelReportRequest, ServiceLevelReport, TargetAttainment,
+};
 use itsm_runtime::error::Violations;
 use itsm_runtime::fieldmask::UpdateMask;
 use itsm_runtime::paging::{PageTokens, page_size};
@@ -369,5 +372,60 @@ impl ServiceLevelService for ServiceLevelApi {
             index += 1;
         }
         Ok(Response::new(response))
+    }
+
+    async fn get_service_level_report(
+        &self,
+        request: Request<GetServiceLevelReportRequest>,
+    ) -> Result<Response<ServiceLevelReport>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let from = r.start_time.as_ref().map_or(0, itsm_runtime::db::micros);
+        let to = r.end_time.as_ref().map_or_else(itsm_runtime::db::now_micros, itsm_runtime::db::micros);
+        let mut v = Violations::new();
+        if from <= 0 {
+            v.add("start_time", "is required");
+        } else if to <= from {
+            v.add("end_time", "must be after start_time");
+        }
+        validate::text(&mut v, "customer", &r.customer, MAX_NAME, false);
+        v.into_result()?;
+        let clocks = self.store.measured_clocks(&ctx, &r.business_service, &r.customer, from, to).await?;
+        let report = super::report::attainment(&clocks);
+        let mut breaches: Vec<&crate::entity::clock::Model> = clocks
+            .iter()
+            .filter(|c| c.state == itsm_proto::delivery::SlaClockState::Breached as i32)
+            .collect();
+        breaches.sort_by_key(|c| std::cmp::Reverse(c.breach_time));
+        Ok(Response::new(ServiceLevelReport {
+            start_time: Some(itsm_runtime::db::timestamp(from)),
+            end_time: Some(itsm_runtime::db::timestamp(to)),
+            targets: report
+                .targets
+                .into_iter()
+                .map(|t| TargetAttainment {
+                    service_level_agreement: format!("{AGREEMENT_PREFIX}{}", t.agreement),
+                    target_index: t.target_index,
+                    metric: t.metric,
+                    business_service: t.business_service,
+                    measured: t.counts.measured,
+                    met: t.counts.met,
+                    breached: t.counts.breached,
+                    attainment_percent: t.counts.percent(),
+                })
+                .collect(),
+            customers: report
+                .customers
+                .into_iter()
+                .map(|(customer, c)| CustomerAttainment {
+                    customer,
+                    measured: c.measured,
+                    met: c.met,
+                    breached: c.breached,
+                    attainment_percent: c.percent(),
+                })
+                .collect(),
+            breaches: breaches.into_iter().take(100).map(clock_to_proto).collect(),
+        }))
     }
 }

@@ -5,5 +5,6 @@ pub mod api;
 pub mod convert;
 pub mod feed;
 pub mod objectives;
+pub mod report;
 pub mod rules;
 pub mod store;

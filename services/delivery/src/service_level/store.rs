@@ -460,6 +460,37 @@ impl ServiceLevel {
         Ok((row, computation, calendar))
     }
 
+    /// Clocks that stopped in [from, to) as MET or BREACHED, and breached clocks still running
+    /// whose breach fell in it; optionally of one business service and one customer.
+    pub async fn measured_clocks(
+        &self,
+        ctx: &CallContext,
+        business_service: &str,
+        customer: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<clock::Model>, Error> {
+        let stopped_in = sea_orm::Condition::all()
+            .add(clock::Column::StopTime.gte(from))
+            .add(clock::Column::StopTime.lt(to))
+            .add(clock::Column::State.is_in([SlaClockState::Met as i32, SlaClockState::Breached as i32]));
+        let breached_running = sea_orm::Condition::all()
+            .add(clock::Column::StopTime.eq(0))
+            .add(clock::Column::State.eq(SlaClockState::Breached as i32))
+            .add(clock::Column::BreachTime.gte(from))
+            .add(clock::Column::BreachTime.lt(to));
+        let mut query = clock::Entity::find()
+            .filter(clock::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(sea_orm::Condition::any().add(stopped_in).add(breached_running));
+        if !business_service.is_empty() {
+            query = query.filter(clock::Column::BusinessService.eq(business_service));
+        }
+        if !customer.is_empty() {
+            query = query.filter(clock::Column::Customer.eq(customer));
+        }
+        Ok(query.all(&self.db).await?)
+    }
+
     // ---- the engine -----------------------------------------------------------------------------
 
     /// Records a record's observed state (once per event), starts the clocks of the targets that
@@ -505,7 +536,7 @@ impl ServiceLevel {
                 for (index, target) in targets_of(a).iter().enumerate() {
                     let condition = parse_condition(&target.condition, "condition").ok().flatten();
                     if target.is_timed() && applies(condition.as_ref(), &observed.facts) {
-                        ensure_clock(txn, tenant, a, index as i32, target.metric, observed.record).await?;
+                        ensure_clock(txn, tenant, a, index as i32, target.metric, &observed).await?;
                     }
                 }
             }
@@ -579,8 +610,9 @@ async fn ensure_clock(
     a: &agreement::Model,
     index: i32,
     metric: i32,
-    record: &str,
+    observed: &Observed<'_>,
 ) -> Result<(), Error> {
+    let record = observed.record;
     let exists = clock::Entity::find()
         .filter(clock::Column::TenantId.eq(tenant))
         .filter(clock::Column::Record.eq(record))
@@ -617,6 +649,7 @@ async fn ensure_clock(
         version: 0,
         create_time: now,
         update_time: now,
+        customer: observed.facts.customer.clone(),
     }
     .into_active_model()
     .reset_all()
