@@ -334,7 +334,8 @@ async fn an_incident_on_hold_drives_its_clock_and_a_warning_escalates_the_ticket
     let t = &report.targets[0];
     assert_eq!((t.measured, t.met, t.breached, t.attainment_percent), (1, 0, 1, 0.0));
     assert_eq!(report.customers.iter().map(|c| c.measured).sum::<i32>(), 1);
-    assert_eq!(report.breaches.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), [stopped.name.clone()]);
+    let breached: Vec<&str> = report.breaches.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(breached, [stopped.name.as_str()]);
     let err = levels
         .get_service_level_report(authed(GetServiceLevelReportRequest::default(), &admin))
         .await
