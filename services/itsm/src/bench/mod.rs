@@ -1,6 +1,7 @@
 //! `itsm bench <scenario>`: load generators that print their figures next to a baseline measured
 //! in the same run, so every number is also a ratio. Loopback only; every loop is bounded.
 
+pub mod clocks;
 pub mod cmdb;
 pub mod gateway;
 
@@ -50,6 +51,8 @@ pub enum Scenario {
     Cmdb(cmdb::CmdbBenchArgs),
     /// The gateway's overhead: one read straight on the CMDB and through the gateway.
     Gateway(gateway::GatewayBenchArgs),
+    /// SLA clocks on PostgreSQL: events applied per second with many open clocks, full breach sweep.
+    Clocks(clocks::ClockBenchArgs),
 }
 
 pub async fn run(scenario: Scenario) -> Result<(), String> {
@@ -61,6 +64,11 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         }
         Scenario::Gateway(args) => {
             let report = gateway::run(&args).await?;
+            println!("{}", report.markdown());
+            Ok(())
+        }
+        Scenario::Clocks(args) => {
+            let report = clocks::run(&args).await?;
             println!("{}", report.markdown());
             Ok(())
         }
