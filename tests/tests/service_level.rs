@@ -427,9 +427,25 @@ async fn a_burn_rate_alert_opens_one_incident_per_episode(backend: TestBackend) 
         levels.list_service_level_objectives(authed(ListServiceLevelObjectivesRequest {}, &admin)).await;
     assert!(listed.unwrap().into_inner().service_level_objectives.is_empty());
 
+    let shop = CmdbServiceClient::new(suite.gateway_channel().await.unwrap())
+        .create_configuration_item(authed(
+            CreateConfigurationItemRequest {
+                configuration_item: Some(ConfigurationItem {
+                    display_name: "Shop".into(),
+                    ci_class: "business_service".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
     let imported = levels
         .import_open_slo(authed(
-            ImportOpenSloRequest { yaml: OPENSLO.into(), business_service: String::new() },
+            ImportOpenSloRequest { yaml: OPENSLO.into(), business_service: shop.clone() },
             &admin,
         ))
         .await
@@ -502,6 +518,33 @@ async fn a_burn_rate_alert_opens_one_incident_per_episode(backend: TestBackend) 
     assert_eq!(opened[0].priority, 1, "the fastest burn pages");
     assert!(opened[0].short_description.contains("Checkout availability"), "{}", opened[0].short_description);
     assert!(opened[0].description.contains("14.4"), "{}", opened[0].description);
+
+    // The error-budget policy: the gateway's CanDeploy refuses while the budget is spent, and the
+    // service's health shows the SLO.
+    let mut overview = itsm_proto::gateway::overview_service_client::OverviewServiceClient::new(
+        suite.gateway_channel().await.unwrap(),
+    );
+    let can = overview
+        .can_deploy(authed(
+            itsm_proto::gateway::CanDeployRequest { service: shop.clone(), environment: String::new() },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!can.allowed);
+    assert!(can.reasons.iter().any(|r| r.contains("spent its error budget")), "{:?}", can.reasons);
+    let health = overview
+        .get_service_health(authed(
+            itsm_proto::gateway::GetServiceHealthRequest { service: shop.clone() },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.service_level_objectives.len(), 1);
+    assert!(health.availability.is_some(), "{:?}", health.part_errors);
+    assert!(health.part_errors.is_empty(), "{:?}", health.part_errors);
 
     // Recovery: two hours of clean traffic end the episode; a new burn opens a new incident.
     let clean: Vec<SliSample> =
@@ -583,6 +626,42 @@ async fn major_incidents_become_outages_and_availability_is_reported(backend: Te
         .await
         .unwrap()
         .into_inner();
+
+    // The catalogue: the service as offered, with its hours, owner, customers and agreements.
+    let offering = |name: &str, service: &str| CreateServiceOfferingRequest {
+        service_offering: Some(ServiceOffering {
+            display_name: name.into(),
+            business_service: service.into(),
+            hours: calendar.name.clone(),
+            owner: "Retail IT".into(),
+            customers: vec!["Retail division".into(), "Outlets".into()],
+            ..Default::default()
+        }),
+    };
+    let gold = levels
+        .create_service_offering(authed(offering("Shop — Gold", &shop), &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(gold.service_level_agreements, std::slice::from_ref(&agreement.name));
+    assert_eq!(gold.hours, calendar.name);
+    let err =
+        levels.create_service_offering(authed(offering("Shop — Gold", &shop), &admin)).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let err = levels.create_service_offering(authed(offering("Nothing", ""), &admin)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("service_offering.business_service"), "{}", err.message());
+    let by_customer = levels
+        .list_service_offerings(authed(
+            ListServiceOfferingsRequest { customer: "Outlets".into(), ..Default::default() },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .service_offerings;
+    let names: Vec<&str> = by_customer.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, [gold.name.as_str()]);
 
     // Bad input: an outage that ends before it starts.
     let now = itsm_runtime::db::now_micros();

@@ -210,3 +210,34 @@ pub mod outage {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod offering {
+    use sea_orm::entity::prelude::*;
+
+    /// A service catalogue entry.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "service_offerings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub display_name: String,
+        pub business_service: String,
+        pub description: String,
+        /// Calendar id of the hours of service ("" = around the clock).
+        pub hours: String,
+        pub owner: String,
+        /// JSON list of customers.
+        pub customers: String,
+        pub version: i64,
+        pub create_time: i64,
+        pub update_time: i64,
+        pub creator: String,
+        pub updater: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -73,6 +73,8 @@ pub async fn serve(
         &settings,
     );
     let sweep_interval = Duration::from_millis(settings.delivery.sla_sweep_interval_ms);
+    // The catalogue checks business services in the CMDB.
+    let cmdb = itsm_cmdb_client::CmdbDirectory::from_settings(&settings)?;
     // Burn-rate alerts open incidents.
     let incident_calls = incidents.clone();
     let internal_token = settings.auth.internal_token.clone();
@@ -110,8 +112,10 @@ pub async fn serve(
                 incidents: incident_calls,
                 internal_token,
             };
+            let catalogue = service_level::catalogue::Catalogue { db: state.db.clone(), cmdb };
             let api = service_level::api::ServiceLevelApi {
                 store,
+                catalogue,
                 objectives,
                 page_tokens: state.page_tokens.clone(),
             };

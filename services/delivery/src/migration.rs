@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(CreateObjectives));
         migrations.push(Box::new(CreateOutages));
         migrations.push(Box::new(AddClockCustomer));
+        migrations.push(Box::new(CreateOfferings));
         migrations
     }
 }
@@ -239,6 +240,45 @@ impl MigrationTrait for AddClockCustomer {
         let db = manager.get_connection();
         db.execute_unprepared("DROP INDEX IF EXISTS sla_clocks_by_stop").await?;
         db.execute_unprepared("ALTER TABLE sla_clocks DROP COLUMN customer").await?;
+        Ok(())
+    }
+}
+
+struct CreateOfferings;
+
+impl MigrationName for CreateOfferings {
+    fn name(&self) -> &str {
+        "m20261125_600005_service_offerings"
+    }
+}
+
+const OFFERINGS: &str = r"
+CREATE TABLE service_offerings (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    business_service TEXT NOT NULL,
+    description TEXT NOT NULL,
+    hours TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    customers TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX service_offerings_by_name ON service_offerings (tenant_id, display_name);
+CREATE INDEX service_offerings_by_service ON service_offerings (tenant_id, business_service)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateOfferings {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), OFFERINGS, OFFERINGS).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP TABLE IF EXISTS service_offerings").await?;
         Ok(())
     }
 }

@@ -15,7 +15,9 @@ use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{BatchGetConfigurationItemsRequest, GetConfigurationItemRequest};
 use itsm_proto::delivery::availability_service_client::AvailabilityServiceClient;
 use itsm_proto::delivery::service_level_service_client::ServiceLevelServiceClient;
-use itsm_proto::delivery::{ListOutagesRequest, ListSlaClocksRequest};
+use itsm_proto::delivery::{
+    GetAvailabilityReportRequest, ListOutagesRequest, ListServiceLevelObjectivesRequest, ListSlaClocksRequest,
+};
 use itsm_proto::gateway::overview_service_server::OverviewService;
 use itsm_proto::gateway::{
     CanDeployRequest, CanDeployResponse, GetIncidentOverviewRequest, GetIncidentOverviewResponse,
@@ -31,6 +33,9 @@ use crate::proxy::Routes;
 
 /// How long one part may take.
 const PART_TIMEOUT: Duration = Duration::from_secs(5);
+/// The period of the availability in a service's health: 30 days.
+const AVAILABILITY_PERIOD_MICROS: i64 = 30 * 86_400_000_000;
+
 /// How far back "recent" changes reach before the incident opened.
 const RECENT_CHANGES: Duration = Duration::from_secs(72 * 3600);
 
@@ -64,6 +69,25 @@ fn valid_ci(name: &str, field: &str) -> Result<(), Error> {
 }
 
 impl OverviewApi {
+    /// The SLOs that measure `service` (imported with it as their business service).
+    async fn objectives(
+        &self,
+        ctx: &CallContext,
+        service: &str,
+    ) -> Result<Vec<itsm_proto::delivery::ServiceLevelObjective>, Status> {
+        let mut client =
+            ServiceLevelServiceClient::new(self.channel("itsm.delivery.v1.ServiceLevelService")?);
+        let listed = client
+            .list_service_level_objectives(self.request(ctx, ListServiceLevelObjectivesRequest {}))
+            .await?;
+        Ok(listed
+            .into_inner()
+            .service_level_objectives
+            .into_iter()
+            .filter(|o| o.business_service == service)
+            .collect())
+    }
+
     fn channel(&self, service: &str) -> Result<Channel, Status> {
         self.routes
             .backend(service)
@@ -237,7 +261,33 @@ impl OverviewService for OverviewApi {
             let listed = client
                 .list_outages(self.request(&ctx, ListOutagesRequest { filter, ..Default::default() }))
                 .await?;
-            Ok(listed.into_inner().outages)
+            // Ongoing: not ended yet.
+            Ok(listed.into_inner().outages.into_iter().filter(|o| o.end_time.is_none()).collect::<Vec<_>>())
+        };
+        let objectives = self.objectives(&ctx, &service);
+        let availability = async {
+            let mut client =
+                AvailabilityServiceClient::new(self.channel("itsm.delivery.v1.AvailabilityService")?);
+            let now = itsm_runtime::db::now_micros();
+            let report = client
+                .get_availability_report(self.request(
+                    &ctx,
+                    GetAvailabilityReportRequest {
+                        service: service.clone(),
+                        start_time: Some(itsm_runtime::db::timestamp(now - AVAILABILITY_PERIOD_MICROS)),
+                        end_time: Some(itsm_runtime::db::timestamp(now)),
+                    },
+                ))
+                .await?;
+            Ok(report.into_inner())
+        };
+        let upcoming = async {
+            let mut client = ChangeServiceClient::new(self.channel("itsm.change.v1.ChangeService")?);
+            let filter = format!("configuration_items = \"{service}\" AND state = SCHEDULED");
+            let listed = client
+                .list_changes(self.request(&ctx, ListChangesRequest { filter, ..Default::default() }))
+                .await?;
+            Ok(listed.into_inner().changes)
         };
         let changes = async {
             let mut client = ChangeServiceClient::new(self.channel("itsm.change.v1.ChangeService")?);
@@ -247,9 +297,17 @@ impl OverviewService for OverviewApi {
                 .await?;
             Ok(listed.into_inner().changes)
         };
-        let (ci, incidents, outages, changes) = tokio::join!(ci, incidents, outages, changes);
+        let (ci, incidents, outages, changes, objectives, availability, upcoming) =
+            tokio::join!(ci, incidents, outages, changes, objectives, availability, upcoming);
         let mut part_errors = Vec::new();
         let ci = part("service", async { ci }, &mut part_errors).await;
+        let service_level_objectives =
+            part("service_level_objectives", async { objectives }, &mut part_errors)
+                .await
+                .unwrap_or_default();
+        let availability = part("availability", async { availability }, &mut part_errors).await;
+        let upcoming_changes =
+            part("upcoming_changes", async { upcoming }, &mut part_errors).await.unwrap_or_default();
         let open_incidents = part("open_incidents", async { incidents }, &mut part_errors).await;
         let ongoing_outages = part("ongoing_outages", async { outages }, &mut part_errors).await;
         let active_changes =
@@ -271,6 +329,9 @@ impl OverviewService for OverviewApi {
             active_changes,
             read_time: Some(itsm_runtime::db::timestamp(itsm_runtime::db::now_micros())),
             part_errors,
+            service_level_objectives,
+            availability,
+            upcoming_changes,
         }))
     }
 
@@ -296,17 +357,8 @@ impl OverviewService for OverviewApi {
             Ok(answer.into_inner())
         };
         let incidents = self.open_incidents(&ctx, &r.service);
-        let budget = async {
-            // The SLO error-budget policy comes with service level management; until it answers,
-            // this part fails and the answer stays closed.
-            let mut client =
-                ServiceLevelServiceClient::new(self.channel("itsm.delivery.v1.ServiceLevelService")?);
-            let filter = format!("record = \"{}\" AND state = BREACHED", r.service);
-            let listed = client
-                .list_sla_clocks(self.request(&ctx, ListSlaClocksRequest { filter, ..Default::default() }))
-                .await?;
-            Ok(listed.into_inner().sla_clocks)
-        };
+        // The error-budget policy: no deployment while an SLO of the service has spent its budget.
+        let budget = self.objectives(&ctx, &r.service);
         let (change, incidents, budget) = tokio::join!(change, incidents, budget);
         let mut part_errors = Vec::new();
         let mut reasons = Vec::new();
@@ -321,11 +373,23 @@ impl OverviewService for OverviewApi {
                 reasons.push(format!("{} (P{}) is open on the service", incident.name, incident.priority));
             }
         }
-        if let Some(breached) = part("error_budget", async { budget }, &mut part_errors).await
-            && !breached.is_empty()
-        {
-            blocked = true;
-            reasons.push(format!("{} SLA clock(s) on the service are breached", breached.len()));
+        if let Some(objectives) = part("error_budget", async { budget }, &mut part_errors).await {
+            for slo in &objectives {
+                match slo.error_budget_remaining {
+                    Some(left) if left <= 0.0 => {
+                        blocked = true;
+                        reasons.push(format!(
+                            "{} has spent its error budget ({:.1} % left): deployments wait for it to recover",
+                            slo.name,
+                            left * 100.0
+                        ));
+                    }
+                    Some(left) => {
+                        reasons.push(format!("{}: {:.1} % of the error budget left", slo.name, left * 100.0));
+                    }
+                    None => {}
+                }
+            }
         }
         for e in &part_errors {
             reasons.push(format!("{} could not be checked: {}", e.part, e.message));

@@ -16,6 +16,11 @@ use itsm_proto::delivery::{
     UpdateServiceLevelAgreementRequest,
 };
 use itsm_proto::delivery::{
+    CreateServiceOfferingRequest, DeleteServiceOfferingRequest, DeleteServiceOfferingResponse,
+    GetServiceOfferingRequest, ListServiceOfferingsRequest, ListServiceOfferingsResponse, ServiceOffering,
+    UpdateServiceOfferingRequest,
+};
+use itsm_proto::delivery::{
     CustomerAttainment, GetServiceLevelReportRequest, ServiceLevelReport, TargetAttainment,
 };
 use itsm_runtime::error::Violations;
@@ -34,6 +39,7 @@ use crate::entity::agreement;
 
 pub struct ServiceLevelApi {
     pub store: ServiceLevel,
+    pub catalogue: super::catalogue::Catalogue,
     pub objectives: Objectives,
     pub page_tokens: PageTokens,
 }
@@ -427,5 +433,60 @@ impl ServiceLevelService for ServiceLevelApi {
                 .collect(),
             breaches: breaches.into_iter().take(100).map(clock_to_proto).collect(),
         }))
+    }
+
+    async fn create_service_offering(
+        &self,
+        request: Request<CreateServiceOfferingRequest>,
+    ) -> Result<Response<ServiceOffering>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let Some(o) = request.into_inner().service_offering else {
+            return Err(Error::invalid("service_offering", "is required").into());
+        };
+        Ok(Response::new(self.catalogue.create(&ctx, &o).await?))
+    }
+
+    async fn get_service_offering(
+        &self,
+        request: Request<GetServiceOfferingRequest>,
+    ) -> Result<Response<ServiceOffering>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = id_of(&request.get_ref().name, super::catalogue::PREFIX, "name")?;
+        Ok(Response::new(self.catalogue.get(&ctx, &id).await?))
+    }
+
+    async fn list_service_offerings(
+        &self,
+        request: Request<ListServiceOfferingsRequest>,
+    ) -> Result<Response<ListServiceOfferingsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let service_offerings = self.catalogue.list(&ctx, &r.business_service, &r.customer).await?;
+        Ok(Response::new(ListServiceOfferingsResponse { service_offerings }))
+    }
+
+    async fn update_service_offering(
+        &self,
+        request: Request<UpdateServiceOfferingRequest>,
+    ) -> Result<Response<ServiceOffering>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let Some(o) = r.service_offering else {
+            return Err(Error::invalid("service_offering", "is required").into());
+        };
+        let id = id_of(&o.name, super::catalogue::PREFIX, "service_offering.name")?;
+        let mask = UpdateMask::parse(r.update_mask.as_ref(), super::catalogue::UPDATABLE, "update_mask")?;
+        Ok(Response::new(self.catalogue.update(&ctx, &id, &o, &|p| mask.contains(p)).await?))
+    }
+
+    async fn delete_service_offering(
+        &self,
+        request: Request<DeleteServiceOfferingRequest>,
+    ) -> Result<Response<DeleteServiceOfferingResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let id = id_of(&r.name, super::catalogue::PREFIX, "name")?;
+        self.catalogue.delete(&ctx, &id, &r.etag).await?;
+        Ok(Response::new(DeleteServiceOfferingResponse {}))
     }
 }

@@ -2,6 +2,7 @@
 //! incidents and tickets against them.
 
 pub mod api;
+pub mod catalogue;
 pub mod convert;
 pub mod feed;
 pub mod objectives;
