@@ -25,7 +25,7 @@ async fn incident_overview_and_partial_answers(backend: TestBackend) {
     let mut suite = Suite::start(backend).await.unwrap();
     let admin = suite.token("lead", "acme", &["admin"]).unwrap();
     let channel = suite.gateway_channel().await.unwrap();
-    let cmdb = CmdbServiceClient::new(channel.clone());
+    let mut cmdb = CmdbServiceClient::new(channel.clone());
     let mut desk = ServiceDeskServiceClient::new(channel.clone());
     let mut changes = ChangeServiceClient::new(channel.clone());
     let mut overview = OverviewServiceClient::new(channel);
@@ -47,6 +47,21 @@ async fn incident_overview_and_partial_answers(backend: TestBackend) {
     };
     let db = ci("db-01", "server").await;
     let shop = ci("Shop", "business_service").await;
+    // The shop depends on the database: a database incident impacts it.
+    cmdb.create_relationship(authed(
+        itsm_proto::cmdb::CreateRelationshipRequest {
+            relationship: Some(itsm_proto::cmdb::Relationship {
+                source: shop.clone(),
+                target: db.clone(),
+                r#type: itsm_proto::cmdb::RelationshipType::DependsOn as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        },
+        &admin,
+    ))
+    .await
+    .unwrap();
     drop(cmdb);
     let change = changes
         .create_change(authed(
@@ -124,6 +139,8 @@ async fn incident_overview_and_partial_answers(backend: TestBackend) {
         view.recent_changesets.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
         vec![changeset.name.clone()]
     );
+    assert_eq!(view.impacted_business_services, std::slice::from_ref(&shop));
+    assert!(view.problems.is_empty() && view.known_errors.is_empty());
     // No agreement covers the service: no clocks, and every part answered.
     assert!(view.sla_clocks.is_empty());
     assert!(view.part_errors.is_empty(), "{:?}", view.part_errors);

@@ -12,7 +12,9 @@ use tonic::{Request, Response, Status};
 use itsm_proto::change::change_service_client::ChangeServiceClient;
 use itsm_proto::change::{CanDeployRequest as ChangeCanDeploy, ListChangesRequest, ListChangesetsRequest};
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
-use itsm_proto::cmdb::{BatchGetConfigurationItemsRequest, GetConfigurationItemRequest};
+use itsm_proto::cmdb::{
+    AnalyzeImpactRequest, BatchGetConfigurationItemsRequest, GetConfigurationItemRequest, ImpactDirection,
+};
 use itsm_proto::delivery::availability_service_client::AvailabilityServiceClient;
 use itsm_proto::delivery::service_level_service_client::ServiceLevelServiceClient;
 use itsm_proto::delivery::{
@@ -24,7 +26,10 @@ use itsm_proto::gateway::{
     GetServiceHealthRequest, GetServiceHealthResponse, PartError, ServiceHealth,
 };
 use itsm_proto::incident::incident_service_client::IncidentServiceClient;
-use itsm_proto::incident::{GetIncidentRequest, Incident, ListIncidentsRequest};
+use itsm_proto::incident::problem_service_client::ProblemServiceClient;
+use itsm_proto::incident::{
+    GetIncidentRequest, GetKnownErrorRequest, Incident, ListIncidentsRequest, ListProblemsRequest,
+};
 use itsm_proto::servicedesk::GetTicketRequest;
 use itsm_proto::servicedesk::service_desk_service_client::ServiceDeskServiceClient;
 use itsm_runtime::{CallContext, Error};
@@ -224,6 +229,50 @@ impl OverviewService for OverviewApi {
         };
         let recent_changesets =
             part("recent_changesets", changesets, &mut part_errors).await.unwrap_or_default();
+        let impacted = async {
+            let mut client = CmdbServiceClient::new(self.channel("itsm.cmdb.v1.CmdbService")?);
+            let mut services = std::collections::BTreeSet::new();
+            for ci in &incident.configuration_items {
+                let answer = client
+                    .analyze_impact(self.request(
+                        &ctx,
+                        AnalyzeImpactRequest {
+                            configuration_item: ci.clone(),
+                            direction: ImpactDirection::Downstream as i32,
+                            max_items: 1,
+                            ..Default::default()
+                        },
+                    ))
+                    .await?;
+                services
+                    .extend(answer.into_inner().business_services.into_iter().map(|s| s.configuration_item));
+            }
+            Ok(services.into_iter().collect::<Vec<_>>())
+        };
+        let problems = async {
+            let mut client = ProblemServiceClient::new(self.channel("itsm.incident.v1.ProblemService")?);
+            let filter = format!("incidents = \"{}\"", incident.name);
+            let listed = client
+                .list_problems(self.request(&ctx, ListProblemsRequest { filter, ..Default::default() }))
+                .await?;
+            let problems = listed.into_inner().problems;
+            let mut names: std::collections::BTreeSet<String> =
+                incident.known_errors.iter().cloned().collect();
+            names.extend(problems.iter().map(|p| p.known_error.clone()).filter(|k| !k.is_empty()));
+            let mut known_errors = Vec::new();
+            for name in names {
+                let found = client.get_known_error(self.request(&ctx, GetKnownErrorRequest { name })).await?;
+                known_errors.push(found.into_inner());
+            }
+            Ok((problems, known_errors))
+        };
+        let (impacted, problems) = tokio::join!(impacted, problems);
+        let impacted_business_services =
+            part("impacted_business_services", async { impacted }, &mut part_errors)
+                .await
+                .unwrap_or_default();
+        let (problems, known_errors) =
+            part("problems", async { problems }, &mut part_errors).await.unwrap_or_default();
         Ok(Response::new(GetIncidentOverviewResponse {
             incident: Some(incident),
             ticket,
@@ -232,6 +281,9 @@ impl OverviewService for OverviewApi {
             recent_changes,
             part_errors,
             recent_changesets,
+            impacted_business_services,
+            problems,
+            known_errors,
         }))
     }
 
