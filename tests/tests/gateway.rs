@@ -179,7 +179,8 @@ async fn streaming_calls_pass_through_the_proxy() {
     let backend =
         itsm_runtime::testing::internal_channel(&suite.service("cmdb").unwrap().url()).await.unwrap();
     let routes =
-        itsm_gateway::proxy::Routes::from_channels([("itsm.events.v1.EventService", "cmdb", backend)]);
+        itsm_gateway::proxy::Routes::from_channels([("itsm.events.v1.EventService", "cmdb", backend)])
+            .unwrap();
     let mut settings = itsm_runtime::testing::settings_for("sqlite::memory:");
     settings.auth.jwt_secret.clone_from(&suite.jwt_secret);
     let guard = itsm_gateway::auth::BearerGuard::new(&suite.jwt_secret, "itsm", "itsm", TEST_INTERNAL_TOKEN);

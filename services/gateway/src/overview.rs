@@ -82,15 +82,10 @@ impl OverviewApi {
     ) -> Result<Vec<itsm_proto::delivery::ServiceLevelObjective>, Status> {
         let mut client =
             ServiceLevelServiceClient::new(self.channel("itsm.delivery.v1.ServiceLevelService")?);
-        let listed = client
-            .list_service_level_objectives(self.request(ctx, ListServiceLevelObjectivesRequest {}))
-            .await?;
-        Ok(listed
-            .into_inner()
-            .service_level_objectives
-            .into_iter()
-            .filter(|o| o.business_service == service)
-            .collect())
+        // Filtered by the delivery service: each SLO's budget costs a query there.
+        let request = ListServiceLevelObjectivesRequest { business_service: service.to_string() };
+        let listed = client.list_service_level_objectives(self.request(ctx, request)).await?;
+        Ok(listed.into_inner().service_level_objectives)
     }
 
     fn channel(&self, service: &str) -> Result<Channel, Status> {

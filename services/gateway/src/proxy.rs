@@ -78,9 +78,10 @@ impl Routes {
     }
 
     /// Routes from an explicit table (tests, and deployments that route differently).
-    pub fn from_channels(table: impl IntoIterator<Item = (&'static str, &'static str, Channel)>) -> Self {
+    pub fn from_channels(
+        table: impl IntoIterator<Item = (&'static str, &'static str, Channel)>,
+    ) -> Result<Self, Error> {
         Self::with_settings(table, &GatewaySettings::default(), Settings::default().server.max_message_bytes)
-            .unwrap_or_else(|err| panic!("the suite's descriptor set is broken: {err}"))
     }
 
     /// Routes from a table with the gateway's retry and circuit settings.

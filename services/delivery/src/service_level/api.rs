@@ -350,8 +350,9 @@ impl ServiceLevelService for ServiceLevelApi {
         request: Request<ListServiceLevelObjectivesRequest>,
     ) -> Result<Response<ListServiceLevelObjectivesResponse>, Status> {
         let ctx = CallContext::from_request(&request)?;
+        let business_service = &request.get_ref().business_service;
         let mut service_level_objectives = Vec::new();
-        for m in self.objectives.list(&ctx).await? {
+        for m in self.objectives.list(&ctx, business_service).await? {
             service_level_objectives.push(self.objectives.view(&m).await?);
         }
         Ok(Response::new(ListServiceLevelObjectivesResponse { service_level_objectives }))

@@ -56,6 +56,8 @@ impl EventHandler for IncidentFeed {
                 priority: incident.priority,
                 category: incident.category.clone(),
                 customer: incident.caller.clone(),
+                support_group: incident.assignment_group.clone(),
+                tier: 0,
             },
             observation: Observation {
                 time: event_time(event),
@@ -95,6 +97,8 @@ impl EventHandler for TicketFeed {
                 priority: ticket.priority,
                 category: ticket.category.clone(),
                 customer: ticket.organisation.clone(),
+                support_group: ticket.support_group.clone(),
+                tier: ticket.tier,
             },
             observation: Observation {
                 time: event_time(event),

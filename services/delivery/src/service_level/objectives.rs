@@ -184,12 +184,16 @@ impl Objectives {
         find(&self.db, &ctx.tenant, name).await?.ok_or_else(|| Error::NotFound(format!("{PREFIX}{name}")))
     }
 
-    pub async fn list(&self, ctx: &CallContext) -> Result<Vec<objective::Model>, Error> {
-        Ok(objective::Entity::find()
-            .filter(objective::Column::TenantId.eq(ctx.tenant.as_str()))
-            .order_by_asc(objective::Column::SloName)
-            .all(&self.db)
-            .await?)
+    pub async fn list(
+        &self,
+        ctx: &CallContext,
+        business_service: &str,
+    ) -> Result<Vec<objective::Model>, Error> {
+        let mut query = objective::Entity::find().filter(objective::Column::TenantId.eq(ctx.tenant.as_str()));
+        if !business_service.is_empty() {
+            query = query.filter(objective::Column::BusinessService.eq(business_service));
+        }
+        Ok(query.order_by_asc(objective::Column::SloName).all(&self.db).await?)
     }
 
     /// The SLO with its budget and alerts as of its newest sample.

@@ -17,7 +17,8 @@ pub const RESOLUTION_TIME: i32 = 2;
 pub const AVAILABILITY: i32 = 3;
 
 /// Members a target's condition may name.
-pub const CONDITION_FIELDS: &[&str] = &["priority", "category", "customer", "record_type"];
+pub const CONDITION_FIELDS: &[&str] =
+    &["priority", "category", "customer", "record_type", "support_group", "tier"];
 
 /// A target as stored (JSON in the agreement row).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +83,10 @@ pub struct RecordFacts {
     pub priority: i32,
     pub category: String,
     pub customer: String,
+    /// The assigned group ("supportGroups/…"), for OLAs between teams.
+    pub support_group: String,
+    /// The support tier (tickets; 0 = unknown).
+    pub tier: i32,
 }
 
 impl RecordFacts {
@@ -91,6 +96,8 @@ impl RecordFacts {
             "category" => self.category.clone(),
             "customer" => self.customer.clone(),
             "record_type" => self.record_type.clone(),
+            "support_group" => self.support_group.clone(),
+            "tier" => self.tier.to_string(),
             _ => String::new(),
         }
     }
@@ -150,6 +157,8 @@ mod tests {
             priority,
             category: "network".into(),
             customer: "acme".into(),
+            support_group: "supportGroups/dba".into(),
+            tier: 2,
         }
     }
 
@@ -160,6 +169,11 @@ mod tests {
         assert!(applies(c.as_ref(), &facts("incident", 1)));
         assert!(applies(c.as_ref(), &facts("incident", 2)));
         assert!(!applies(c.as_ref(), &facts("incident", 3)));
+        assert!(!applies(c.as_ref(), &facts("ticket", 1)));
+        // An OLA of the tier-2 database team.
+        let c = parse_condition(r#"support_group = "supportGroups/dba" AND tier = "2""#, "c").unwrap();
+        assert!(applies(c.as_ref(), &facts("ticket", 1)));
+        let c = parse_condition(r#"tier = "1""#, "c").unwrap();
         assert!(!applies(c.as_ref(), &facts("ticket", 1)));
         let c = parse_condition(r#"category != "network""#, "c").unwrap();
         assert!(!applies(c.as_ref(), &facts("ticket", 1)));
