@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{
     AnalyzeImpactRequest, BatchGetConfigurationItemsRequest, ConfigurationItem, ImpactDirection,
+    ListConfigurationItemsRequest, ListRelationshipsRequest, RelationshipType,
 };
 use itsm_runtime::error::Violations;
 use itsm_runtime::{CallContext, Error, Settings};
@@ -25,6 +26,15 @@ pub struct CiReference<'a> {
     pub name: &'a str,
     /// Required class, when the field demands one.
     pub class: Option<&'static str>,
+}
+
+/// One dependency between CIs, with the relationship's numeric properties (`weight`, `usage`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dependency {
+    /// The CI that needs the other.
+    pub consumer: String,
+    pub provider: String,
+    pub numbers: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Clone)]
@@ -119,6 +129,75 @@ impl CmdbDirectory {
         );
         let response = client.analyze_impact(request).await.map_err(unavailable)?.into_inner();
         Ok(response.business_services.into_iter().map(|s| s.configuration_item).collect())
+    }
+
+    /// Every CI matching `filter` (all pages).
+    pub async fn configuration_items(
+        &self,
+        ctx: &CallContext,
+        filter: &str,
+    ) -> Result<Vec<ConfigurationItem>, Error> {
+        let mut client = self.client()?;
+        let mut items = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = self.request(
+                ctx,
+                ListConfigurationItemsRequest {
+                    page_size: 1000,
+                    page_token: page_token.clone(),
+                    filter: filter.to_string(),
+                    order_by: String::new(),
+                },
+            );
+            let page = client.list_configuration_items(request).await.map_err(unavailable)?.into_inner();
+            items.extend(page.configuration_items);
+            if page.next_page_token.is_empty() {
+                return Ok(items);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Every dependency in the tenant's CMDB, oriented from the CI that needs another to the
+    /// one it needs: `depends on` and `runs on` as recorded, `part of` reversed (the whole
+    /// needs its parts).
+    pub async fn dependencies(&self, ctx: &CallContext) -> Result<Vec<Dependency>, Error> {
+        let mut client = self.client()?;
+        let mut edges = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = self.request(
+                ctx,
+                ListRelationshipsRequest {
+                    page_size: 1000,
+                    page_token: page_token.clone(),
+                    filter: "type = DEPENDS_ON OR type = RUNS_ON OR type = PART_OF".into(),
+                },
+            );
+            let page = client.list_relationships(request).await.map_err(unavailable)?.into_inner();
+            for r in page.relationships {
+                let numbers = r
+                    .properties
+                    .iter()
+                    .flat_map(|p| p.fields.iter())
+                    .filter_map(|(key, value)| match value.kind {
+                        Some(prost_types::value::Kind::NumberValue(n)) => Some((key.clone(), n)),
+                        _ => None,
+                    })
+                    .collect();
+                let (consumer, provider) = if r.r#type == RelationshipType::PartOf as i32 {
+                    (r.target, r.source)
+                } else {
+                    (r.source, r.target)
+                };
+                edges.push(Dependency { consumer, provider, numbers });
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(edges);
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     fn client(&self) -> Result<CmdbServiceClient<Channel>, Error> {

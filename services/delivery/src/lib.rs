@@ -1,12 +1,17 @@
 //! Service delivery (`itsm.delivery.v1`): service level management (business calendars,
 //! agreements, SLA clocks driven by the incident and service desk feeds, SLOs from OpenSLO with
 //! burn-rate alerts that open incidents) and availability management (outages, from major
-//! incidents too, and availability reports). Capacity, continuity and finance answer
-//! `UNIMPLEMENTED` until their issue builds them.
+//! incidents too, and availability reports), capacity management (resources, samples,
+//! forecasts, warnings, plans), IT service continuity (BIA, plans, exercises, gaps, invocation)
+//! and financial management (cost items, FOCUS import, allocation, budgets, chargeback).
 
 pub mod availability;
+pub mod capacity;
+pub mod continuity;
+pub mod documents;
 pub mod domain;
 pub mod entity;
+pub mod finance;
 pub mod migration;
 pub mod service_level;
 
@@ -17,9 +22,9 @@ use futures::FutureExt;
 use tokio::net::TcpListener;
 
 use itsm_proto::delivery::availability_service_server::AvailabilityServiceServer;
-use itsm_proto::delivery::capacity_service_server::{CapacityService, CapacityServiceServer};
-use itsm_proto::delivery::continuity_service_server::{ContinuityService, ContinuityServiceServer};
-use itsm_proto::delivery::finance_service_server::{FinanceService, FinanceServiceServer};
+use itsm_proto::delivery::capacity_service_server::CapacityServiceServer;
+use itsm_proto::delivery::continuity_service_server::ContinuityServiceServer;
+use itsm_proto::delivery::finance_service_server::FinanceServiceServer;
 use itsm_proto::delivery::service_level_service_server::ServiceLevelServiceServer;
 use itsm_runtime::consumer::{ConsumerOptions, EventConsumer};
 use itsm_runtime::{Error, Settings};
@@ -28,17 +33,6 @@ use service_level::feed::{INCIDENT_CONSUMER, IncidentFeed, TICKET_CONSUMER, Tick
 use service_level::store::ServiceLevel;
 
 pub const SERVICE: &str = "delivery";
-
-struct NotYetBuilt;
-
-#[tonic::async_trait]
-impl CapacityService for NotYetBuilt {}
-
-#[tonic::async_trait]
-impl ContinuityService for NotYetBuilt {}
-
-#[tonic::async_trait]
-impl FinanceService for NotYetBuilt {}
 
 fn consumer_options(name: &str, event_type: String, settings: &Settings) -> ConsumerOptions {
     let mut options = ConsumerOptions::new(name);
@@ -73,13 +67,14 @@ pub async fn serve(
         &settings,
     );
     let sweep_interval = Duration::from_millis(settings.delivery.sla_sweep_interval_ms);
+    let capacity_interval = Duration::from_millis(settings.delivery.capacity_sweep_interval_ms);
     // The catalogue checks business services in the CMDB.
     let cmdb = itsm_cmdb_client::CmdbDirectory::from_settings(&settings)?;
     // Burn-rate alerts open incidents.
     let incident_calls = incidents.clone();
     let internal_token = settings.auth.internal_token.clone();
     let shutdown = shutdown.shared();
-    let stops = (shutdown.clone(), shutdown.clone(), shutdown.clone(), shutdown.clone());
+    let stops = (shutdown.clone(), shutdown.clone(), shutdown.clone(), shutdown.clone(), shutdown.clone());
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
         settings,
@@ -109,9 +104,31 @@ pub async fn serve(
             tokio::spawn(service_level::feed::sweep(store.clone(), sweep_interval, stops.2));
             let objectives = service_level::objectives::Objectives {
                 db: state.db.clone(),
-                incidents: incident_calls,
-                internal_token,
+                incidents: incident_calls.clone(),
+                internal_token: internal_token.clone(),
             };
+            let documents = documents::Documents { db: state.db.clone() };
+            let capacity = capacity::Capacity {
+                documents: documents.clone(),
+                feed: state.feed.clone(),
+                incidents: incident_calls.clone(),
+                internal_token: internal_token.clone(),
+            };
+            tokio::spawn(capacity::sweep(capacity.clone(), capacity_interval, stops.4));
+            let capacity_api = capacity::CapacityApi {
+                capacity,
+                cmdb: cmdb.clone(),
+                page_tokens: state.page_tokens.clone(),
+            };
+            let continuity_api = continuity::ContinuityApi {
+                documents: documents.clone(),
+                cmdb: cmdb.clone(),
+                incidents: incident_calls.clone(),
+                internal_token: internal_token.clone(),
+                page_tokens: state.page_tokens.clone(),
+            };
+            let finance_api =
+                finance::FinanceApi { documents, cmdb: cmdb.clone(), page_tokens: state.page_tokens.clone() };
             let catalogue = service_level::catalogue::Catalogue { db: state.db.clone(), cmdb };
             let api = service_level::api::ServiceLevelApi {
                 store,
@@ -129,9 +146,21 @@ pub async fn serve(
                     availability: outages,
                     page_tokens: state.page_tokens.clone(),
                 }))
-                .add_service(CapacityServiceServer::new(NotYetBuilt))
-                .add_service(ContinuityServiceServer::new(NotYetBuilt))
-                .add_service(FinanceServiceServer::new(NotYetBuilt))
+                .add_service(
+                    CapacityServiceServer::new(capacity_api)
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(max),
+                )
+                .add_service(
+                    ContinuityServiceServer::new(continuity_api)
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(max),
+                )
+                .add_service(
+                    FinanceServiceServer::new(finance_api)
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(max),
+                )
         },
     )
     .await

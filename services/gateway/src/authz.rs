@@ -42,7 +42,7 @@ const STAFF: &[&str] = &[
 /// Which methods a rule covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Methods {
-    /// Get*, List*, BatchGet*, Analyze*, Compare*, CanDeploy.
+    /// Get*, List*, BatchGet*, Analyze*, Allocate*, Compare*, CanDeploy.
     Reads,
     /// Every method that is not a read.
     Writes,
@@ -169,7 +169,7 @@ pub const RULES: &[Rule] = &[
 
 /// Whether a method only reads.
 pub fn is_read(method: &str) -> bool {
-    ["Get", "List", "BatchGet", "Analyze", "Compare", "Suggest", "Check"]
+    ["Get", "List", "BatchGet", "Analyze", "Allocate", "Compare", "Suggest", "Check"]
         .iter()
         .any(|p| method.starts_with(p))
         || method == "CanDeploy"

@@ -201,11 +201,13 @@ pub struct DeliverySettings {
     /// How often SLA clocks whose warning or breach fell due, or whose agreement changed, are
     /// recomputed between events.
     pub sla_sweep_interval_ms: u64,
+    /// How often capacity resources are forecast for warnings and old samples are dropped.
+    pub capacity_sweep_interval_ms: u64,
 }
 
 impl Default for DeliverySettings {
     fn default() -> Self {
-        Self { sla_sweep_interval_ms: 1_000 }
+        Self { sla_sweep_interval_ms: 1_000, capacity_sweep_interval_ms: 300_000 }
     }
 }
 
@@ -424,6 +426,9 @@ impl Settings {
                 "gateway.cors_allowed_origins",
                 &format!("`{origin}` is not `*` or an origin like https://console.example.com"),
             ));
+        }
+        if self.delivery.capacity_sweep_interval_ms == 0 {
+            return Err(invalid("delivery.capacity_sweep_interval_ms", "must be at least 1"));
         }
         if self.delivery.sla_sweep_interval_ms == 0 {
             return Err(invalid("delivery.sla_sweep_interval_ms", "must be at least 1"));
