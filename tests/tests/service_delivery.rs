@@ -24,6 +24,8 @@ use itsm_proto::delivery::capacity_service_client::CapacityServiceClient;
 use itsm_proto::delivery::continuity_service_client::ContinuityServiceClient;
 use itsm_proto::delivery::finance_service_client::FinanceServiceClient;
 use itsm_proto::delivery::*;
+use itsm_proto::gateway::GetServiceHealthRequest;
+use itsm_proto::gateway::overview_service_client::OverviewServiceClient;
 use itsm_proto::incident::incident_service_client::IncidentServiceClient;
 use itsm_proto::incident::problem_service_client::ProblemServiceClient;
 use itsm_proto::incident::{GetIncidentRequest, ListProblemsRequest};
@@ -230,6 +232,7 @@ async fn costs_are_imported_allocated_budgeted_and_charged(backend: TestBackend)
         method: method as i32,
         focus_csv,
         max_lines: 0,
+        usage_metric: String::new(),
     };
     let even = finance
         .allocate_costs(authed(allocate(AllocationMethod::Even, true), &admin))
@@ -275,6 +278,46 @@ async fn costs_are_imported_allocated_budgeted_and_charged(backend: TestBackend)
     assert_eq!(decimal(&service(&weighted, &shop).total), dec("1225.00"));
     assert_eq!(decimal(&service(&weighted, &blog).total), dec("375.00"));
     assert!(weighted.focus_csv.is_empty());
+
+    // By usage from capacity management: the apps' mean request rates in October (1:4).
+    let mut capacity = CapacityServiceClient::new(channel.clone());
+    for (app, rate) in [(&shop_app, 100.0), (&blog_app, 400.0)] {
+        let resource = capacity
+            .create_capacity_resource(authed(
+                CreateCapacityResourceRequest {
+                    capacity_resource: Some(CapacityResource {
+                        display_name: "requests".into(),
+                        configuration_item: app.clone(),
+                        metric: "requests".into(),
+                        threshold: 1000.0,
+                        kind: CapacityResourceKind::DemandDriver as i32,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let october = chrono::NaiveDate::from_ymd_opt(2026, 10, 10).unwrap().and_hms_opt(12, 0, 0).unwrap();
+        let at = october.and_utc().timestamp();
+        let samples = [rate - 10.0, rate + 10.0]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| CapacitySample {
+                time: Some(prost_types::Timestamp { seconds: at + i as i64 * 3600, nanos: 0 }),
+                value: *v,
+            })
+            .collect();
+        let message = RecordCapacitySamplesRequest { capacity_resource: resource.name, samples };
+        capacity.record_capacity_samples(authed(tokio_stream::iter(vec![message]), &admin)).await.unwrap();
+    }
+    let mut by_usage = allocate(AllocationMethod::Usage, false);
+    by_usage.usage_metric = "requests".into();
+    let by_usage = finance.allocate_costs(authed(by_usage, &admin)).await.unwrap().into_inner();
+    assert_eq!(decimal(&service(&by_usage, &shop).total), dec("400.00"));
+    assert_eq!(decimal(&service(&by_usage, &blog).total), dec("1200.00"));
 
     // FOCUS import: every row accounted for; the queue's rows land on its CI.
     let csv_bytes = std::fs::read(FOCUS_AWS).unwrap();
@@ -784,6 +827,10 @@ async fn capacity_samples_forecast_a_warning_that_raises_one_problem(backend: Te
     let mut problems = ProblemServiceClient::new(channel.clone());
 
     let server = cmdb.ci("db-host-7", "server", &[]).await;
+    let orders = cmdb.ci("Orders", "business_service", &[]).await;
+    let orders_app = cmdb.ci("orders-app", "application", &[]).await;
+    cmdb.needs(&orders, &orders_app, None).await;
+    cmdb.needs(&orders_app, &server, None).await;
     let resource = capacity
         .create_capacity_resource(authed(
             CreateCapacityResourceRequest {
@@ -898,6 +945,16 @@ async fn capacity_samples_forecast_a_warning_that_raises_one_problem(backend: Te
     let raised: Vec<_> = listed.problems.iter().filter(|p| p.configuration_items.contains(&server)).collect();
     assert_eq!(raised.len(), 1, "one problem per warning, however many sweeps");
     assert_eq!(raised[0].name, warned.problem);
+
+    // The service's health shows the warning of a CI it depends on.
+    let health = OverviewServiceClient::new(channel.clone())
+        .get_service_health(authed(GetServiceHealthRequest { service: orders.clone() }, &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(health.part_errors.is_empty(), "{:?}", health.part_errors);
+    let names: Vec<&str> = health.capacity_warnings.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, [resource.name.as_str()]);
 
     // A plan answers the forecast.
     let plan = capacity

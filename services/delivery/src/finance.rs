@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
-use sea_orm::TransactionTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use tonic::{Request, Response, Status};
 
 use itsm_cmdb_client::{BUSINESS_SERVICE_CLASS, CiReference, CmdbDirectory};
@@ -33,6 +33,7 @@ use crate::documents::{Column, Columns, Document, Documents, Kind, Listing};
 use crate::domain::allocation::{self, AllocationInput, AllocationMethod, CostSource, Edge, PriceModel};
 use crate::domain::focus::{self, AllocationExportLine, CiMatcher, FocusError, FocusVersion};
 use crate::domain::money::{Currency, split_largest_remainder};
+use crate::entity::capacity_sample;
 
 pub const COST_ITEMS: Kind = Kind {
     prefix: "costItems/",
@@ -220,7 +221,13 @@ impl FinanceApi {
         period: &str,
         currency: &Currency,
         method: AllocationMethod,
+        usage_metric: &str,
     ) -> Result<Allocated, Error> {
+        let usage = if method == AllocationMethod::Usage && !usage_metric.is_empty() {
+            self.usage_by_ci(ctx, period, usage_metric).await?
+        } else {
+            HashMap::new()
+        };
         let items: Vec<Document<CostItem>> =
             Documents::all_where(&self.documents.db, &COST_ITEMS, &ctx.tenant, Column::Period, period)
                 .await?;
@@ -238,7 +245,10 @@ impl FinanceApi {
             .into_iter()
             .map(|d| Edge {
                 weight: d.numbers.get("weight").and_then(|n| Decimal::from_f64_retain(*n)),
-                usage: d.numbers.get("usage").and_then(|n| Decimal::from_f64_retain(*n)),
+                usage: usage
+                    .get(&d.consumer)
+                    .copied()
+                    .or_else(|| d.numbers.get("usage").and_then(|n| Decimal::from_f64_retain(*n))),
                 consumer: d.consumer,
                 provider: d.provider,
             })
@@ -281,6 +291,44 @@ impl FinanceApi {
             minor_units: currency.minor_units(),
             currency: currency.code().to_string(),
         })
+    }
+}
+
+impl FinanceApi {
+    /// CI → mean of its capacity resource with `metric` over the period (daily buckets).
+    async fn usage_by_ci(
+        &self,
+        ctx: &CallContext,
+        period: &str,
+        metric: &str,
+    ) -> Result<HashMap<String, Decimal>, Error> {
+        let (start, end) = period_bounds(period);
+        let resources: Vec<Document<itsm_proto::delivery::CapacityResource>> = Documents::all_where(
+            &self.documents.db,
+            &crate::capacity::RESOURCES,
+            &ctx.tenant,
+            Column::Parent,
+            metric,
+        )
+        .await?;
+        let mut usage = HashMap::new();
+        for resource in resources {
+            let buckets = capacity_sample::Entity::find()
+                .filter(capacity_sample::Column::ResourceId.eq(resource.id.as_str()))
+                .filter(capacity_sample::Column::WidthSeconds.eq(86_400_i64))
+                .filter(capacity_sample::Column::StartTime.gte(start.timestamp_micros()))
+                .filter(capacity_sample::Column::StartTime.lt(end.timestamp_micros()))
+                .all(&self.documents.db)
+                .await?;
+            let count: i64 = buckets.iter().map(|b| b.count).sum();
+            if count > 0 {
+                let mean = buckets.iter().map(|b| b.sum_value).sum::<f64>() / count as f64;
+                if let Some(mean) = Decimal::from_f64_retain(mean).filter(|m| !m.is_sign_negative()) {
+                    usage.insert(resource.body.configuration_item.clone(), mean.round_dp(6));
+                }
+            }
+        }
+        Ok(usage)
     }
 }
 
@@ -613,7 +661,7 @@ impl FinanceService for FinanceApi {
             n => (n as usize).min(MAX_LINES),
         };
         let method = method_of(r.method);
-        let a = self.allocate(&ctx, &r.period, &currency, method).await?;
+        let a = self.allocate(&ctx, &r.period, &currency, method, &r.usage_metric).await?;
         let code = a.currency.as_str();
         let mut focus_csv = Vec::new();
         if r.focus_csv {
@@ -762,7 +810,7 @@ impl FinanceService for FinanceApi {
             .into_iter()
             .filter(|b| b.body.amount.as_ref().is_some_and(|m| m.currency_code == currency.code()))
             .collect();
-        let a = self.allocate(&ctx, &r.period, &currency, method_of(r.method)).await?;
+        let a = self.allocate(&ctx, &r.period, &currency, method_of(r.method), "").await?;
         // Cost centres are charged what their cost items say, not what allocation moves.
         let items: Vec<Document<CostItem>> =
             Documents::all_where(&self.documents.db, &COST_ITEMS, &ctx.tenant, Column::Period, &r.period)
@@ -877,7 +925,7 @@ impl FinanceService for FinanceApi {
         let ctx = CallContext::from_request(&request)?;
         let r = request.into_inner();
         let currency = check_report_request(&r.period, &r.currency_code)?;
-        let a = self.allocate(&ctx, &r.period, &currency, method_of(r.method)).await?;
+        let a = self.allocate(&ctx, &r.period, &currency, method_of(r.method), "").await?;
         let rates: Vec<Document<ChargeRate>> =
             Documents::all_where(&self.documents.db, &CHARGE_RATES, &ctx.tenant, Column::Period, &r.period)
                 .await?;

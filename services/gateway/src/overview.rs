@@ -16,9 +16,11 @@ use itsm_proto::cmdb::{
     AnalyzeImpactRequest, BatchGetConfigurationItemsRequest, GetConfigurationItemRequest, ImpactDirection,
 };
 use itsm_proto::delivery::availability_service_client::AvailabilityServiceClient;
+use itsm_proto::delivery::capacity_service_client::CapacityServiceClient;
 use itsm_proto::delivery::service_level_service_client::ServiceLevelServiceClient;
 use itsm_proto::delivery::{
-    GetAvailabilityReportRequest, ListOutagesRequest, ListServiceLevelObjectivesRequest, ListSlaClocksRequest,
+    GetAvailabilityReportRequest, ListCapacityResourcesRequest, ListOutagesRequest,
+    ListServiceLevelObjectivesRequest, ListSlaClocksRequest,
 };
 use itsm_proto::gateway::overview_service_server::OverviewService;
 use itsm_proto::gateway::{
@@ -344,8 +346,54 @@ impl OverviewService for OverviewApi {
                 .await?;
             Ok(listed.into_inner().changes)
         };
-        let (ci, incidents, outages, changes, objectives, availability, upcoming) =
-            tokio::join!(ci, incidents, outages, changes, objectives, availability, upcoming);
+        let capacity = async {
+            // The service's dependencies (upstream: what could cause it to fail), then the
+            // warning resources among them.
+            let mut cmdb = CmdbServiceClient::new(self.channel("itsm.cmdb.v1.CmdbService")?);
+            let dependencies = cmdb
+                .analyze_impact(self.request(
+                    &ctx,
+                    AnalyzeImpactRequest {
+                        configuration_item: service.clone(),
+                        direction: ImpactDirection::Upstream as i32,
+                        max_depth: 10,
+                        max_items: 10_000,
+                        ..Default::default()
+                    },
+                ))
+                .await?
+                .into_inner();
+            let mut names: std::collections::HashSet<String> =
+                dependencies.items.into_iter().map(|i| i.configuration_item).collect();
+            names.insert(service.clone());
+            let mut client = CapacityServiceClient::new(self.channel("itsm.delivery.v1.CapacityService")?);
+            let mut warnings = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list_capacity_resources(self.request(
+                        &ctx,
+                        ListCapacityResourcesRequest {
+                            page_size: 1000,
+                            page_token: page_token.clone(),
+                            filter: "warning = \"true\"".into(),
+                            order_by: String::new(),
+                        },
+                    ))
+                    .await?
+                    .into_inner();
+                warnings.extend(
+                    page.capacity_resources.into_iter().filter(|r| names.contains(&r.configuration_item)),
+                );
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            Ok(warnings)
+        };
+        let (ci, incidents, outages, changes, objectives, availability, upcoming, capacity) =
+            tokio::join!(ci, incidents, outages, changes, objectives, availability, upcoming, capacity);
         let mut part_errors = Vec::new();
         let ci = part("service", async { ci }, &mut part_errors).await;
         let service_level_objectives =
@@ -355,6 +403,8 @@ impl OverviewService for OverviewApi {
         let availability = part("availability", async { availability }, &mut part_errors).await;
         let upcoming_changes =
             part("upcoming_changes", async { upcoming }, &mut part_errors).await.unwrap_or_default();
+        let capacity_warnings =
+            part("capacity_warnings", async { capacity }, &mut part_errors).await.unwrap_or_default();
         let open_incidents = part("open_incidents", async { incidents }, &mut part_errors).await;
         let ongoing_outages = part("ongoing_outages", async { outages }, &mut part_errors).await;
         let active_changes =
@@ -379,6 +429,7 @@ impl OverviewService for OverviewApi {
             service_level_objectives,
             availability,
             upcoming_changes,
+            capacity_warnings,
         }))
     }
 
