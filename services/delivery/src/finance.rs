@@ -145,7 +145,8 @@ fn method_of(method: i32) -> AllocationMethod {
     }
 }
 
-fn cost_columns(c: &CostItem) -> Columns {
+/// The indexed columns of a cost item.
+pub fn cost_columns(c: &CostItem) -> Columns {
     Columns {
         subject: c.configuration_item.clone(),
         parent: c.source.clone(),

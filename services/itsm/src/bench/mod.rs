@@ -3,6 +3,7 @@
 
 pub mod clocks;
 pub mod cmdb;
+pub mod finance;
 pub mod gateway;
 
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub enum Scenario {
     Gateway(gateway::GatewayBenchArgs),
     /// SLA clocks on PostgreSQL: events applied per second with many open clocks, full breach sweep.
     Clocks(clocks::ClockBenchArgs),
+    /// Finance: allocation over a 100,000-CI graph, FOCUS import rows per second.
+    Finance(finance::FinanceBenchArgs),
 }
 
 pub async fn run(scenario: Scenario) -> Result<(), String> {
@@ -69,6 +72,11 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         }
         Scenario::Clocks(args) => {
             let report = clocks::run(&args).await?;
+            println!("{}", report.markdown());
+            Ok(())
+        }
+        Scenario::Finance(args) => {
+            let report = finance::run(&args).await?;
             println!("{}", report.markdown());
             Ok(())
         }
