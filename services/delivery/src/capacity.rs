@@ -35,11 +35,12 @@ use itsm_runtime::paging::PageTokens;
 use itsm_runtime::validate;
 use itsm_runtime::{CallContext, Error};
 
-use crate::documents::{Column, Columns, Document, Documents, Kind, Listing};
 use crate::domain::forecast::{
     self, Bucket, ForecastRequest, RetentionPolicy, Sample, threshold_crossing, utilisation, warning_due,
 };
-use crate::entity::{capacity_sample, document};
+use crate::entity::capacity_sample;
+use itsm_runtime::documents::document;
+use itsm_runtime::documents::{Column, Columns, Document, Documents, Kind, Listing};
 
 pub const RESOURCES: Kind = Kind {
     prefix: "capacityResources/",
@@ -530,8 +531,8 @@ async fn upsert_buckets(
         sea_orm::DatabaseBackend::Postgres => ("LEAST", "GREATEST"),
         _ => ("MIN", "MAX"),
     };
-    // 8 values a row; 100 rows keep a statement small.
-    for chunk in buckets.chunks(100) {
+    // 8 values and ~150 bytes a row: 60 rows stay under `db::STATEMENT_BUDGET`.
+    for chunk in buckets.chunks(60) {
         let mut sql = String::from(
             "INSERT INTO capacity_samples (resource_id, width_seconds, start_time, tenant_id, count, min_value, \
              max_value, sum_value) VALUES ",

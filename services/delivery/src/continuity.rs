@@ -33,12 +33,12 @@ use itsm_runtime::paging::PageTokens;
 use itsm_runtime::validate;
 use itsm_runtime::{CallContext, Error};
 
-use crate::documents::{Column, Columns, Document, Documents, Kind, Listing};
 use crate::domain::continuity::{
     self as rules, BackupPolicy, BusinessImpact, Criticality, ExerciseResult, Gap, ImpactStep,
     ServiceContinuityInput, StepProgress, StepState,
 };
 use crate::finance::decimal_of;
+use itsm_runtime::documents::{Column, Columns, Document, Documents, Kind, Listing};
 
 pub const ANALYSES: Kind = Kind {
     prefix: "businessImpactAnalyses/",

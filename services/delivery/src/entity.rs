@@ -242,40 +242,6 @@ pub mod offering {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod document {
-    use sea_orm::entity::prelude::*;
-
-    /// A record read and written whole (see `documents`): the message encoded with prost, and the
-    /// columns that filters, order and uniqueness need.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "delivery_documents")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: String,
-        pub tenant_id: String,
-        pub kind: String,
-        pub subject: String,
-        pub parent: String,
-        pub period: String,
-        pub display_name: String,
-        pub state: String,
-        pub owner: String,
-        /// Set where at most one record of a kind may have the value (e.g. one BIA per service).
-        pub unique_key: Option<String>,
-        pub body: Vec<u8>,
-        pub version: i64,
-        pub create_time: i64,
-        pub update_time: i64,
-        pub creator: String,
-        pub updater: String,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
 pub mod capacity_sample {
     use sea_orm::entity::prelude::*;
 

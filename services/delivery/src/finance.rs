@@ -29,11 +29,11 @@ use itsm_runtime::paging::PageTokens;
 use itsm_runtime::validate;
 use itsm_runtime::{CallContext, Error};
 
-use crate::documents::{Column, Columns, Document, Documents, Kind, Listing};
 use crate::domain::allocation::{self, AllocationInput, AllocationMethod, CostSource, Edge, PriceModel};
 use crate::domain::focus::{self, AllocationExportLine, CiMatcher, FocusError, FocusVersion};
 use crate::domain::money::{Currency, split_largest_remainder};
 use crate::entity::capacity_sample;
+use itsm_runtime::documents::{Column, Columns, Document, Documents, Kind, Listing};
 
 pub const COST_ITEMS: Kind = Kind {
     prefix: "costItems/",

@@ -8,7 +8,6 @@
 pub mod availability;
 pub mod capacity;
 pub mod continuity;
-pub mod documents;
 pub mod domain;
 pub mod entity;
 pub mod finance;
@@ -107,7 +106,7 @@ pub async fn serve(
                 incidents: incident_calls.clone(),
                 internal_token: internal_token.clone(),
             };
-            let documents = documents::Documents { db: state.db.clone() };
+            let documents = itsm_runtime::documents::Documents { db: state.db.clone() };
             let capacity = capacity::Capacity {
                 documents: documents.clone(),
                 feed: state.feed.clone(),

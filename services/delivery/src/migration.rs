@@ -16,7 +16,8 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(CreateOutages));
         migrations.push(Box::new(AddClockCustomer));
         migrations.push(Box::new(CreateOfferings));
-        migrations.push(Box::new(CreateDocuments));
+        migrations.push(Box::new(itsm_runtime::documents::CreateDocuments));
+        migrations.push(Box::new(CreateCapacitySamples));
         migrations
     }
 }
@@ -284,38 +285,15 @@ impl MigrationTrait for CreateOfferings {
     }
 }
 
-struct CreateDocuments;
+struct CreateCapacitySamples;
 
-impl MigrationName for CreateDocuments {
+impl MigrationName for CreateCapacitySamples {
     fn name(&self) -> &str {
-        "m20261125_600006_documents_and_capacity_samples"
+        "m20261125_600006_capacity_samples"
     }
 }
 
-const DOCUMENTS: &str = r"
-CREATE TABLE delivery_documents (
-    id TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    parent TEXT NOT NULL,
-    period TEXT NOT NULL,
-    display_name TEXT NOT NULL,
-    state TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    unique_key TEXT,
-    body BLOB NOT NULL,
-    version BIGINT NOT NULL,
-    create_time BIGINT NOT NULL,
-    update_time BIGINT NOT NULL,
-    creator TEXT NOT NULL,
-    updater TEXT NOT NULL
-);
-CREATE UNIQUE INDEX delivery_documents_unique ON delivery_documents (tenant_id, kind, unique_key);
-CREATE INDEX delivery_documents_by_time ON delivery_documents (tenant_id, kind, create_time, id);
-CREATE INDEX delivery_documents_by_subject ON delivery_documents (tenant_id, kind, subject);
-CREATE INDEX delivery_documents_by_period ON delivery_documents (tenant_id, kind, period, id);
-CREATE INDEX delivery_documents_by_parent ON delivery_documents (tenant_id, kind, parent);
+const CAPACITY_SAMPLES: &str = r"
 CREATE TABLE capacity_samples (
     resource_id TEXT NOT NULL,
     width_seconds BIGINT NOT NULL,
@@ -329,16 +307,14 @@ CREATE TABLE capacity_samples (
 )";
 
 #[async_trait::async_trait]
-impl MigrationTrait for CreateDocuments {
+impl MigrationTrait for CreateCapacitySamples {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let postgres = DOCUMENTS.replace("BLOB", "BYTEA");
-        execute_for_backend(manager.get_connection(), DOCUMENTS, &postgres).await
+        execute_for_backend(manager.get_connection(), CAPACITY_SAMPLES, CAPACITY_SAMPLES).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         db.execute_unprepared("DROP TABLE IF EXISTS capacity_samples").await?;
-        db.execute_unprepared("DROP TABLE IF EXISTS delivery_documents").await?;
         Ok(())
     }
 }

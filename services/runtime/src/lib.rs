@@ -21,6 +21,7 @@ pub mod config;
 pub mod consumer;
 pub mod context;
 pub mod db;
+pub mod documents;
 pub mod error;
 pub mod fieldmask;
 pub mod filter;

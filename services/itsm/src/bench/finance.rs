@@ -12,12 +12,12 @@ use std::time::Instant;
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
-use itsm_delivery::documents::Documents;
 use itsm_delivery::domain::allocation::{self, AllocationInput, AllocationMethod, CostSource, Edge};
 use itsm_delivery::domain::focus::{self, CiMatcher};
 use itsm_delivery::finance::{COST_ITEMS, cost_columns, money_of};
 use itsm_proto::delivery::{CostItem, CostPool, CostType};
 use itsm_runtime::CallContext;
+use itsm_runtime::documents::Documents;
 use itsm_runtime::testing::{TestBackend, TestDatabase, settings_for};
 
 #[derive(Debug, Clone, clap::Args)]

@@ -1,8 +1,9 @@
-//! Records of capacity, continuity and finance management that are read and written whole
-//! (capacity resources and plans, business impact analyses, continuity plans, exercises and
-//! invocations, cost items, budgets, charge rates): one table, the message encoded with prost,
-//! and the few columns that filters, order and uniqueness need. One create, get, list, update
-//! and delete for all of them, instead of one copy per record type.
+//! Records that are read and written whole (in the delivery service: capacity resources and
+//! plans, business impact analyses, continuity plans, exercises and invocations, cost items,
+//! budgets, charge rates): one `documents` table per service, the message encoded with prost, and
+//! the few columns that filters, order and uniqueness need. One create, get, list, update and
+//! delete for all of them, instead of one copy per record type. Records that other queries join
+//! or aggregate in SQL keep tables of their own.
 
 use prost::Message;
 use sea_orm::sea_query::{Expr, SimpleExpr};
@@ -12,16 +13,97 @@ use sea_orm::{
 };
 
 use itsm_proto::common::AuditInfo;
-use itsm_runtime::db::{now_micros, timestamp};
-use itsm_runtime::filter::{self, Expr as Filter};
-use itsm_runtime::history::{change_time, check_etag, etag};
-use itsm_runtime::idempotency::{self, Claim};
-use itsm_runtime::keyset::{self, Page};
-use itsm_runtime::paging::{PageTokens, page_size};
-use itsm_runtime::sql_filter::{self as filters, Field};
-use itsm_runtime::{CallContext, Error};
+use sea_orm_migration::prelude::{DbErr, MigrationName, MigrationTrait, SchemaManager};
 
-use crate::entity::document;
+use crate::context::CallContext;
+use crate::db::{STATEMENT_BUDGET, chunks_within, execute_for_backend, now_micros, timestamp};
+use crate::error::Error;
+use crate::filter::{self, Expr as Filter};
+use crate::history::{change_time, check_etag, etag};
+use crate::idempotency::{self, Claim};
+use crate::keyset::{self, Page};
+use crate::paging::{PageTokens, page_size};
+use crate::sql_filter::{self as filters, Field};
+
+pub mod document {
+    use sea_orm::entity::prelude::*;
+
+    /// One record: its message encoded with prost, and the columns that filters, order and
+    /// uniqueness need.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "documents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub kind: String,
+        pub subject: String,
+        pub parent: String,
+        pub period: String,
+        pub display_name: String,
+        pub state: String,
+        pub owner: String,
+        /// Set where at most one record of a kind may have the value (e.g. one BIA per service).
+        pub unique_key: Option<String>,
+        pub body: Vec<u8>,
+        pub version: i64,
+        pub create_time: i64,
+        pub update_time: i64,
+        pub creator: String,
+        pub updater: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `documents` table; a service that keeps records here adds it to its migrator.
+pub struct CreateDocuments;
+
+impl MigrationName for CreateDocuments {
+    fn name(&self) -> &str {
+        "m20261125_000003_documents"
+    }
+}
+
+const DOCUMENTS: &str = r"
+CREATE TABLE documents (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    period TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    unique_key TEXT,
+    body BLOB NOT NULL,
+    version BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    creator TEXT NOT NULL,
+    updater TEXT NOT NULL
+);
+CREATE UNIQUE INDEX documents_unique ON documents (tenant_id, kind, unique_key);
+CREATE INDEX documents_by_time ON documents (tenant_id, kind, create_time, id);
+CREATE INDEX documents_by_subject ON documents (tenant_id, kind, subject);
+CREATE INDEX documents_by_period ON documents (tenant_id, kind, period, id);
+CREATE INDEX documents_by_parent ON documents (tenant_id, kind, parent)";
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for CreateDocuments {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), DOCUMENTS, &DOCUMENTS.replace("BLOB", "BYTEA")).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP TABLE IF EXISTS documents").await?;
+        Ok(())
+    }
+}
 
 /// The indexed columns a record type maps its fields onto.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,7 +344,7 @@ impl Documents {
     ) -> Result<Document<M>, Error> {
         let row = row_of(kind, ctx, id.to_string(), columns, body.encode_to_vec());
         row.clone().into_active_model().reset_all().insert(db).await.map_err(|e| {
-            match itsm_runtime::db::classify_db_error(e) {
+            match crate::db::classify_db_error(e) {
                 Error::AlreadyExists(_) => {
                     Error::AlreadyExists(format!("a {} with the same key already exists", kind.kind()))
                 }
@@ -280,19 +362,22 @@ impl Documents {
         records: Vec<(Columns, M)>,
     ) -> Result<Vec<String>, Error> {
         let mut ids = Vec::with_capacity(records.len());
-        let rows: Vec<document::ActiveModel> = records
+        let rows: Vec<document::Model> = records
             .into_iter()
             .map(|(columns, body)| {
                 let row = row_of(kind, ctx, uuid::Uuid::now_v7().to_string(), columns, body.encode_to_vec());
                 ids.push(row.id.clone());
-                row.into_active_model().reset_all()
+                row
             })
             .collect();
-        // Bounded statements: 16 columns a row, well under the backends' parameter limits.
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<document::ActiveModel> = rows.by_ref().take(500).collect();
-            document::Entity::insert_many(chunk).exec(db).await?;
+        // Statements under the budget (see `db::STATEMENT_BUDGET`): a row is its body and
+        // columns plus about 200 bytes of ids, numbers and SQL.
+        let size = |r: &document::Model| {
+            200 + r.body.len() + r.subject.len() + r.parent.len() + r.display_name.len() + r.owner.len()
+        };
+        for chunk in chunks_within(&rows, size, STATEMENT_BUDGET) {
+            let models = chunk.iter().map(|r| r.clone().into_active_model().reset_all());
+            document::Entity::insert_many(models).exec(db).await?;
         }
         Ok(ids)
     }
@@ -426,7 +511,7 @@ impl Documents {
             .filter(document::Column::Version.eq(current.version))
             .exec(db)
             .await
-            .map_err(itsm_runtime::db::classify_db_error)?;
+            .map_err(crate::db::classify_db_error)?;
         if done.rows_affected != 1 {
             return Err(Error::Aborted(format!("{} was changed concurrently; read it again", current.name)));
         }
