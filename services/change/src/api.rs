@@ -15,6 +15,14 @@ use itsm_proto::change::{
     ListUnauthorizedChangesetsRequest, ListUnauthorizedChangesetsResponse, RecordChangesetRequest,
     RejectChangeRequest, UpdateChangeRequest,
 };
+use itsm_proto::change::{
+    CabMeeting, ChangeSuccessReport, CreateCabMeetingRequest, CreateMaintenanceWindowRequest,
+    DeleteMaintenanceWindowRequest, DeleteMaintenanceWindowResponse, GetCabMeetingRequest,
+    GetChangeSuccessReportRequest, GetRiskQuestionnaireRequest, ListCabMeetingsRequest,
+    ListCabMeetingsResponse, ListMaintenanceWindowsRequest, ListMaintenanceWindowsResponse,
+    MaintenanceWindow, RecordCabDecisionRequest, ReviewChangeRequest, RiskQuestionnaire,
+    UpdateCabMeetingRequest, UpdateRiskQuestionnaireRequest,
+};
 use itsm_runtime::db::{micros, now_micros, timestamp};
 use itsm_runtime::error::Violations;
 use itsm_runtime::fieldmask::UpdateMask;
@@ -27,7 +35,7 @@ use crate::changesets;
 use crate::convert::{CHANGE_NUMBER, CHANGE_PREFIX, change_name, change_to_proto};
 use crate::domain::approval::refusal;
 use crate::domain::lifecycle::{ChangeState, ChangeType, Mover};
-use crate::domain::risk::QUESTIONS;
+use crate::domain::risk::{Question, built_in};
 use crate::entity::change;
 use crate::repo::{CmdbFacts, Decision, ORDER_FIELDS, Repository, decisions, list_from, list_to};
 
@@ -85,7 +93,7 @@ fn number(name: &str, field: &str) -> Result<String, Error> {
 }
 
 /// Checks the fields a caller may set (all of them on create, the masked ones on update).
-fn check_fields(v: &mut Violations, c: &Change, has: &dyn Fn(&str) -> bool) {
+fn check_fields(v: &mut Violations, c: &Change, has: &dyn Fn(&str) -> bool, questions: &[Question]) {
     let text = |v: &mut Violations, field: &str, value: &str, max: usize, required: bool| {
         if has(field) {
             validate::text(v, &format!("change.{field}"), value, max, required);
@@ -116,8 +124,8 @@ fn check_fields(v: &mut Violations, c: &Change, has: &dyn Fn(&str) -> bool) {
     }
     if has("risk_answers") {
         for key in c.risk_answers.keys() {
-            if !QUESTIONS.iter().any(|(id, ..)| id == key) {
-                let ids: Vec<&str> = QUESTIONS.iter().map(|(id, ..)| *id).collect();
+            if !questions.iter().any(|q| &q.id == key) {
+                let ids: Vec<&str> = questions.iter().map(|q| q.id.as_str()).collect();
                 v.add(
                     format!("change.risk_answers[{key}]"),
                     format!("unknown question; questions: {}", ids.join(", ")),
@@ -138,6 +146,12 @@ fn check_window(v: &mut Violations, start: i64, end: i64) {
 }
 
 impl ChangeApi {
+    /// The tenant's risk questions (saved, else built in).
+    async fn questions(&self, ctx: &CallContext) -> Result<Vec<Question>, Error> {
+        let saved = crate::records::questions(&self.repo.db, &ctx.tenant).await?;
+        Ok(if saved.is_empty() { built_in() } else { saved })
+    }
+
     /// Checks the CIs in the CMDB and gathers what the risk assessment needs from it.
     async fn cmdb_facts(&self, ctx: &CallContext, cis: &[String]) -> Result<CmdbFacts, Error> {
         let refs: Vec<CiReference<'_>> = cis
@@ -154,9 +168,19 @@ impl ChangeApi {
         for ci in cis {
             services.extend(self.cmdb.impacted_business_services(ctx, ci).await?);
         }
+        let impacted = services.len() as i32;
+        // A business service among the CIs is its own service too (its windows apply to it).
+        services.extend(
+            cis.iter()
+                .filter(|ci| {
+                    items.get(*ci).is_some_and(|i| i.ci_class == itsm_cmdb_client::BUSINESS_SERVICE_CLASS)
+                })
+                .cloned(),
+        );
         Ok(CmdbFacts {
             max_criticality: items.values().map(|ci| ci.criticality).max().unwrap_or(0),
-            business_services: services.len() as i32,
+            business_services: impacted,
+            business_service_names: services.into_iter().collect(),
         })
     }
 
@@ -229,7 +253,7 @@ impl ChangeApi {
         })
     }
 
-    async fn decide(
+    pub(crate) async fn decide(
         &self,
         ctx: &CallContext,
         name: &str,
@@ -303,7 +327,8 @@ impl ChangeService for ChangeApi {
         if kind.is_none() {
             v.add("change.type", "must be STANDARD, NORMAL or EMERGENCY");
         }
-        check_fields(&mut v, c, &|_| true);
+        let questions = self.questions(&ctx).await?;
+        check_fields(&mut v, c, &|_| true, &questions);
         let start = c.planned_start_time.as_ref().map_or(0, micros);
         let end = c.planned_end_time.as_ref().map_or(0, micros);
         check_window(&mut v, start, end);
@@ -344,6 +369,9 @@ impl ChangeService for ChangeApi {
             actual_start_time: 0,
             actual_end_time: 0,
             outcome: 0,
+            business_service_names: "[]".into(),
+            outside_maintenance_window: false,
+            review: String::new(),
             version: 0,
             create_time: 0,
             update_time: 0,
@@ -388,7 +416,8 @@ impl ChangeService for ChangeApi {
         let number = number(&c.name, "change.name")?;
         let mask = UpdateMask::parse(request.update_mask.as_ref(), UPDATABLE, "update_mask")?;
         let mut v = Violations::new();
-        check_fields(&mut v, &c, &|p| mask.contains(p));
+        let questions = self.questions(&ctx).await?;
+        check_fields(&mut v, &c, &|p| mask.contains(p), &questions);
         let target = if mask.contains("state") {
             let state = ChangeState::from_i32(c.state);
             if state.is_none() {
@@ -614,6 +643,102 @@ impl ChangeService for ChangeApi {
             .ok_or_else(|| Error::invalid("name", "must be `blackoutWindows/{uuid}`"))?;
         self.repo.delete_blackout(&ctx, id).await?;
         Ok(Response::new(DeleteBlackoutWindowResponse {}))
+    }
+
+    async fn create_maintenance_window(
+        &self,
+        request: Request<CreateMaintenanceWindowRequest>,
+    ) -> Result<Response<MaintenanceWindow>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(ChangeApi::create_maintenance_window(self, &ctx, request.into_inner()).await?))
+    }
+
+    async fn list_maintenance_windows(
+        &self,
+        request: Request<ListMaintenanceWindowsRequest>,
+    ) -> Result<Response<ListMaintenanceWindowsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let maintenance_windows = ChangeApi::list_maintenance_windows(self, &ctx, request.get_ref()).await?;
+        Ok(Response::new(ListMaintenanceWindowsResponse { maintenance_windows }))
+    }
+
+    async fn delete_maintenance_window(
+        &self,
+        request: Request<DeleteMaintenanceWindowRequest>,
+    ) -> Result<Response<DeleteMaintenanceWindowResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        ChangeApi::delete_maintenance_window(self, &ctx, &request.get_ref().name).await?;
+        Ok(Response::new(DeleteMaintenanceWindowResponse {}))
+    }
+
+    async fn get_risk_questionnaire(
+        &self,
+        request: Request<GetRiskQuestionnaireRequest>,
+    ) -> Result<Response<RiskQuestionnaire>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(self.risk_questionnaire(&ctx).await?))
+    }
+
+    async fn update_risk_questionnaire(
+        &self,
+        request: Request<UpdateRiskQuestionnaireRequest>,
+    ) -> Result<Response<RiskQuestionnaire>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(ChangeApi::update_risk_questionnaire(self, &ctx, request.into_inner()).await?))
+    }
+
+    async fn create_cab_meeting(
+        &self,
+        request: Request<CreateCabMeetingRequest>,
+    ) -> Result<Response<CabMeeting>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(ChangeApi::create_cab_meeting(self, &ctx, request.into_inner()).await?))
+    }
+
+    async fn get_cab_meeting(
+        &self,
+        request: Request<GetCabMeetingRequest>,
+    ) -> Result<Response<CabMeeting>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(ChangeApi::get_cab_meeting(self, &ctx, &request.get_ref().name).await?))
+    }
+
+    async fn list_cab_meetings(
+        &self,
+        request: Request<ListCabMeetingsRequest>,
+    ) -> Result<Response<ListCabMeetingsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(ChangeApi::list_cab_meetings(self, &ctx, request.get_ref()).await?))
+    }
+
+    async fn update_cab_meeting(
+        &self,
+        request: Request<UpdateCabMeetingRequest>,
+    ) -> Result<Response<CabMeeting>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(ChangeApi::update_cab_meeting(self, &ctx, request.into_inner()).await?))
+    }
+
+    async fn record_cab_decision(
+        &self,
+        request: Request<RecordCabDecisionRequest>,
+    ) -> Result<Response<CabMeeting>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(ChangeApi::record_cab_decision(self, &ctx, request.into_inner()).await?))
+    }
+
+    async fn review_change(&self, request: Request<ReviewChangeRequest>) -> Result<Response<Change>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let reviewed = ChangeApi::review_change(self, &ctx, request.into_inner()).await?;
+        Ok(Response::new(change_to_proto(&reviewed)))
+    }
+
+    async fn get_change_success_report(
+        &self,
+        request: Request<GetChangeSuccessReportRequest>,
+    ) -> Result<Response<ChangeSuccessReport>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(self.change_success_report(&ctx, request.get_ref()).await?))
     }
 
     async fn record_changeset(

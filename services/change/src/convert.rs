@@ -1,13 +1,13 @@
 //! Between stored changes and protobuf messages.
 
-use itsm_proto::change::{Approval, ApprovalDecision, Change, RiskFactor};
+use itsm_proto::change::{Approval, ApprovalDecision, Change, PostImplementationReview, RiskFactor};
 use itsm_proto::common::AuditInfo;
 use itsm_runtime::db::timestamp;
 use itsm_runtime::history::etag;
 
 use crate::domain::risk::Factor;
 use crate::entity::change;
-use crate::repo::{decisions, list_from};
+use crate::repo::{decisions, list_from, review_of};
 
 pub const CHANGE_PREFIX: &str = "changes/";
 pub const CHANGE_NUMBER: &str = "CHG";
@@ -68,5 +68,13 @@ pub fn change_to_proto(m: &change::Model) -> Change {
         actual_start_time: time(m.actual_start_time),
         actual_end_time: time(m.actual_end_time),
         outcome: m.outcome,
+        business_services: list_from(&m.business_service_names),
+        outside_maintenance_window: m.outside_maintenance_window,
+        review: review_of(m).map(|r| PostImplementationReview {
+            notes: r.notes,
+            caused_incidents: r.caused_incidents,
+            reviewer: r.reviewer,
+            review_time: time(r.time),
+        }),
     }
 }

@@ -37,6 +37,11 @@ pub mod change {
         pub actual_start_time: i64,
         pub actual_end_time: i64,
         pub outcome: i32,
+        /// JSON list of the business services behind the affected CIs.
+        pub business_service_names: String,
+        pub outside_maintenance_window: bool,
+        /// JSON post-implementation review ("" = none).
+        pub review: String,
         pub version: i64,
         pub create_time: i64,
         pub update_time: i64,

@@ -9,8 +9,10 @@ pub mod changesets;
 pub mod convert;
 pub mod domain;
 pub mod entity;
+pub mod governance;
 pub mod import;
 pub mod migration;
+pub mod records;
 pub mod releases;
 pub mod repo;
 

@@ -17,6 +17,8 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(CreateChanges));
         migrations.push(Box::new(CreateChangesets));
         migrations.push(Box::new(CreateReleases));
+        migrations.push(Box::new(itsm_runtime::documents::CreateDocuments));
+        migrations.push(Box::new(AddServicesWindowsReviews));
         migrations
     }
 }
@@ -206,6 +208,38 @@ impl MigrationTrait for CreateReleases {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared("DROP TABLE IF EXISTS releases").await?;
+        Ok(())
+    }
+}
+
+struct AddServicesWindowsReviews;
+
+impl MigrationName for AddServicesWindowsReviews {
+    fn name(&self) -> &str {
+        "m20261125_300004_services_windows_reviews"
+    }
+}
+
+/// The names of the business services behind the affected CIs (maintenance windows of a
+/// service apply to its CIs' changes), whether the window lies outside them, and the
+/// post-implementation review (JSON; "" = none).
+const SERVICES_WINDOWS_REVIEWS: &str =
+    "ALTER TABLE changes ADD COLUMN business_service_names TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE changes ADD COLUMN outside_maintenance_window BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE changes ADD COLUMN review TEXT NOT NULL DEFAULT ''";
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddServicesWindowsReviews {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), SERVICES_WINDOWS_REVIEWS, SERVICES_WINDOWS_REVIEWS)
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for column in ["review", "outside_maintenance_window", "business_service_names"] {
+            db.execute_unprepared(&format!("ALTER TABLE changes DROP COLUMN {column}")).await?;
+        }
         Ok(())
     }
 }

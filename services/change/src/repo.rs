@@ -26,8 +26,10 @@ use itsm_runtime::{CallContext, Error};
 use crate::convert::{CHANGE_NUMBER, CHANGE_PREFIX, change_name, change_to_proto};
 use crate::domain::approval::required_approvals;
 use crate::domain::lifecycle::{ChangeState, ChangeType};
+use crate::domain::maintenance::outside_windows;
 use crate::domain::risk::{RiskInputs, assess};
 use crate::entity::change;
+use crate::records;
 
 pub const CREATE_METHOD: &str = "CreateChange";
 pub const ORDER_FIELDS: &[&str] = &["number", "planned_start_time", "create_time", "update_time"];
@@ -42,10 +44,12 @@ pub struct Repository {
 pub use itsm_runtime::keyset::Page;
 
 /// What the CMDB said about the affected CIs when they were last set.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CmdbFacts {
     pub max_criticality: i32,
     pub business_services: i32,
+    /// Their names (maintenance windows of a service apply to its CIs' changes).
+    pub business_service_names: Vec<String>,
 }
 
 /// A decision recorded on a change (stored as JSON).
@@ -55,6 +59,19 @@ pub struct Decision {
     pub approved: bool,
     pub comment: String,
     pub time: i64,
+}
+
+/// A post-implementation review (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRecord {
+    pub notes: String,
+    pub caused_incidents: Vec<String>,
+    pub reviewer: String,
+    pub time: i64,
+}
+
+pub fn review_of(model: &change::Model) -> Option<ReviewRecord> {
+    if model.review.is_empty() { None } else { serde_json::from_str(&model.review).ok() }
 }
 
 pub fn decisions(model: &change::Model) -> Vec<Decision> {
@@ -140,6 +157,7 @@ impl Repository {
             model.updater.clone_from(&ctx.principal);
             model.max_criticality = facts.max_criticality;
             model.business_services = facts.business_services;
+            model.business_service_names = list_to(&facts.business_service_names);
             reassess(&txn, &mut model).await?;
             model.clone().into_active_model().reset_all().insert(&txn).await?;
             write_links(&txn, &model).await?;
@@ -187,6 +205,7 @@ impl Repository {
         if let Some(facts) = facts {
             after.max_criticality = facts.max_criticality;
             after.business_services = facts.business_services;
+            after.business_service_names = list_to(&facts.business_service_names);
         }
         edit(&mut after, now)?;
         reassess(&txn, &mut after).await?;
@@ -372,6 +391,7 @@ async fn reassess(txn: &impl ConnectionTrait, model: &mut change::Model) -> Resu
         (outcomes.len() as i32, outcomes.iter().filter(|o| **o != 1).count() as i32)
     };
     let answers: BTreeMap<String, bool> = serde_json::from_str(&model.risk_answers).unwrap_or_default();
+    let questions = records::questions(txn, &model.tenant_id).await?;
     let assessment = assess(&RiskInputs {
         change_type: Some(kind),
         max_criticality: model.max_criticality,
@@ -380,13 +400,22 @@ async fn reassess(txn: &impl ConnectionTrait, model: &mut change::Model) -> Resu
         past_failures: failed,
         conflicts: conflicts.len() as i32,
         answers,
+        questions,
     });
     // Once decided, the policy a change was authorised under stays.
     if matches!(state, ChangeState::New | ChangeState::Assess | ChangeState::Authorize) {
         model.risk = assessment.level;
         model.risk_score = assessment.score;
         model.risk_factors = list_to(&assessment.factors);
-        model.required_approvals = required_approvals(kind, assessment.level);
+        // Outside the maintenance windows of a CI or service that has some: one approval more.
+        let mut targets = cis.clone();
+        targets.extend(list_from(&model.business_service_names));
+        let windows = records::windows(txn, &model.tenant_id).await?;
+        model.outside_maintenance_window = model.planned_start_time > 0
+            && outside_windows(&targets, model.planned_start_time, model.planned_end_time, &windows)
+                .is_some();
+        model.required_approvals =
+            required_approvals(kind, assessment.level) + i32::from(model.outside_maintenance_window);
     }
     model.conflicts = list_to(&conflicts);
     Ok(())

@@ -945,7 +945,259 @@ async fn releases_deploy_stage_by_stage_through_gates(backend: TestBackend) {
     assert_eq!(s.releases.get_release(theirs).await.unwrap_err().code(), Code::NotFound);
 }
 
+async fn maintenance_windows_questionnaire_cab_and_review(backend: TestBackend) {
+    let mut suite = start(backend).await;
+    let payments = suite.ci("Payments", "business_service", 3, "").await;
+    let db = suite.ci("payments-db", "database", 2, "production").await;
+    suite
+        .cmdb
+        .create_relationship(req(CreateRelationshipRequest {
+            relationship: Some(Relationship {
+                source: payments.clone(),
+                target: db.clone(),
+                r#type: RelationshipType::DependsOn as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap();
+    let t0 = now_micros() + 24 * HOUR;
+
+    // The service's maintenance window: a change to its database fits it or needs one more approval.
+    let window = suite
+        .changes
+        .create_maintenance_window(req(CreateMaintenanceWindowRequest {
+            maintenance_window: Some(MaintenanceWindow {
+                display_name: "Payments Sunday window".into(),
+                configuration_items: vec![payments.clone()],
+                start_time: Some(timestamp(t0 + 10 * HOUR)),
+                end_time: Some(timestamp(t0 + 14 * HOUR)),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = suite
+        .changes
+        .create_maintenance_window(req(CreateMaintenanceWindowRequest {
+            maintenance_window: Some(MaintenanceWindow {
+                display_name: "backwards".into(),
+                configuration_items: vec![payments.clone()],
+                start_time: Some(timestamp(t0 + 2 * HOUR)),
+                end_time: Some(timestamp(t0 + HOUR)),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["maintenance_window.end_time"]);
+    let inside =
+        suite.create(change(ChangeType::Normal, &[&db], t0 + 11 * HOUR, t0 + 12 * HOUR)).await.unwrap();
+    let outside =
+        suite.create(change(ChangeType::Normal, &[&db], t0 + 20 * HOUR, t0 + 21 * HOUR)).await.unwrap();
+    assert_eq!(inside.business_services, std::slice::from_ref(&payments));
+    assert!(!inside.outside_maintenance_window);
+    assert!(outside.outside_maintenance_window);
+    assert_eq!(
+        outside.required_approvals,
+        inside.required_approvals + 1,
+        "outside the window: one more approval"
+    );
+    let listed = suite
+        .changes
+        .list_maintenance_windows(req(ListMaintenanceWindowsRequest {
+            include_past: false,
+            configuration_item: payments.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.maintenance_windows.len(), 1);
+    assert_eq!(listed.maintenance_windows[0].name, window.name);
+
+    // The tenant's own questionnaire replaces the built-in questions.
+    let built_in =
+        suite.changes.get_risk_questionnaire(req(GetRiskQuestionnaireRequest {})).await.unwrap().into_inner();
+    assert!(built_in.built_in);
+    assert_eq!(built_in.questions.len(), 3);
+    let question = |id: &str, points: i32| RiskQuestion {
+        id: id.into(),
+        question: "Does it touch card payments?".into(),
+        risky_answer: true,
+        points,
+    };
+    let err = suite
+        .changes
+        .update_risk_questionnaire(req(UpdateRiskQuestionnaireRequest {
+            risk_questionnaire: Some(RiskQuestionnaire {
+                questions: vec![question("touches_cards", 30), question("touches_cards", 0)],
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&err),
+        ["risk_questionnaire.questions[1].id", "risk_questionnaire.questions[1].points"]
+    );
+    let saved = suite
+        .changes
+        .update_risk_questionnaire(req(UpdateRiskQuestionnaireRequest {
+            risk_questionnaire: Some(RiskQuestionnaire {
+                questions: vec![question("touches_cards", 30)],
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!saved.built_in);
+    let mut answered = change(ChangeType::Normal, &[&db], t0 + 11 * HOUR, t0 + 12 * HOUR);
+    answered.risk_answers.insert("touches_cards".into(), true);
+    let answered = suite.create(answered).await.unwrap();
+    let factor = answered.risk_factors.iter().find(|f| f.factor == "questionnaire").unwrap();
+    assert_eq!(factor.points, 30, "{factor:?}");
+    let mut stale = change(ChangeType::Normal, &[&db], t0 + 11 * HOUR, t0 + 12 * HOUR);
+    stale.risk_answers.insert("tested_in_staging".into(), true);
+    let err = suite.create(stale).await.unwrap_err();
+    assert_eq!(violations(&err), ["change.risk_answers[tested_in_staging]"]);
+
+    // A CAB meeting decides the change on its agenda; an emergency CAB only emergency changes.
+    for s in [ChangeState::Assess, ChangeState::Authorize] {
+        suite.set_state(&inside.name, s).await.unwrap();
+    }
+    let meeting = |agenda: Vec<String>, emergency: bool| CreateCabMeetingRequest {
+        cab_meeting: Some(CabMeeting {
+            display_name: "Weekly CAB".into(),
+            start_time: Some(timestamp(now_micros())),
+            emergency,
+            agenda,
+            attendees: vec!["carol".into(), "dave".into()],
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    let err =
+        suite.changes.create_cab_meeting(req(meeting(vec![outside.name.clone()], false))).await.unwrap_err();
+    assert_eq!(violations(&err), ["cab_meeting.agenda[0]"], "the change is not awaiting approval");
+    let err =
+        suite.changes.create_cab_meeting(req(meeting(vec![inside.name.clone()], true))).await.unwrap_err();
+    assert_eq!(violations(&err), ["cab_meeting.agenda[0]"], "an emergency CAB takes emergency changes only");
+    let cab = suite
+        .changes
+        .create_cab_meeting(req(meeting(vec![inside.name.clone()], false)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cab.state, CabMeetingState::Scheduled as i32);
+    let decide = |change: &str, decision: CabDecisionKind, comment: &str| RecordCabDecisionRequest {
+        cab_meeting: cab.name.clone(),
+        change: change.into(),
+        decision: decision as i32,
+        comment: comment.into(),
+    };
+    let err = suite
+        .changes
+        .record_cab_decision(as_user(
+            decide(&inside.name, CabDecisionKind::Defer, ""),
+            "carol",
+            &["cab-member"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["comment"]);
+    let err = suite
+        .changes
+        .record_cab_decision(as_user(
+            decide(&outside.name, CabDecisionKind::Approve, ""),
+            "carol",
+            &["cab-member"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "not on the agenda: {err:?}");
+    let err = suite
+        .changes
+        .record_cab_decision(as_user(
+            decide(&inside.name, CabDecisionKind::Approve, ""),
+            "alice",
+            &["cab-member"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "the requester cannot approve: {err:?}");
+    let decided = suite
+        .changes
+        .record_cab_decision(as_user(
+            decide(&inside.name, CabDecisionKind::Approve, "low risk"),
+            "carol",
+            &["cab-member"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decided.state, CabMeetingState::Held as i32);
+    assert_eq!(decided.decisions.len(), 1);
+    assert_eq!(decided.decisions[0].decided_by, "carol");
+    let approved = suite
+        .changes
+        .get_change(req(GetChangeRequest { name: inside.name.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(approved.approvals.len(), 1);
+    assert!(approved.approvals[0].comment.starts_with("CAB Weekly CAB"), "{:?}", approved.approvals);
+    assert_eq!(state(&approved), ChangeState::Scheduled, "one approval was required");
+
+    // Post-implementation review: only once implemented; the success report counts it.
+    let review = |name: &str| ReviewChangeRequest {
+        name: name.into(),
+        review: Some(PostImplementationReview {
+            notes: "Done in 40 minutes; one alert fired".into(),
+            caused_incidents: vec!["incidents/INC0000042".into()],
+            ..Default::default()
+        }),
+        etag: String::new(),
+    };
+    let err = suite.changes.review_change(req(review(&inside.name))).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    for s in [ChangeState::Implement, ChangeState::Review] {
+        suite.set_state(&inside.name, s).await.unwrap();
+    }
+    let bad = ReviewChangeRequest {
+        review: Some(PostImplementationReview {
+            notes: "x".into(),
+            caused_incidents: vec!["INC42".into()],
+            ..Default::default()
+        }),
+        ..review(&inside.name)
+    };
+    assert_eq!(
+        violations(&suite.changes.review_change(req(bad)).await.unwrap_err()),
+        ["review.caused_incidents[0]"]
+    );
+    let reviewed = suite.changes.review_change(req(review(&inside.name))).await.unwrap().into_inner();
+    let pir = reviewed.review.unwrap();
+    assert_eq!((pir.caused_incidents.len(), pir.reviewer.as_str()), (1, "alice"));
+    let report = suite
+        .changes
+        .get_change_success_report(req(GetChangeSuccessReportRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let overall = report.overall.unwrap();
+    assert_eq!((overall.implemented, overall.successful, overall.incidents_caused), (1, 1, 1));
+    assert!((overall.success_rate_percent - 100.0).abs() < 1e-9);
+    let by_service = report.by_business_service.iter().find(|r| r.key == payments).unwrap();
+    assert_eq!(by_service.implemented, 1);
+}
+
 itsm_runtime::db_tests!(
+    maintenance_windows_questionnaire_cab_and_review,
     releases_deploy_stage_by_stage_through_gates,
     implemented_changes_are_recorded_in_the_cmdb_history,
     changesets_from_a_git_repository,

@@ -123,7 +123,8 @@ impl CmdbDirectory {
             AnalyzeImpactRequest {
                 configuration_item: ci.to_string(),
                 direction: ImpactDirection::Downstream as i32,
-                max_items: 1,
+                // Business services are cut at max_items too; ask for all of them.
+                max_items: 1000,
                 ..Default::default()
             },
         );

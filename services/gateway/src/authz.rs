@@ -127,10 +127,24 @@ pub const RULES: &[Rule] = &[
     rule(PRB, Methods::Reads, &[AGENTS, &["problem-manager", "change-manager", "service-owner"]]),
     rule(PRB, Methods::Writes, &[&["problem-manager"], ENGINEERS]),
     // Changes: engineers and managers request; the CAB decides; change managers delete.
-    rule(CHG, Methods::Named(&["ApproveChange", "RejectChange"]), &[&["change-manager", "cab-member"]]),
     rule(
         CHG,
-        Methods::Named(&["DeleteChange", "CreateBlackoutWindow", "DeleteBlackoutWindow"]),
+        Methods::Named(&["ApproveChange", "RejectChange", "RecordCabDecision"]),
+        &[&["change-manager", "cab-member"]],
+    ),
+    rule(
+        CHG,
+        Methods::Named(&[
+            "DeleteChange",
+            "CreateBlackoutWindow",
+            "DeleteBlackoutWindow",
+            "CreateMaintenanceWindow",
+            "DeleteMaintenanceWindow",
+            "UpdateRiskQuestionnaire",
+            "CreateCabMeeting",
+            "UpdateCabMeeting",
+            "ReviewChange",
+        ]),
         &[&["change-manager"]],
     ),
     rule(CHG, Methods::Reads, &[STAFF]),

@@ -3,5 +3,6 @@
 pub mod approval;
 pub mod changeset;
 pub mod lifecycle;
+pub mod maintenance;
 pub mod release;
 pub mod risk;

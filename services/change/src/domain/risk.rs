@@ -11,12 +11,70 @@ pub const MODERATE: i32 = 2;
 pub const HIGH: i32 = 3;
 pub const VERY_HIGH: i32 = 4;
 
-/// The questionnaire: (id, question, the answer that adds risk, points).
+/// The built-in questionnaire, until a tenant saves its own: (id, question, the answer that
+/// adds risk, points).
 pub const QUESTIONS: &[(&str, &str, bool, i32)] = &[
     ("tested_in_staging", "Was the change tested in a staging environment?", false, 10),
     ("backout_tested", "Was the backout plan tested?", false, 10),
     ("requires_downtime", "Does the change need downtime?", true, 10),
 ];
+
+/// One question of a tenant's questionnaire.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Question {
+    pub id: String,
+    pub question: String,
+    pub risky_answer: bool,
+    pub points: i32,
+}
+
+/// The built-in questions as [`Question`]s.
+pub fn built_in() -> Vec<Question> {
+    QUESTIONS
+        .iter()
+        .map(|(id, question, risky_answer, points)| Question {
+            id: (*id).to_string(),
+            question: (*question).to_string(),
+            risky_answer: *risky_answer,
+            points: *points,
+        })
+        .collect()
+}
+
+/// Most questions in a questionnaire, and the points range of one.
+pub const MAX_QUESTIONS: usize = 50;
+pub const MAX_POINTS: i32 = 50;
+
+/// What is wrong with a questionnaire, as (field, description) pairs.
+pub fn questionnaire_problems(questions: &[Question]) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if questions.is_empty() || questions.len() > MAX_QUESTIONS {
+        problems.push(("questions".to_string(), format!("must hold 1 to {MAX_QUESTIONS} questions")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, q) in questions.iter().enumerate() {
+        let id_ok = !q.id.is_empty()
+            && q.id.len() <= 64
+            && q.id.starts_with(|c: char| c.is_ascii_lowercase())
+            && q.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !id_ok {
+            problems.push((
+                format!("questions[{i}].id"),
+                "must be lower snake case, at most 64 characters".into(),
+            ));
+        } else if !seen.insert(q.id.as_str()) {
+            problems.push((format!("questions[{i}].id"), format!("{} is used twice", q.id)));
+        }
+        if q.question.trim().is_empty() || q.question.len() > 500 {
+            problems
+                .push((format!("questions[{i}].question"), "is required (at most 500 characters)".into()));
+        }
+        if !(1..=MAX_POINTS).contains(&q.points) {
+            problems.push((format!("questions[{i}].points"), format!("must be 1 to {MAX_POINTS}")));
+        }
+    }
+    problems
+}
 
 /// What the assessment looks at.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +90,8 @@ pub struct RiskInputs {
     /// Other open changes overlapping this one on a shared CI.
     pub conflicts: i32,
     pub answers: BTreeMap<String, bool>,
+    /// The tenant's questionnaire (empty: the built-in questions).
+    pub questions: Vec<Question>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -100,12 +160,13 @@ pub fn assess(inputs: &RiskInputs) -> RiskAssessment {
     ));
     let mut answered = Vec::new();
     let mut question_points = 0;
-    for (id, _, risky, points) in QUESTIONS {
-        if let Some(answer) = inputs.answers.get(*id)
-            && answer == risky
+    let questions = if inputs.questions.is_empty() { built_in() } else { inputs.questions.clone() };
+    for q in &questions {
+        if let Some(answer) = inputs.answers.get(&q.id)
+            && *answer == q.risky_answer
         {
-            question_points += points;
-            answered.push(format!("{id}: {answer}"));
+            question_points += q.points;
+            answered.push(format!("{}: {answer}", q.id));
         }
     }
     factors.push(factor(
@@ -126,6 +187,43 @@ pub fn assess(inputs: &RiskInputs) -> RiskAssessment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_questionnaire_replaces_the_built_in_one() {
+        let own = vec![Question {
+            id: "touches_payments".into(),
+            question: "Does it touch payment processing?".into(),
+            risky_answer: true,
+            points: 30,
+        }];
+        let mut answers = BTreeMap::new();
+        answers.insert("touches_payments".to_string(), true);
+        answers.insert("tested_in_staging".to_string(), false);
+        let with_own = assess(&RiskInputs { answers: answers.clone(), questions: own, ..Default::default() });
+        let questionnaire = with_own.factors.iter().find(|f| f.factor == "questionnaire").unwrap();
+        assert_eq!(questionnaire.points, 30, "only the tenant's question counts");
+        assert!(questionnaire.explanation.contains("touches_payments"));
+        let built = assess(&RiskInputs { answers, ..Default::default() });
+        assert_eq!(built.factors.iter().find(|f| f.factor == "questionnaire").unwrap().points, 10);
+    }
+
+    #[test]
+    fn questionnaires_are_checked() {
+        let q = |id: &str, points: i32| Question {
+            id: id.into(),
+            question: "Q?".into(),
+            risky_answer: true,
+            points,
+        };
+        assert!(questionnaire_problems(&built_in()).is_empty());
+        let fields: Vec<String> =
+            questionnaire_problems(&[q("ok", 5), q("ok", 5), q("Bad-Id", 5), q("zero", 0)])
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect();
+        assert_eq!(fields, ["questions[1].id", "questions[2].id", "questions[3].points"]);
+        assert_eq!(questionnaire_problems(&[]).len(), 1);
+    }
 
     fn points(a: &RiskAssessment, name: &str) -> i32 {
         a.factors.iter().find(|f| f.factor == name).map(|f| f.points).unwrap()

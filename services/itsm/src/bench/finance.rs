@@ -22,7 +22,7 @@ use itsm_runtime::testing::{TestBackend, TestDatabase, settings_for};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FinanceBenchArgs {
-    /// CIs in the allocation graph (about three dependencies each, one cost item each).
+    /// CIs in the allocation graph (each serving one to three CIs above it; one cost item each).
     #[arg(long, default_value_t = 100_000)]
     pub cis: usize,
     /// FOCUS rows imported (the sample file's rows repeated).
@@ -121,20 +121,21 @@ impl Lcg {
 }
 
 /// Layers: 1 % business services, 9 % applications, 40 % platforms, 50 % infrastructure; each CI
-/// needs about three CIs of the next layer down (shared providers, diamonds).
+/// below the services serves one to three CIs of the layer above (shared CIs, diamonds).
 fn graph(cis: usize) -> AllocationInput {
     let mut rng = Lcg(42);
     let bounds = [0, cis / 100, cis / 10, cis / 2, cis];
     let name = |i: usize| format!("ci-{i}");
     let mut edges = Vec::new();
     for layer in 0..3 {
-        let (from, to) = (bounds[layer]..bounds[layer + 1], bounds[layer + 1]..bounds[layer + 2]);
-        for consumer in from {
+        let (consumers, providers) = (bounds[layer]..bounds[layer + 1], bounds[layer + 1]..bounds[layer + 2]);
+        // Every provider serves one to three consumers of the layer above (shared CIs).
+        for provider in providers {
             let mut chosen = HashSet::new();
-            for _ in 0..3 {
-                chosen.insert(to.start + rng.next(to.len()));
+            for _ in 0..1 + rng.next(3) {
+                chosen.insert(consumers.start + rng.next(consumers.len()));
             }
-            for provider in chosen {
+            for consumer in chosen {
                 edges.push(Edge {
                     consumer: name(consumer),
                     provider: name(provider),
@@ -144,7 +145,6 @@ fn graph(cis: usize) -> AllocationInput {
             }
         }
     }
-    // Infrastructure nobody uses yet is idle; everything else has a consumer.
     let sources = (0..cis)
         .map(|i| CostSource {
             id: format!("costItems/{i}"),
