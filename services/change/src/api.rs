@@ -165,10 +165,16 @@ impl ChangeApi {
             .collect();
         let items = self.cmdb.check(ctx, &refs).await?;
         let mut services = std::collections::BTreeSet::new();
+        let mut impacted = std::collections::BTreeSet::new();
         for ci in cis {
-            services.extend(self.cmdb.impacted_business_services(ctx, ci).await?);
+            let downstream = self.cmdb.downstream(ctx, ci).await?;
+            services.extend(downstream.business_services);
+            impacted.extend(downstream.items);
         }
-        let impacted = services.len() as i32;
+        for ci in cis {
+            impacted.remove(ci);
+        }
+        let impacted_services = services.len() as i32;
         // A business service among the CIs is its own service too (its windows apply to it).
         services.extend(
             cis.iter()
@@ -179,8 +185,9 @@ impl ChangeApi {
         );
         Ok(CmdbFacts {
             max_criticality: items.values().map(|ci| ci.criticality).max().unwrap_or(0),
-            business_services: impacted,
+            business_services: impacted_services,
             business_service_names: services.into_iter().collect(),
+            impacted_cis: impacted.into_iter().collect(),
         })
     }
 
@@ -370,6 +377,7 @@ impl ChangeService for ChangeApi {
             actual_end_time: 0,
             outcome: 0,
             business_service_names: "[]".into(),
+            impacted_cis: "[]".into(),
             outside_maintenance_window: false,
             review: String::new(),
             version: 0,

@@ -39,6 +39,8 @@ pub mod change {
         pub outcome: i32,
         /// JSON list of the business services behind the affected CIs.
         pub business_service_names: String,
+        /// JSON list of the CIs downstream of the affected CIs (their impact graph).
+        pub impacted_cis: String,
         pub outside_maintenance_window: bool,
         /// JSON post-implementation review ("" = none).
         pub review: String,

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(CreateReleases));
         migrations.push(Box::new(itsm_runtime::documents::CreateDocuments));
         migrations.push(Box::new(AddServicesWindowsReviews));
+        migrations.push(Box::new(AddImpactGraphs));
         migrations
     }
 }
@@ -240,6 +241,42 @@ impl MigrationTrait for AddServicesWindowsReviews {
         for column in ["review", "outside_maintenance_window", "business_service_names"] {
             db.execute_unprepared(&format!("ALTER TABLE changes DROP COLUMN {column}")).await?;
         }
+        Ok(())
+    }
+}
+
+struct AddImpactGraphs;
+
+impl MigrationName for AddImpactGraphs {
+    fn name(&self) -> &str {
+        "m20261125_300005_impact_graphs"
+    }
+}
+
+/// Each change's impact graph (the CIs downstream of its CIs), as JSON on the change and as rows
+/// the conflict query joins, like `change_cis`.
+const IMPACT_GRAPHS: &str = "ALTER TABLE changes ADD COLUMN impacted_cis TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE change_impacts (
+    change_id TEXT NOT NULL,
+    ci TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    planned_start_time BIGINT NOT NULL,
+    planned_end_time BIGINT NOT NULL,
+    PRIMARY KEY (change_id, ci)
+);
+CREATE INDEX change_impacts_by_ci ON change_impacts (tenant_id, ci)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddImpactGraphs {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), IMPACT_GRAPHS, IMPACT_GRAPHS).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP TABLE IF EXISTS change_impacts").await?;
+        db.execute_unprepared("ALTER TABLE changes DROP COLUMN impacted_cis").await?;
         Ok(())
     }
 }

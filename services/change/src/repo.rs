@@ -50,6 +50,8 @@ pub struct CmdbFacts {
     pub business_services: i32,
     /// Their names (maintenance windows of a service apply to its CIs' changes).
     pub business_service_names: Vec<String>,
+    /// The CIs downstream of the affected CIs (the change's impact graph).
+    pub impacted_cis: Vec<String>,
 }
 
 /// A decision recorded on a change (stored as JSON).
@@ -158,9 +160,11 @@ impl Repository {
             model.max_criticality = facts.max_criticality;
             model.business_services = facts.business_services;
             model.business_service_names = list_to(&facts.business_service_names);
+            model.impacted_cis = list_to(&facts.impacted_cis);
             reassess(&txn, &mut model).await?;
             model.clone().into_active_model().reset_all().insert(&txn).await?;
             write_links(&txn, &model).await?;
+            refresh_conflicts(&txn, None, &model).await?;
             let changes = diff(None, Some(&model));
             let entry = NewEntry {
                 kind: KIND,
@@ -206,6 +210,7 @@ impl Repository {
             after.max_criticality = facts.max_criticality;
             after.business_services = facts.business_services;
             after.business_service_names = list_to(&facts.business_service_names);
+            after.impacted_cis = list_to(&facts.impacted_cis);
         }
         edit(&mut after, now)?;
         reassess(&txn, &mut after).await?;
@@ -233,6 +238,7 @@ impl Repository {
             )));
         }
         write_links(&txn, &after).await?;
+        refresh_conflicts(&txn, Some(&current), &after).await?;
         let entry = NewEntry {
             kind: KIND,
             record_id: &after.id,
@@ -347,27 +353,7 @@ async fn reassess(txn: &impl ConnectionTrait, model: &mut change::Model) -> Resu
     let cis = list_from(&model.configuration_items);
     let (state, kind) = state_of(model)?;
     let conflicts = if state.is_open() && model.planned_start_time > 0 && !cis.is_empty() {
-        let mut values: Vec<Value> = vec![
-            model.tenant_id.as_str().into(),
-            model.id.as_str().into(),
-            model.planned_end_time.into(),
-            model.planned_start_time.into(),
-        ];
-        let list = placeholders(&mut values, &cis);
-        let rows = txn
-            .query_all_raw(stmt(
-                txn.get_database_backend(),
-                &format!(
-                    "SELECT DISTINCT c.number FROM change_cis l JOIN changes c ON c.id = l.change_id \
-                     WHERE l.tenant_id = $1 AND l.change_id <> $2 AND l.state IN (1, 2, 3, 4, 5) \
-                     AND l.planned_start_time < $3 AND l.planned_end_time > $4 AND l.ci IN ({list}) ORDER BY c.number"
-                ),
-                values,
-            ))
-            .await?;
-        rows.iter()
-            .map(|r| Ok(change_name(&r.try_get::<String>("", "number")?)))
-            .collect::<Result<Vec<_>, Error>>()?
+        conflicts_of(txn, model).await?
     } else {
         list_from(&model.conflicts)
     };
@@ -421,6 +407,82 @@ async fn reassess(txn: &impl ConnectionTrait, model: &mut change::Model) -> Resu
     Ok(())
 }
 
+/// Other open changes whose window overlaps `model`'s and that touch one of its CIs, a CI of its
+/// impact graph, or whose impact graph holds one of its CIs (names, sorted).
+async fn conflicts_of(txn: &impl ConnectionTrait, model: &change::Model) -> Result<Vec<String>, Error> {
+    let cis = list_from(&model.configuration_items);
+    let impacted = list_from(&model.impacted_cis);
+    let mut found = BTreeSet::new();
+    // (table, the CIs of this change matched against it)
+    let probes: [(&str, &[String]); 3] =
+        [("change_cis", &cis), ("change_cis", &impacted), ("change_impacts", &cis)];
+    for (table, probe) in probes {
+        for chunk in probe.chunks(itsm_runtime::db::MAX_IN_LIST) {
+            let mut values: Vec<Value> = vec![
+                model.tenant_id.as_str().into(),
+                model.id.as_str().into(),
+                model.planned_end_time.into(),
+                model.planned_start_time.into(),
+            ];
+            let list = placeholders(&mut values, chunk);
+            let rows = txn
+                .query_all_raw(stmt(
+                    txn.get_database_backend(),
+                    &format!(
+                        "SELECT DISTINCT c.number FROM {table} l JOIN changes c ON c.id = l.change_id \
+                         WHERE l.tenant_id = $1 AND l.change_id <> $2 AND l.state IN (1, 2, 3, 4, 5) \
+                         AND l.planned_start_time < $3 AND l.planned_end_time > $4 AND l.ci IN ({list})"
+                    ),
+                    values,
+                ))
+                .await?;
+            for r in &rows {
+                found.insert(change_name(&r.try_get::<String>("", "number")?));
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// After `model` was written: the open changes it conflicted with before or conflicts with now
+/// get their (output-only) conflict lists recomputed, so a change scheduled later shows up on
+/// the earlier one too, and one that moved away disappears from it.
+async fn refresh_conflicts(
+    txn: &impl ConnectionTrait,
+    before: Option<&change::Model>,
+    model: &change::Model,
+) -> Result<(), Error> {
+    let mut affected: BTreeSet<String> = list_from(&model.conflicts).into_iter().collect();
+    if let Some(before) = before {
+        affected.extend(list_from(&before.conflicts));
+    }
+    for name in affected {
+        let number = name.trim_start_matches(CHANGE_PREFIX);
+        let Some(other) = change::Entity::find()
+            .filter(change::Column::TenantId.eq(model.tenant_id.as_str()))
+            .filter(change::Column::Number.eq(number))
+            .one(txn)
+            .await?
+        else {
+            continue;
+        };
+        let open = ChangeState::from_i32(other.state).is_some_and(ChangeState::is_open);
+        if !open || other.planned_start_time == 0 {
+            continue;
+        }
+        let conflicts = list_to(&conflicts_of(txn, &other).await?);
+        if conflicts != other.conflicts {
+            txn.execute_raw(stmt(
+                txn.get_database_backend(),
+                "UPDATE changes SET conflicts = $1 WHERE id = $2",
+                [conflicts.into(), other.id.as_str().into()],
+            ))
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 async fn write_links(txn: &impl ConnectionTrait, model: &change::Model) -> Result<(), Error> {
     let backend = txn.get_database_backend();
     txn.execute_raw(stmt(backend, "DELETE FROM change_cis WHERE change_id = $1", [model.id.as_str().into()]))
@@ -442,6 +504,45 @@ async fn write_links(txn: &impl ConnectionTrait, model: &change::Model) -> Resul
             ],
         ))
         .await?;
+    }
+    txn.execute_raw(stmt(
+        backend,
+        "DELETE FROM change_impacts WHERE change_id = $1",
+        [model.id.as_str().into()],
+    ))
+    .await?;
+    let impacted: BTreeSet<String> = list_from(&model.impacted_cis).into_iter().collect();
+    let impacted: Vec<String> = impacted.into_iter().collect();
+    // 6 values, ~120 bytes a row: 80 rows a statement stay under the budget.
+    for chunk in impacted.chunks(80) {
+        let mut sql = String::from(
+            "INSERT INTO change_impacts (change_id, ci, tenant_id, state, planned_start_time, planned_end_time) VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+        for (i, ci) in chunk.iter().enumerate() {
+            let n = i * 6;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6
+            ));
+            values.extend([
+                model.id.as_str().into(),
+                ci.as_str().into(),
+                model.tenant_id.as_str().into(),
+                model.state.into(),
+                model.planned_start_time.into(),
+                model.planned_end_time.into(),
+            ]);
+        }
+        txn.execute_raw(stmt(backend, &sql, values)).await?;
     }
     Ok(())
 }

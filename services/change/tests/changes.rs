@@ -1196,7 +1196,70 @@ async fn maintenance_windows_questionnaire_cab_and_review(backend: TestBackend) 
     assert_eq!(by_service.implemented, 1);
 }
 
+async fn conflicts_through_the_impact_graph_reach_both_changes(backend: TestBackend) {
+    let mut suite = start(backend).await;
+    let db = suite.ci("orders-db", "database", 2, "").await;
+    let app = suite.ci("orders-app", "application", 2, "").await;
+    let other = suite.ci("billing-app", "application", 2, "").await;
+    suite
+        .cmdb
+        .create_relationship(req(CreateRelationshipRequest {
+            relationship: Some(Relationship {
+                source: app.clone(),
+                target: db.clone(),
+                r#type: RelationshipType::DependsOn as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap();
+    let t0 = now_micros() + 24 * HOUR;
+    let get = |suite: &mut Suite, name: String| {
+        let mut changes = suite.changes.clone();
+        async move { changes.get_change(req(GetChangeRequest { name })).await.unwrap().into_inner() }
+    };
+    // The database change's impact graph holds the app: a change to the app in an overlapping
+    // window conflicts with it, and the earlier change's list shows the later one too.
+    let on_db = suite.create(change(ChangeType::Normal, &[&db], t0 + HOUR, t0 + 3 * HOUR)).await.unwrap();
+    let on_app =
+        suite.create(change(ChangeType::Normal, &[&app], t0 + 2 * HOUR, t0 + 4 * HOUR)).await.unwrap();
+    assert_eq!(
+        on_app.conflicts,
+        std::slice::from_ref(&on_db.name),
+        "the app is in the db change's impact graph"
+    );
+    assert_eq!(get(&mut suite, on_db.name.clone()).await.conflicts, std::slice::from_ref(&on_app.name));
+    let factor = on_app.risk_factors.iter().find(|f| f.factor == "schedule_conflicts").unwrap();
+    assert_eq!(factor.points, 15);
+    // Unrelated CI or a later window: no conflict.
+    let unrelated =
+        suite.create(change(ChangeType::Normal, &[&other], t0 + HOUR, t0 + 3 * HOUR)).await.unwrap();
+    assert!(unrelated.conflicts.is_empty());
+    let later =
+        suite.create(change(ChangeType::Normal, &[&app], t0 + 10 * HOUR, t0 + 11 * HOUR)).await.unwrap();
+    assert!(later.conflicts.is_empty());
+    // Moving the app change away clears it from the db change's list.
+    let moved = suite
+        .changes
+        .update_change(req(UpdateChangeRequest {
+            change: Some(Change {
+                name: on_app.name.clone(),
+                planned_start_time: Some(timestamp(t0 + 20 * HOUR)),
+                planned_end_time: Some(timestamp(t0 + 21 * HOUR)),
+                ..Default::default()
+            }),
+            update_mask: mask(&["planned_start_time", "planned_end_time"]),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(moved.conflicts.is_empty());
+    assert!(get(&mut suite, on_db.name.clone()).await.conflicts.is_empty());
+}
+
 itsm_runtime::db_tests!(
+    conflicts_through_the_impact_graph_reach_both_changes,
     maintenance_windows_questionnaire_cab_and_review,
     releases_deploy_stage_by_stage_through_gates,
     implemented_changes_are_recorded_in_the_cmdb_history,

@@ -28,6 +28,13 @@ pub struct CiReference<'a> {
     pub class: Option<&'static str>,
 }
 
+/// A CI's downstream impact.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Downstream {
+    pub items: Vec<String>,
+    pub business_services: Vec<String>,
+}
+
 /// One dependency between CIs, with the relationship's numeric properties (`weight`, `usage`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dependency {
@@ -117,6 +124,12 @@ impl CmdbDirectory {
         ctx: &CallContext,
         ci: &str,
     ) -> Result<Vec<String>, Error> {
+        Ok(self.downstream(ctx, ci).await?.business_services)
+    }
+
+    /// What fails when `ci` fails (downstream impact, default depth and relationship types): the
+    /// CIs reached (at most 1000, nearest first) and the business services among them.
+    pub async fn downstream(&self, ctx: &CallContext, ci: &str) -> Result<Downstream, Error> {
         let mut client = self.client()?;
         let request = self.request(
             ctx,
@@ -129,7 +142,10 @@ impl CmdbDirectory {
             },
         );
         let response = client.analyze_impact(request).await.map_err(unavailable)?.into_inner();
-        Ok(response.business_services.into_iter().map(|s| s.configuration_item).collect())
+        Ok(Downstream {
+            items: response.items.into_iter().map(|i| i.configuration_item).collect(),
+            business_services: response.business_services.into_iter().map(|s| s.configuration_item).collect(),
+        })
     }
 
     /// Every CI matching `filter` (all pages).
