@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use itsm_cmdb_client::{CiReference, CmdbDirectory};
 use itsm_proto::change::change_service_server::ChangeService;
+use itsm_proto::change::{ApprovalPolicy, GetApprovalPolicyRequest, UpdateApprovalPolicyRequest};
 use itsm_proto::change::{
     ApproveChangeRequest, BlackoutWindow, CanDeployRequest, CanDeployResponse, Change, ChangeOutcome,
     Changeset, CreateBlackoutWindowRequest, CreateChangeRequest, DeleteBlackoutWindowRequest,
@@ -33,7 +34,7 @@ use itsm_runtime::{CallContext, Error, filter, idempotency};
 
 use crate::changesets;
 use crate::convert::{CHANGE_NUMBER, CHANGE_PREFIX, change_name, change_to_proto};
-use crate::domain::approval::refusal;
+use crate::domain::approval::{Verdict, Vote, refusal, rule_for, verdict};
 use crate::domain::lifecycle::{ChangeState, ChangeType, Mover};
 use crate::domain::risk::{Question, built_in};
 use crate::entity::change;
@@ -218,7 +219,18 @@ impl ChangeApi {
                 configuration_item, ci.environment, environment
             ));
         }
-        let covering = self.repo.covering(ctx, configuration_item, at).await?;
+        let mut covering = self.repo.covering(ctx, configuration_item, at).await?;
+        // A business service is covered by a change to it or to the CIs that serve it.
+        if items
+            .get(configuration_item)
+            .is_some_and(|ci| ci.ci_class == itsm_cmdb_client::BUSINESS_SERVICE_CLASS)
+        {
+            for c in self.repo.covering_service(ctx, configuration_item, at).await? {
+                if !covering.iter().any(|k| k.id == c.id) {
+                    covering.push(c);
+                }
+            }
+        }
         let blackouts = self.repo.blackouts_overlapping(ctx, at, at).await?;
         let mut authorising = Vec::new();
         for c in &covering {
@@ -272,6 +284,7 @@ impl ChangeApi {
         let stored = self.repo.get(ctx, &number).await?;
         let blackouts =
             self.repo.blackouts_overlapping(ctx, stored.planned_start_time, stored.planned_end_time).await?;
+        let policy = crate::records::policy(&self.repo.db, &ctx.tenant).await?;
         let principal = ctx.principal.clone();
         let roles = ctx.roles.clone();
         let action = if approved { "approve" } else { "reject" };
@@ -285,7 +298,9 @@ impl ChangeApi {
                         state.map_or("in an unknown state", ChangeState::name)
                     )));
                 }
-                if let Some(reason) = refusal(&principal, &roles, &m.creator, &m.assignee) {
+                let kind = ChangeType::from_i32(m.change_type).unwrap_or(ChangeType::Normal);
+                let rule = rule_for(&policy, kind, m.risk);
+                if let Some(reason) = refusal(&principal, &roles, &rule.groups, &m.creator, &m.assignee) {
                     return Err(Error::PermissionDenied(reason));
                 }
                 let mut list = decisions(m);
@@ -300,19 +315,29 @@ impl ChangeApi {
                     approved,
                     comment: comment.to_string(),
                     time: now,
+                    roles: roles.clone(),
                 });
-                let approvals = list.iter().filter(|d| d.approved).count() as i32;
+                let votes: Vec<Vote> = list
+                    .iter()
+                    .map(|d| Vote {
+                        approver: d.approver.clone(),
+                        roles: d.roles.clone(),
+                        approved: d.approved,
+                    })
+                    .collect();
                 m.approvals = list_to(&list);
-                if !approved {
-                    m.state = ChangeState::New as i32;
-                } else if approvals >= m.required_approvals {
-                    if let Some(reason) = crate::repo::blackout_refusal(m.change_type, &blackouts) {
-                        return Err(Error::FailedPrecondition(format!(
-                            "{}: {reason}",
-                            change_name(&m.number)
-                        )));
+                match verdict(&rule, &votes, i32::from(m.outside_maintenance_window)) {
+                    Verdict::Rejected => m.state = ChangeState::New as i32,
+                    Verdict::Approved => {
+                        if let Some(reason) = crate::repo::blackout_refusal(m.change_type, &blackouts) {
+                            return Err(Error::FailedPrecondition(format!(
+                                "{}: {reason}",
+                                change_name(&m.number)
+                            )));
+                        }
+                        m.state = ChangeState::Scheduled as i32;
                     }
-                    m.state = ChangeState::Scheduled as i32;
+                    Verdict::Pending => {}
                 }
                 Ok(())
             })
@@ -378,6 +403,8 @@ impl ChangeService for ChangeApi {
             outcome: 0,
             business_service_names: "[]".into(),
             impacted_cis: "[]".into(),
+            approval_rule: 0,
+            approver_groups: "[]".into(),
             outside_maintenance_window: false,
             review: String::new(),
             version: 0,
@@ -693,6 +720,22 @@ impl ChangeService for ChangeApi {
     ) -> Result<Response<RiskQuestionnaire>, Status> {
         let ctx = CallContext::from_request(&request)?;
         Ok(Response::new(ChangeApi::update_risk_questionnaire(self, &ctx, request.into_inner()).await?))
+    }
+
+    async fn get_approval_policy(
+        &self,
+        request: Request<GetApprovalPolicyRequest>,
+    ) -> Result<Response<ApprovalPolicy>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(self.approval_policy(&ctx).await?))
+    }
+
+    async fn update_approval_policy(
+        &self,
+        request: Request<UpdateApprovalPolicyRequest>,
+    ) -> Result<Response<ApprovalPolicy>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(ChangeApi::update_approval_policy(self, &ctx, request.into_inner()).await?))
     }
 
     async fn create_cab_meeting(

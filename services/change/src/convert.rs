@@ -70,6 +70,8 @@ pub fn change_to_proto(m: &change::Model) -> Change {
         outcome: m.outcome,
         business_services: list_from(&m.business_service_names),
         outside_maintenance_window: m.outside_maintenance_window,
+        approval_rule: m.approval_rule,
+        approver_groups: list_from(&m.approver_groups),
         review: review_of(m).map(|r| PostImplementationReview {
             notes: r.notes,
             caused_incidents: r.caused_incidents,

@@ -41,6 +41,9 @@ pub mod change {
         pub business_service_names: String,
         /// JSON list of the CIs downstream of the affected CIs (their impact graph).
         pub impacted_cis: String,
+        /// The approval policy rule deciding it (ApprovalRule number) and its groups (JSON).
+        pub approval_rule: i32,
+        pub approver_groups: String,
         pub outside_maintenance_window: bool,
         /// JSON post-implementation review ("" = none).
         pub review: String,

@@ -8,11 +8,12 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use itsm_cmdb_client::CiReference;
 use itsm_proto::change::{
-    CabDecision, CabDecisionKind, CabMeeting, CabMeetingState, ChangeSuccessRate, ChangeSuccessReport,
-    CreateCabMeetingRequest, CreateMaintenanceWindowRequest, GetChangeSuccessReportRequest,
-    ListCabMeetingsRequest, ListCabMeetingsResponse, ListMaintenanceWindowsRequest, MaintenanceWindow,
-    RecordCabDecisionRequest, ReviewChangeRequest, RiskQuestion, RiskQuestionnaire, UpdateCabMeetingRequest,
-    UpdateRiskQuestionnaireRequest,
+    ApprovalPolicy, ApprovalPolicyRule, ApprovalRule, CabDecision, CabDecisionKind, CabMeeting,
+    CabMeetingState, ChangeSuccessRate, ChangeSuccessReport, CreateCabMeetingRequest,
+    CreateMaintenanceWindowRequest, GetChangeSuccessReportRequest, ListCabMeetingsRequest,
+    ListCabMeetingsResponse, ListMaintenanceWindowsRequest, MaintenanceWindow, RecordCabDecisionRequest,
+    ReviewChangeRequest, RiskQuestion, RiskQuestionnaire, UpdateApprovalPolicyRequest,
+    UpdateCabMeetingRequest, UpdateRiskQuestionnaireRequest,
 };
 use itsm_runtime::db::{micros, now_micros, timestamp};
 use itsm_runtime::documents::{Columns, Document, Documents, Listing};
@@ -24,10 +25,13 @@ use itsm_runtime::{CallContext, Error, idempotency};
 
 use crate::api::ChangeApi;
 use crate::convert::{CHANGE_PREFIX, change_name};
+use crate::domain::approval::{Rule, built_in_policy};
 use crate::domain::lifecycle::{ChangeState, ChangeType};
 use crate::domain::risk::{Question, built_in, questionnaire_problems};
 use crate::entity::change;
-use crate::records::{CAB_MEETINGS, MAINTENANCE_WINDOWS, QUESTIONNAIRE_KEY, QUESTIONNAIRES};
+use crate::records::{
+    APPROVAL_POLICIES, CAB_MEETINGS, MAINTENANCE_WINDOWS, POLICY_KEY, QUESTIONNAIRE_KEY, QUESTIONNAIRES,
+};
 use crate::repo::{ReviewRecord, list_from, review_of};
 
 const MAX_AGENDA: usize = 100;
@@ -215,6 +219,109 @@ impl ChangeApi {
             None => self.documents().create(&QUESTIONNAIRES, ctx, "", "", columns, &body).await?,
         };
         Ok(RiskQuestionnaire {
+            etag: stored.etag(),
+            audit: Some(stored.audit()),
+            built_in: false,
+            ..stored.body
+        })
+    }
+
+    pub async fn approval_policy(&self, ctx: &CallContext) -> Result<ApprovalPolicy, Error> {
+        let saved = Documents::all_where::<ApprovalPolicy>(
+            &self.repo.db,
+            &APPROVAL_POLICIES,
+            &ctx.tenant,
+            itsm_runtime::documents::Column::Subject,
+            POLICY_KEY,
+        )
+        .await?;
+        Ok(match saved.into_iter().next() {
+            Some(d) => ApprovalPolicy { etag: d.etag(), audit: Some(d.audit()), built_in: false, ..d.body },
+            None => ApprovalPolicy {
+                rules: built_in_policy()
+                    .into_iter()
+                    .map(|r| ApprovalPolicyRule {
+                        r#type: r.change_type.map_or(0, |t| t as i32),
+                        min_risk: r.min_risk,
+                        approver_groups: r.groups,
+                        rule: match r.rule {
+                            Rule::Any => ApprovalRule::Any,
+                            Rule::All => ApprovalRule::All,
+                            Rule::Majority => ApprovalRule::Majority,
+                        } as i32,
+                        count: r.count,
+                    })
+                    .collect(),
+                built_in: true,
+                etag: String::new(),
+                audit: None,
+            },
+        })
+    }
+
+    pub async fn update_approval_policy(
+        &self,
+        ctx: &CallContext,
+        r: UpdateApprovalPolicyRequest,
+    ) -> Result<ApprovalPolicy, Error> {
+        let Some(p) = r.approval_policy else { return Err(Error::invalid("approval_policy", "is required")) };
+        let mut v = Violations::new();
+        if p.rules.is_empty() || p.rules.len() > 20 {
+            v.add("approval_policy.rules", "must hold 1 to 20 rules");
+        }
+        for (i, rule) in p.rules.iter().enumerate() {
+            let field = |f: &str| format!("approval_policy.rules[{i}].{f}");
+            if rule.r#type != 0 && ChangeType::from_i32(rule.r#type).is_none() {
+                v.add(field("type"), "must be STANDARD, NORMAL, EMERGENCY or unset");
+            }
+            if !(0..=4).contains(&rule.min_risk) {
+                v.add(field("min_risk"), "must be LOW … VERY_HIGH or unset");
+            }
+            let group_ok = |g: &String| {
+                !g.is_empty()
+                    && g.len() <= 64
+                    && g.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            };
+            if rule.approver_groups.is_empty()
+                || rule.approver_groups.len() > 10
+                || !rule.approver_groups.iter().all(group_ok)
+            {
+                v.add(field("approver_groups"), "must name 1 to 10 roles (lower case, digits, '-')");
+            }
+            match ApprovalRule::try_from(rule.rule) {
+                Ok(ApprovalRule::Any | ApprovalRule::Majority) if !(1..=20).contains(&rule.count) => {
+                    v.add(field("count"), "must be 1 to 20 for ANY and MAJORITY");
+                }
+                Ok(ApprovalRule::Unspecified) | Err(_) => {
+                    v.add(field("rule"), "must be ANY, ALL or MAJORITY");
+                }
+                _ => {}
+            }
+        }
+        v.into_result()?;
+        let body =
+            ApprovalPolicy { rules: p.rules.clone(), built_in: false, etag: String::new(), audit: None };
+        let columns =
+            Columns { subject: POLICY_KEY.into(), unique_key: Some(POLICY_KEY.into()), ..Columns::default() };
+        let existing = Documents::all_where::<ApprovalPolicy>(
+            &self.repo.db,
+            &APPROVAL_POLICIES,
+            &ctx.tenant,
+            itsm_runtime::documents::Column::Subject,
+            POLICY_KEY,
+        )
+        .await?;
+        let stored = match existing.into_iter().next() {
+            Some(current) => {
+                self.documents()
+                    .update(&APPROVAL_POLICIES, ctx, &current.id, &p.etag, |_: &Document<ApprovalPolicy>| {
+                        Ok((columns, body))
+                    })
+                    .await?
+            }
+            None => self.documents().create(&APPROVAL_POLICIES, ctx, "", "", columns, &body).await?,
+        };
+        Ok(ApprovalPolicy {
             etag: stored.etag(),
             audit: Some(stored.audit()),
             built_in: false,

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(itsm_runtime::documents::CreateDocuments));
         migrations.push(Box::new(AddServicesWindowsReviews));
         migrations.push(Box::new(AddImpactGraphs));
+        migrations.push(Box::new(AddApprovalRules));
         migrations
     }
 }
@@ -277,6 +278,33 @@ impl MigrationTrait for AddImpactGraphs {
         let db = manager.get_connection();
         db.execute_unprepared("DROP TABLE IF EXISTS change_impacts").await?;
         db.execute_unprepared("ALTER TABLE changes DROP COLUMN impacted_cis").await?;
+        Ok(())
+    }
+}
+
+struct AddApprovalRules;
+
+impl MigrationName for AddApprovalRules {
+    fn name(&self) -> &str {
+        "m20261125_300006_approval_rules"
+    }
+}
+
+/// The approval policy rule (ApprovalRule number) and groups deciding a change.
+const APPROVAL_RULES: &str = "ALTER TABLE changes ADD COLUMN approval_rule INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE changes ADD COLUMN approver_groups TEXT NOT NULL DEFAULT '[]'";
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddApprovalRules {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), APPROVAL_RULES, APPROVAL_RULES).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for column in ["approver_groups", "approval_rule"] {
+            db.execute_unprepared(&format!("ALTER TABLE changes DROP COLUMN {column}")).await?;
+        }
         Ok(())
     }
 }

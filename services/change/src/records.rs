@@ -3,11 +3,13 @@
 
 use sea_orm::ConnectionTrait;
 
-use itsm_proto::change::{MaintenanceWindow, RiskQuestionnaire};
+use itsm_proto::change::{ApprovalPolicy, ApprovalRule, MaintenanceWindow, RiskQuestionnaire};
 use itsm_runtime::Error;
 use itsm_runtime::db::micros;
 use itsm_runtime::documents::{Column, Documents, Kind};
 
+use crate::domain::approval::{PolicyRule, Rule};
+use crate::domain::lifecycle::ChangeType;
 use crate::domain::maintenance::Window;
 use crate::domain::risk::Question;
 
@@ -20,6 +22,10 @@ pub const CAB_MEETINGS: Kind = Kind {
     create_method: "CreateCabMeeting",
     filters: &[("state", Column::State), ("emergency", Column::Subject)],
 };
+pub const APPROVAL_POLICIES: Kind =
+    Kind { prefix: "approvalPolicies/", create_method: "UpdateApprovalPolicy", filters: &[] };
+/// The one approval policy record of a tenant.
+pub const POLICY_KEY: &str = "approval-policy";
 /// The one questionnaire record of a tenant.
 pub const QUESTIONNAIRE_KEY: &str = "questionnaire";
 
@@ -61,5 +67,34 @@ pub async fn questions(db: &impl ConnectionTrait, tenant: &str) -> Result<Vec<Qu
                 })
                 .collect()
         })
+        .unwrap_or_default())
+}
+
+/// A proto policy rule as the rules see it (None when its rule is unset).
+pub fn policy_rule_of(r: &itsm_proto::change::ApprovalPolicyRule) -> Option<PolicyRule> {
+    let rule = match ApprovalRule::try_from(r.rule).ok()? {
+        ApprovalRule::Any => Rule::Any,
+        ApprovalRule::All => Rule::All,
+        ApprovalRule::Majority => Rule::Majority,
+        ApprovalRule::Unspecified => return None,
+    };
+    Some(PolicyRule {
+        change_type: ChangeType::from_i32(r.r#type),
+        min_risk: r.min_risk,
+        groups: r.approver_groups.clone(),
+        rule,
+        count: r.count,
+    })
+}
+
+/// The tenant's saved approval policy (empty: none saved, the built-in policy applies).
+pub async fn policy(db: &impl ConnectionTrait, tenant: &str) -> Result<Vec<PolicyRule>, Error> {
+    let saved =
+        Documents::all_where::<ApprovalPolicy>(db, &APPROVAL_POLICIES, tenant, Column::Subject, POLICY_KEY)
+            .await?;
+    Ok(saved
+        .into_iter()
+        .next()
+        .map(|d| d.body.rules.iter().filter_map(policy_rule_of).collect())
         .unwrap_or_default())
 }

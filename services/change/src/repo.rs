@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    QueryFilter, TransactionTrait, Value,
+    QueryFilter, QueryOrder, TransactionTrait, Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,12 +24,13 @@ use itsm_runtime::sql_filter::{self as filters, Field};
 use itsm_runtime::{CallContext, Error};
 
 use crate::convert::{CHANGE_NUMBER, CHANGE_PREFIX, change_name, change_to_proto};
-use crate::domain::approval::required_approvals;
+use crate::domain::approval::{Rule, needed, rule_for};
 use crate::domain::lifecycle::{ChangeState, ChangeType};
 use crate::domain::maintenance::outside_windows;
 use crate::domain::risk::{RiskInputs, assess};
 use crate::entity::change;
 use crate::records;
+use itsm_proto::change::ApprovalRule;
 
 pub const CREATE_METHOD: &str = "CreateChange";
 pub const ORDER_FIELDS: &[&str] = &["number", "planned_start_time", "create_time", "update_time"];
@@ -61,6 +62,9 @@ pub struct Decision {
     pub approved: bool,
     pub comment: String,
     pub time: i64,
+    /// The approver's roles when deciding (which approver groups they counted for).
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// A post-implementation review (stored as JSON).
@@ -345,6 +349,28 @@ impl Repository {
         }
         Ok(found)
     }
+
+    /// Changes in SCHEDULED, IMPLEMENT or REVIEW whose window holds `at` and whose CIs serve
+    /// `service` (a business service is deployed through its components).
+    pub async fn covering_service(
+        &self,
+        ctx: &CallContext,
+        service: &str,
+        at: i64,
+    ) -> Result<Vec<change::Model>, Error> {
+        // The JSON list holds the name quoted; names are `configurationItems/{uuid}`, so the
+        // pattern has no LIKE wildcards of its own.
+        let pattern = format!("%\"{service}\"%");
+        Ok(change::Entity::find()
+            .filter(change::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(change::Column::State.is_in([3, 4, 5]))
+            .filter(change::Column::PlannedStartTime.lte(at))
+            .filter(change::Column::PlannedEndTime.gte(at))
+            .filter(change::Column::BusinessServiceNames.like(pattern))
+            .order_by_asc(change::Column::Number)
+            .all(&self.db)
+            .await?)
+    }
 }
 
 /// Recomputes conflicts, failure history, risk and the approval policy of `model` from the
@@ -400,8 +426,15 @@ async fn reassess(txn: &impl ConnectionTrait, model: &mut change::Model) -> Resu
         model.outside_maintenance_window = model.planned_start_time > 0
             && outside_windows(&targets, model.planned_start_time, model.planned_end_time, &windows)
                 .is_some();
-        model.required_approvals =
-            required_approvals(kind, assessment.level) + i32::from(model.outside_maintenance_window);
+        let policy = records::policy(txn, &model.tenant_id).await?;
+        let rule = rule_for(&policy, kind, assessment.level);
+        model.required_approvals = needed(&rule, kind, i32::from(model.outside_maintenance_window));
+        model.approval_rule = match rule.rule {
+            Rule::Any => ApprovalRule::Any,
+            Rule::All => ApprovalRule::All,
+            Rule::Majority => ApprovalRule::Majority,
+        } as i32;
+        model.approver_groups = list_to(&rule.groups);
     }
     model.conflicts = list_to(&conflicts);
     Ok(())

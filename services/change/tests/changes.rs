@@ -1056,7 +1056,8 @@ async fn maintenance_windows_questionnaire_cab_and_review(backend: TestBackend) 
         .unwrap()
         .into_inner();
     assert!(!saved.built_in);
-    let mut answered = change(ChangeType::Normal, &[&db], t0 + 11 * HOUR, t0 + 12 * HOUR);
+    // (a window of its own: an overlapping change would conflict with `inside`)
+    let mut answered = change(ChangeType::Normal, &[&db], t0 + 30 * HOUR, t0 + 31 * HOUR);
     answered.risk_answers.insert("touches_cards".into(), true);
     let answered = suite.create(answered).await.unwrap();
     let factor = answered.risk_factors.iter().find(|f| f.factor == "questionnaire").unwrap();
@@ -1152,6 +1153,20 @@ async fn maintenance_windows_questionnaire_cab_and_review(backend: TestBackend) 
     assert_eq!(approved.approvals.len(), 1);
     assert!(approved.approvals[0].comment.starts_with("CAB Weekly CAB"), "{:?}", approved.approvals);
     assert_eq!(state(&approved), ChangeState::Scheduled, "one approval was required");
+
+    // CanDeploy for the business service: the change to its database covers it in the window.
+    let can_deploy = |at: i64| CanDeployRequest {
+        configuration_item: payments.clone(),
+        environment: String::new(),
+        deploy_time: Some(timestamp(at)),
+    };
+    let yes =
+        suite.changes.can_deploy(req(can_deploy(t0 + 11 * HOUR + HOUR / 2))).await.unwrap().into_inner();
+    assert!(yes.allowed, "{:?}", yes.reasons);
+    assert!(yes.reasons.iter().any(|r| r.contains(&inside.name)), "{:?}", yes.reasons);
+    let no = suite.changes.can_deploy(req(can_deploy(t0 + 15 * HOUR))).await.unwrap().into_inner();
+    assert!(!no.allowed);
+    assert!(no.reasons.iter().any(|r| r.starts_with("no authorised change covers")), "{:?}", no.reasons);
 
     // Post-implementation review: only once implemented; the success report counts it.
     let review = |name: &str| ReviewChangeRequest {
@@ -1258,7 +1273,133 @@ async fn conflicts_through_the_impact_graph_reach_both_changes(backend: TestBack
     assert!(get(&mut suite, on_db.name.clone()).await.conflicts.is_empty());
 }
 
+async fn approval_policies_any_all_and_majority(backend: TestBackend) {
+    let mut suite = start(backend).await;
+    let ci = suite.ci("ledger", "application", 2, "").await;
+    let t0 = now_micros() + 24 * HOUR;
+    let built_in =
+        suite.changes.get_approval_policy(req(GetApprovalPolicyRequest {})).await.unwrap().into_inner();
+    assert!(built_in.built_in);
+    let set = |rules: Vec<ApprovalPolicyRule>| UpdateApprovalPolicyRequest {
+        approval_policy: Some(ApprovalPolicy { rules, ..Default::default() }),
+    };
+    let rule = |rule: ApprovalRule, groups: &[&str], count: i32| ApprovalPolicyRule {
+        r#type: ChangeType::Normal as i32,
+        min_risk: 0,
+        approver_groups: groups.iter().map(|g| (*g).to_string()).collect(),
+        rule: rule as i32,
+        count,
+    };
+    let err = suite
+        .changes
+        .update_approval_policy(req(set(vec![rule(ApprovalRule::Any, &["cab-member"], 0)])))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["approval_policy.rules[0].count"]);
+    let err = suite
+        .changes
+        .update_approval_policy(req(set(vec![rule(ApprovalRule::All, &["Not A Role"], 0)])))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["approval_policy.rules[0].approver_groups"]);
+
+    // ALL: one approval from each group.
+    suite
+        .changes
+        .update_approval_policy(req(set(vec![rule(ApprovalRule::All, &["cab-member", "security"], 0)])))
+        .await
+        .unwrap();
+    let awaiting = |suite: &mut Suite, start: i64| {
+        let mut changes = suite.changes.clone();
+        let ci = ci.clone();
+        async move {
+            let created = changes
+                .create_change(req(CreateChangeRequest {
+                    change: Some(change(ChangeType::Normal, &[&ci], start, start + HOUR)),
+                    request_id: String::new(),
+                }))
+                .await
+                .unwrap()
+                .into_inner();
+            for s in [ChangeState::Assess, ChangeState::Authorize] {
+                changes
+                    .update_change(req(UpdateChangeRequest {
+                        change: Some(Change {
+                            name: created.name.clone(),
+                            state: s as i32,
+                            ..Default::default()
+                        }),
+                        update_mask: mask(&["state"]),
+                    }))
+                    .await
+                    .unwrap();
+            }
+            changes.get_change(req(GetChangeRequest { name: created.name })).await.unwrap().into_inner()
+        }
+    };
+    let all = awaiting(&mut suite, t0).await;
+    assert_eq!((all.approval_rule, all.required_approvals), (ApprovalRule::All as i32, 2));
+    assert_eq!(all.approver_groups, ["cab-member", "security"]);
+    let approve =
+        |name: &str| ApproveChangeRequest { name: name.into(), comment: String::new(), etag: String::new() };
+    let err = suite.changes.approve_change(as_user(approve(&all.name), "sam", &["agent"])).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let after_cab = suite
+        .changes
+        .approve_change(as_user(approve(&all.name), "bob", &["cab-member"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&after_cab), ChangeState::Authorize, "security has not approved yet");
+    let after_sec = suite
+        .changes
+        .approve_change(as_user(approve(&all.name), "sue", &["security"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&after_sec), ChangeState::Scheduled);
+
+    // MAJORITY of a quorum of three: one rejection does not veto.
+    suite
+        .changes
+        .update_approval_policy(req(set(vec![rule(ApprovalRule::Majority, &["cab-member"], 3)])))
+        .await
+        .unwrap();
+    let majority = awaiting(&mut suite, t0 + 5 * HOUR).await;
+    assert_eq!(majority.required_approvals, 3);
+    let reject =
+        RejectChangeRequest { name: majority.name.clone(), comment: "too risky".into(), etag: String::new() };
+    let rejected_once =
+        suite.changes.reject_change(as_user(reject, "bob", &["cab-member"])).await.unwrap().into_inner();
+    assert_eq!(state(&rejected_once), ChangeState::Authorize);
+    suite.changes.approve_change(as_user(approve(&majority.name), "carol", &["cab-member"])).await.unwrap();
+    let decided = suite
+        .changes
+        .approve_change(as_user(approve(&majority.name), "dave", &["cab-member"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&decided), ChangeState::Scheduled, "two of three approved");
+
+    // ANY with one approver: a rejection sends the change back.
+    suite
+        .changes
+        .update_approval_policy(req(set(vec![rule(ApprovalRule::Any, &["change-manager"], 1)])))
+        .await
+        .unwrap();
+    let any = awaiting(&mut suite, t0 + 10 * HOUR).await;
+    let reject = RejectChangeRequest {
+        name: any.name.clone(),
+        comment: "no backout plan".into(),
+        etag: String::new(),
+    };
+    let back =
+        suite.changes.reject_change(as_user(reject, "mia", &["change-manager"])).await.unwrap().into_inner();
+    assert_eq!(state(&back), ChangeState::New);
+}
+
 itsm_runtime::db_tests!(
+    approval_policies_any_all_and_majority,
     conflicts_through_the_impact_graph_reach_both_changes,
     maintenance_windows_questionnaire_cab_and_review,
     releases_deploy_stage_by_stage_through_gates,

@@ -141,6 +141,7 @@ pub const RULES: &[Rule] = &[
             "CreateMaintenanceWindow",
             "DeleteMaintenanceWindow",
             "UpdateRiskQuestionnaire",
+            "UpdateApprovalPolicy",
             "CreateCabMeeting",
             "UpdateCabMeeting",
             "ReviewChange",
