@@ -6,7 +6,11 @@ use tonic::{Request, Response, Status};
 
 use itsm_cmdb_client::{CiReference, CmdbDirectory};
 use itsm_proto::change::change_service_server::ChangeService;
-use itsm_proto::change::{ApprovalPolicy, GetApprovalPolicyRequest, UpdateApprovalPolicyRequest};
+use itsm_proto::change::{
+    ApprovalPolicy, CreateStandardChangeTemplateRequest, DeleteStandardChangeTemplateRequest,
+    DeleteStandardChangeTemplateResponse, GetApprovalPolicyRequest, ListStandardChangeTemplatesRequest,
+    ListStandardChangeTemplatesResponse, StandardChangeTemplate, UpdateApprovalPolicyRequest,
+};
 use itsm_proto::change::{
     ApproveChangeRequest, BlackoutWindow, CanDeployRequest, CanDeployResponse, Change, ChangeOutcome,
     Changeset, CreateBlackoutWindowRequest, CreateChangeRequest, DeleteBlackoutWindowRequest,
@@ -147,6 +151,54 @@ fn check_window(v: &mut Violations, start: i64, end: i64) {
 }
 
 impl ChangeApi {
+    /// The template of a STANDARD change (which must name an existing one whose CIs cover the
+    /// change's); other types must name none.
+    async fn template_for(
+        &self,
+        ctx: &CallContext,
+        c: &Change,
+        kind: Option<ChangeType>,
+    ) -> Result<Option<StandardChangeTemplate>, Error> {
+        if kind != Some(ChangeType::Standard) {
+            if !c.template.is_empty() {
+                return Err(Error::invalid(
+                    "change.template",
+                    "only STANDARD changes are made from a template",
+                ));
+            }
+            return Ok(None);
+        }
+        if c.template.is_empty() {
+            return Err(Error::invalid(
+                "change.template",
+                "a STANDARD change is made from a pre-approved template",
+            ));
+        }
+        let id = crate::records::TEMPLATES.id_of(&c.template, "change.template")?;
+        let found = itsm_runtime::documents::Documents::find::<StandardChangeTemplate>(
+            &self.repo.db,
+            &crate::records::TEMPLATES,
+            &ctx.tenant,
+            &id,
+        )
+        .await?
+        .ok_or_else(|| Error::invalid("change.template", format!("{} does not exist", c.template)))?;
+        let template = found.body;
+        if !template.configuration_items.is_empty() {
+            let mut v = Violations::new();
+            for (i, ci) in c.configuration_items.iter().enumerate() {
+                if !template.configuration_items.contains(ci) {
+                    v.add(
+                        format!("change.configuration_items[{i}]"),
+                        format!("{ci} is not one of the CIs template {} covers", c.template),
+                    );
+                }
+            }
+            v.into_result()?;
+        }
+        Ok(Some(template))
+    }
+
     /// The tenant's risk questions (saved, else built in).
     async fn questions(&self, ctx: &CallContext) -> Result<Vec<Question>, Error> {
         let saved = crate::records::questions(&self.repo.db, &ctx.tenant).await?;
@@ -369,6 +421,12 @@ impl ChangeService for ChangeApi {
         if let Some(earlier) = self.repo.created_before(&ctx, &request.request_id, &hash).await? {
             return Ok(Response::new(change_to_proto(&earlier)));
         }
+        // A standard change comes from a pre-approved template (and fills its plans from it).
+        let template = self.template_for(&ctx, c, kind).await?;
+        let plan = |own: &String, from: fn(&StandardChangeTemplate) -> &String| match &template {
+            Some(t) if own.trim().is_empty() => from(t).clone(),
+            _ => own.clone(),
+        };
         let facts = self.cmdb_facts(&ctx, &c.configuration_items).await?;
         let answers: BTreeMap<&String, &bool> = c.risk_answers.iter().collect();
         let model = change::Model {
@@ -380,9 +438,9 @@ impl ChangeService for ChangeApi {
             short_description: c.short_description.trim().to_string(),
             description: c.description.clone(),
             justification: c.justification.clone(),
-            implementation_plan: c.implementation_plan.clone(),
-            backout_plan: c.backout_plan.clone(),
-            test_plan: c.test_plan.clone(),
+            implementation_plan: plan(&c.implementation_plan, |t| &t.implementation_plan),
+            backout_plan: plan(&c.backout_plan, |t| &t.backout_plan),
+            test_plan: plan(&c.test_plan, |t| &t.test_plan),
             configuration_items: list_to(&c.configuration_items),
             planned_start_time: start,
             planned_end_time: end,
@@ -405,6 +463,7 @@ impl ChangeService for ChangeApi {
             impacted_cis: "[]".into(),
             approval_rule: 0,
             approver_groups: "[]".into(),
+            template: template.as_ref().map(|_| c.template.clone()).unwrap_or_default(),
             outside_maintenance_window: false,
             review: String::new(),
             version: 0,
@@ -537,6 +596,13 @@ impl ChangeService for ChangeApi {
                     return Ok(());
                 }
                 state.check(to, kind, Mover::Update).map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+                // Emergency changes are authorised in haste and reviewed afterwards.
+                if to == ChangeState::Closed && kind == ChangeType::Emergency && m.review.is_empty() {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} is an emergency change: record its retrospective review (ReviewChange) before CLOSED",
+                        change_name(&m.number)
+                    )));
+                }
                 if state == ChangeState::New
                     && (m.planned_start_time == 0 || list_from(&m.configuration_items).is_empty())
                 {
@@ -720,6 +786,34 @@ impl ChangeService for ChangeApi {
     ) -> Result<Response<RiskQuestionnaire>, Status> {
         let ctx = CallContext::from_request(&request)?;
         Ok(Response::new(ChangeApi::update_risk_questionnaire(self, &ctx, request.into_inner()).await?))
+    }
+
+    async fn create_standard_change_template(
+        &self,
+        request: Request<CreateStandardChangeTemplateRequest>,
+    ) -> Result<Response<StandardChangeTemplate>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(ChangeApi::create_template(self, &ctx, request.into_inner()).await?))
+    }
+
+    async fn list_standard_change_templates(
+        &self,
+        request: Request<ListStandardChangeTemplatesRequest>,
+    ) -> Result<Response<ListStandardChangeTemplatesResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        Ok(Response::new(ChangeApi::list_templates(self, &ctx, request.get_ref()).await?))
+    }
+
+    async fn delete_standard_change_template(
+        &self,
+        request: Request<DeleteStandardChangeTemplateRequest>,
+    ) -> Result<Response<DeleteStandardChangeTemplateResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let id = crate::records::TEMPLATES.id_of(&request.get_ref().name, "name")?;
+        itsm_runtime::documents::Documents { db: self.repo.db.clone() }
+            .delete(&crate::records::TEMPLATES, &ctx, &id, "")
+            .await?;
+        Ok(Response::new(DeleteStandardChangeTemplateResponse {}))
     }
 
     async fn get_approval_policy(

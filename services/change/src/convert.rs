@@ -72,6 +72,7 @@ pub fn change_to_proto(m: &change::Model) -> Change {
         outside_maintenance_window: m.outside_maintenance_window,
         approval_rule: m.approval_rule,
         approver_groups: list_from(&m.approver_groups),
+        template: m.template.clone(),
         review: review_of(m).map(|r| PostImplementationReview {
             notes: r.notes,
             caused_incidents: r.caused_incidents,

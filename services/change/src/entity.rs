@@ -44,6 +44,8 @@ pub mod change {
         /// The approval policy rule deciding it (ApprovalRule number) and its groups (JSON).
         pub approval_rule: i32,
         pub approver_groups: String,
+        /// The standard change template it was made from ("" for others).
+        pub template: String,
         pub outside_maintenance_window: bool,
         /// JSON post-implementation review ("" = none).
         pub review: String,

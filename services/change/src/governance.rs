@@ -15,6 +15,10 @@ use itsm_proto::change::{
     ReviewChangeRequest, RiskQuestion, RiskQuestionnaire, UpdateApprovalPolicyRequest,
     UpdateCabMeetingRequest, UpdateRiskQuestionnaireRequest,
 };
+use itsm_proto::change::{
+    CreateStandardChangeTemplateRequest, ListStandardChangeTemplatesRequest,
+    ListStandardChangeTemplatesResponse, StandardChangeTemplate,
+};
 use itsm_runtime::db::{micros, now_micros, timestamp};
 use itsm_runtime::documents::{Columns, Document, Documents, Listing};
 use itsm_runtime::error::Violations;
@@ -31,6 +35,7 @@ use crate::domain::risk::{Question, built_in, questionnaire_problems};
 use crate::entity::change;
 use crate::records::{
     APPROVAL_POLICIES, CAB_MEETINGS, MAINTENANCE_WINDOWS, POLICY_KEY, QUESTIONNAIRE_KEY, QUESTIONNAIRES,
+    TEMPLATES,
 };
 use crate::repo::{ReviewRecord, list_from, review_of};
 
@@ -326,6 +331,70 @@ impl ChangeApi {
             audit: Some(stored.audit()),
             built_in: false,
             ..stored.body
+        })
+    }
+
+    pub async fn create_template(
+        &self,
+        ctx: &CallContext,
+        r: CreateStandardChangeTemplateRequest,
+    ) -> Result<StandardChangeTemplate, Error> {
+        let Some(t) = r.standard_change_template.as_ref() else {
+            return Err(Error::invalid("standard_change_template", "is required"));
+        };
+        let mut v = Violations::new();
+        validate::text(&mut v, "standard_change_template.display_name", &t.display_name, 200, true);
+        for (field, value, required) in [
+            ("description", &t.description, false),
+            ("implementation_plan", &t.implementation_plan, true),
+            ("backout_plan", &t.backout_plan, true),
+            ("test_plan", &t.test_plan, false),
+        ] {
+            validate::text(&mut v, &format!("standard_change_template.{field}"), value, 32 * 1024, required);
+        }
+        if t.configuration_items.len() > 100 {
+            v.add("standard_change_template.configuration_items", "at most 100 CIs");
+        }
+        v.into_result()?;
+        let refs: Vec<CiReference<'_>> = t
+            .configuration_items
+            .iter()
+            .enumerate()
+            .map(|(i, name)| CiReference {
+                field: format!("standard_change_template.configuration_items[{i}]"),
+                name,
+                class: None,
+            })
+            .collect();
+        self.cmdb.check(ctx, &refs).await?;
+        let body = StandardChangeTemplate { name: String::new(), audit: None, ..t.clone() };
+        let columns = Columns { display_name: t.display_name.clone(), ..Columns::default() };
+        let hash = idempotency::request_hash(&r);
+        let d = self.documents().create(&TEMPLATES, ctx, &r.request_id, &hash, columns, &body).await?;
+        Ok(StandardChangeTemplate { name: d.name.clone(), audit: Some(d.audit()), ..d.body })
+    }
+
+    pub async fn list_templates(
+        &self,
+        ctx: &CallContext,
+        r: &ListStandardChangeTemplatesRequest,
+    ) -> Result<ListStandardChangeTemplatesResponse, Error> {
+        let listing = Listing {
+            page_size: r.page_size,
+            page_token: &r.page_token,
+            filter: "",
+            order_by: "display_name",
+        };
+        let (items, next_page_token) = self
+            .documents()
+            .list::<StandardChangeTemplate>(&TEMPLATES, ctx, &self.page_tokens, &listing)
+            .await?;
+        Ok(ListStandardChangeTemplatesResponse {
+            standard_change_templates: items
+                .into_iter()
+                .map(|d| StandardChangeTemplate { name: d.name.clone(), audit: Some(d.audit()), ..d.body })
+                .collect(),
+            next_page_token,
         })
     }
 

@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(AddServicesWindowsReviews));
         migrations.push(Box::new(AddImpactGraphs));
         migrations.push(Box::new(AddApprovalRules));
+        migrations.push(Box::new(AddTemplates));
         migrations
     }
 }
@@ -305,6 +306,29 @@ impl MigrationTrait for AddApprovalRules {
         for column in ["approver_groups", "approval_rule"] {
             db.execute_unprepared(&format!("ALTER TABLE changes DROP COLUMN {column}")).await?;
         }
+        Ok(())
+    }
+}
+
+struct AddTemplates;
+
+impl MigrationName for AddTemplates {
+    fn name(&self) -> &str {
+        "m20261125_300007_templates"
+    }
+}
+
+/// The standard change template a change was made from ("" for others).
+const TEMPLATES: &str = "ALTER TABLE changes ADD COLUMN template TEXT NOT NULL DEFAULT ''";
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddTemplates {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), TEMPLATES, TEMPLATES).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("ALTER TABLE changes DROP COLUMN template").await?;
         Ok(())
     }
 }

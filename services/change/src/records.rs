@@ -24,6 +24,8 @@ pub const CAB_MEETINGS: Kind = Kind {
 };
 pub const APPROVAL_POLICIES: Kind =
     Kind { prefix: "approvalPolicies/", create_method: "UpdateApprovalPolicy", filters: &[] };
+pub const TEMPLATES: Kind =
+    Kind { prefix: "standardChangeTemplates/", create_method: "CreateStandardChangeTemplate", filters: &[] };
 /// The one approval policy record of a tenant.
 pub const POLICY_KEY: &str = "approval-policy";
 /// The one questionnaire record of a tenant.

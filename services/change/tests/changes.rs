@@ -116,11 +116,41 @@ impl Suite {
             .name
     }
 
-    async fn create(&mut self, change: Change) -> Result<Change, tonic::Status> {
+    async fn create(&mut self, mut change: Change) -> Result<Change, tonic::Status> {
+        // Standard changes come from a template: a general one unless the test names its own.
+        if change.r#type == ChangeType::Standard as i32 && change.template.is_empty() {
+            change.template = self.general_template().await;
+        }
         self.changes
             .create_change(req(CreateChangeRequest { change: Some(change), request_id: String::new() }))
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    async fn general_template(&mut self) -> String {
+        let listed = self
+            .changes
+            .list_standard_change_templates(req(ListStandardChangeTemplatesRequest::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(t) = listed.standard_change_templates.into_iter().find(|t| t.display_name == "General") {
+            return t.name;
+        }
+        self.changes
+            .create_standard_change_template(req(CreateStandardChangeTemplateRequest {
+                standard_change_template: Some(StandardChangeTemplate {
+                    display_name: "General".into(),
+                    implementation_plan: "Apply the documented procedure".into(),
+                    backout_plan: "Restore the previous version".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .name
     }
 
     async fn set_state(&mut self, name: &str, state: ChangeState) -> Result<Change, tonic::Status> {
@@ -1398,7 +1428,101 @@ async fn approval_policies_any_all_and_majority(backend: TestBackend) {
     assert_eq!(state(&back), ChangeState::New);
 }
 
+async fn standard_changes_come_from_templates_and_emergencies_are_reviewed(backend: TestBackend) {
+    let mut suite = start(backend).await;
+    let web = suite.ci("web-1", "server", 2, "").await;
+    let db = suite.ci("db-1", "database", 2, "").await;
+    let now = now_micros();
+    let template = suite
+        .changes
+        .create_standard_change_template(req(CreateStandardChangeTemplateRequest {
+            standard_change_template: Some(StandardChangeTemplate {
+                display_name: "Patch web servers".into(),
+                implementation_plan: "Drain, patch, reboot, undrain".into(),
+                backout_plan: "Boot the previous kernel".into(),
+                configuration_items: vec![web.clone()],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = suite
+        .changes
+        .create_standard_change_template(req(CreateStandardChangeTemplateRequest {
+            standard_change_template: Some(StandardChangeTemplate {
+                display_name: "No plans".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&err),
+        ["standard_change_template.backout_plan", "standard_change_template.implementation_plan"]
+    );
+    let mut from_template = change(ChangeType::Standard, &[&web], now + HOUR, now + 2 * HOUR);
+    from_template.template = template.name.clone();
+    let made = suite.create(from_template.clone()).await.unwrap();
+    assert_eq!(made.template, template.name);
+    assert_eq!(made.implementation_plan, "Drain, patch, reboot, undrain", "plans come from the template");
+    assert_eq!(made.required_approvals, 0);
+    // Outside the template's CIs, without a template, or a template on a normal change: refused.
+    let mut elsewhere = from_template.clone();
+    elsewhere.configuration_items = vec![db.clone()];
+    assert_eq!(violations(&suite.create(elsewhere).await.unwrap_err()), ["change.configuration_items[0]"]);
+    let mut bare = change(ChangeType::Standard, &[&web], now + HOUR, now + 2 * HOUR);
+    bare.template = format!("standardChangeTemplates/{}", uuid::Uuid::now_v7());
+    assert_eq!(violations(&suite.create(bare).await.unwrap_err()), ["change.template"]);
+    let mut normal = change(ChangeType::Normal, &[&web], now + HOUR, now + 2 * HOUR);
+    normal.template = template.name.clone();
+    assert_eq!(violations(&suite.create(normal).await.unwrap_err()), ["change.template"]);
+
+    // An emergency change is closed only after its retrospective review.
+    let emergency =
+        suite.create(change(ChangeType::Emergency, &[&db], now - HOUR, now + HOUR)).await.unwrap();
+    for s in [ChangeState::Assess, ChangeState::Authorize] {
+        suite.set_state(&emergency.name, s).await.unwrap();
+    }
+    suite
+        .changes
+        .approve_change(as_user(
+            ApproveChangeRequest {
+                name: emergency.name.clone(),
+                comment: "ECAB".into(),
+                etag: String::new(),
+            },
+            "erin",
+            &["cab-member"],
+        ))
+        .await
+        .unwrap();
+    for s in [ChangeState::Implement, ChangeState::Review] {
+        suite.set_state(&emergency.name, s).await.unwrap();
+    }
+    let err = suite.set_state(&emergency.name, ChangeState::Closed).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("retrospective review"), "{}", err.message());
+    suite
+        .changes
+        .review_change(req(ReviewChangeRequest {
+            name: emergency.name.clone(),
+            review: Some(PostImplementationReview {
+                notes: "Fixed the outage; no side effects".into(),
+                ..Default::default()
+            }),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap();
+    let closed = suite.set_state(&emergency.name, ChangeState::Closed).await.unwrap();
+    assert_eq!(state(&closed), ChangeState::Closed);
+}
+
 itsm_runtime::db_tests!(
+    standard_changes_come_from_templates_and_emergencies_are_reviewed,
     approval_policies_any_all_and_majority,
     conflicts_through_the_impact_graph_reach_both_changes,
     maintenance_windows_questionnaire_cab_and_review,

@@ -142,6 +142,8 @@ pub const RULES: &[Rule] = &[
             "DeleteMaintenanceWindow",
             "UpdateRiskQuestionnaire",
             "UpdateApprovalPolicy",
+            "CreateStandardChangeTemplate",
+            "DeleteStandardChangeTemplate",
             "CreateCabMeeting",
             "UpdateCabMeeting",
             "ReviewChange",
