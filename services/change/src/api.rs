@@ -28,6 +28,7 @@ use itsm_proto::change::{
     MaintenanceWindow, RecordCabDecisionRequest, ReviewChangeRequest, RiskQuestionnaire,
     UpdateCabMeetingRequest, UpdateRiskQuestionnaireRequest,
 };
+use itsm_proto::change::{ChangeConflict, CheckChangeConflictsRequest, CheckChangeConflictsResponse};
 use itsm_runtime::db::{micros, now_micros, timestamp};
 use itsm_runtime::error::Violations;
 use itsm_runtime::fieldmask::UpdateMask;
@@ -786,6 +787,46 @@ impl ChangeService for ChangeApi {
     ) -> Result<Response<RiskQuestionnaire>, Status> {
         let ctx = CallContext::from_request(&request)?;
         Ok(Response::new(ChangeApi::update_risk_questionnaire(self, &ctx, request.into_inner()).await?))
+    }
+
+    async fn check_change_conflicts(
+        &self,
+        request: Request<CheckChangeConflictsRequest>,
+    ) -> Result<Response<CheckChangeConflictsResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        if r.configuration_items.is_empty() || r.configuration_items.len() > MAX_CIS {
+            v.add("configuration_items", format!("must name 1 to {MAX_CIS} CIs"));
+        }
+        let (start, end) =
+            (r.planned_start_time.as_ref().map_or(0, micros), r.planned_end_time.as_ref().map_or(0, micros));
+        if start <= 0 {
+            v.add("planned_start_time", "is required");
+        } else if end <= start {
+            v.add("planned_end_time", "must be after planned_start_time");
+        }
+        v.into_result()?;
+        let exclude_id = if r.exclude_change.is_empty() {
+            String::new()
+        } else {
+            self.repo.get(&ctx, &number(&r.exclude_change, "exclude_change")?).await?.id
+        };
+        let facts = self.cmdb_facts(&ctx, &r.configuration_items).await?;
+        let probe = crate::repo::ConflictProbe {
+            tenant: &ctx.tenant,
+            exclude_id: &exclude_id,
+            cis: r.configuration_items.clone(),
+            impacted: facts.impacted_cis,
+            start,
+            end,
+        };
+        let conflicts = crate::repo::conflict_details(&self.repo.db, &probe)
+            .await?
+            .into_iter()
+            .map(|c| ChangeConflict { change: c.change, kind: c.kind, configuration_item: c.ci })
+            .collect();
+        Ok(Response::new(CheckChangeConflictsResponse { conflicts }))
     }
 
     async fn create_standard_change_template(

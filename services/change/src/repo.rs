@@ -443,26 +443,61 @@ async fn reassess(txn: &impl ConnectionTrait, model: &mut change::Model) -> Resu
 /// Other open changes whose window overlaps `model`'s and that touch one of its CIs, a CI of its
 /// impact graph, or whose impact graph holds one of its CIs (names, sorted).
 async fn conflicts_of(txn: &impl ConnectionTrait, model: &change::Model) -> Result<Vec<String>, Error> {
-    let cis = list_from(&model.configuration_items);
-    let impacted = list_from(&model.impacted_cis);
+    let probe = ConflictProbe {
+        tenant: &model.tenant_id,
+        exclude_id: &model.id,
+        cis: list_from(&model.configuration_items),
+        impacted: list_from(&model.impacted_cis),
+        start: model.planned_start_time,
+        end: model.planned_end_time,
+    };
+    let names: BTreeSet<String> =
+        conflict_details(txn, &probe).await?.into_iter().map(|c| c.change).collect();
+    Ok(names.into_iter().collect())
+}
+
+/// What a conflict check looks for.
+pub struct ConflictProbe<'a> {
+    pub tenant: &'a str,
+    /// The change's own id ("" for a proposed change).
+    pub exclude_id: &'a str,
+    pub cis: Vec<String>,
+    /// CIs downstream of `cis`.
+    pub impacted: Vec<String>,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// One conflict found: the other change's name, why (`ConflictKind` number) and where.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConflictFound {
+    pub change: String,
+    pub kind: i32,
+    pub ci: String,
+}
+
+/// Open changes overlapping the probe's window on a shared CI or through either impact graph.
+pub async fn conflict_details(
+    db: &impl ConnectionTrait,
+    probe: &ConflictProbe<'_>,
+) -> Result<Vec<ConflictFound>, Error> {
     let mut found = BTreeSet::new();
-    // (table, the CIs of this change matched against it)
-    let probes: [(&str, &[String]); 3] =
-        [("change_cis", &cis), ("change_cis", &impacted), ("change_impacts", &cis)];
-    for (table, probe) in probes {
-        for chunk in probe.chunks(itsm_runtime::db::MAX_IN_LIST) {
-            let mut values: Vec<Value> = vec![
-                model.tenant_id.as_str().into(),
-                model.id.as_str().into(),
-                model.planned_end_time.into(),
-                model.planned_start_time.into(),
-            ];
+    // (table, the CIs of this change matched against it, ConflictKind)
+    let probes: [(&str, &[String], i32); 3] = [
+        ("change_cis", &probe.cis, 1),
+        ("change_cis", &probe.impacted, 2),
+        ("change_impacts", &probe.cis, 3),
+    ];
+    for (table, cis, kind) in probes {
+        for chunk in cis.chunks(itsm_runtime::db::MAX_IN_LIST) {
+            let mut values: Vec<Value> =
+                vec![probe.tenant.into(), probe.exclude_id.into(), probe.end.into(), probe.start.into()];
             let list = placeholders(&mut values, chunk);
-            let rows = txn
+            let rows = db
                 .query_all_raw(stmt(
-                    txn.get_database_backend(),
+                    db.get_database_backend(),
                     &format!(
-                        "SELECT DISTINCT c.number FROM {table} l JOIN changes c ON c.id = l.change_id \
+                        "SELECT DISTINCT c.number, l.ci FROM {table} l JOIN changes c ON c.id = l.change_id \
                          WHERE l.tenant_id = $1 AND l.change_id <> $2 AND l.state IN (1, 2, 3, 4, 5) \
                          AND l.planned_start_time < $3 AND l.planned_end_time > $4 AND l.ci IN ({list})"
                     ),
@@ -470,7 +505,11 @@ async fn conflicts_of(txn: &impl ConnectionTrait, model: &change::Model) -> Resu
                 ))
                 .await?;
             for r in &rows {
-                found.insert(change_name(&r.try_get::<String>("", "number")?));
+                found.insert(ConflictFound {
+                    change: change_name(&r.try_get::<String>("", "number")?),
+                    kind,
+                    ci: r.try_get::<String>("", "ci")?,
+                });
             }
         }
     }

@@ -1284,6 +1284,84 @@ async fn conflicts_through_the_impact_graph_reach_both_changes(backend: TestBack
     let later =
         suite.create(change(ChangeType::Normal, &[&app], t0 + 10 * HOUR, t0 + 11 * HOUR)).await.unwrap();
     assert!(later.conflicts.is_empty());
+    // On demand, with why: a proposed change to the database meets the app change in its impact
+    // graph; one to the app sits in the database change's impact graph.
+    let check = |cis: Vec<String>, from: i64, to: i64, exclude: &str| CheckChangeConflictsRequest {
+        configuration_items: cis,
+        planned_start_time: Some(timestamp(from)),
+        planned_end_time: Some(timestamp(to)),
+        exclude_change: exclude.into(),
+    };
+    let found = suite
+        .changes
+        .check_change_conflicts(req(check(
+            vec![db.clone()],
+            t0 + 2 * HOUR + HOUR / 2,
+            t0 + 3 * HOUR,
+            &on_db.name,
+        )))
+        .await
+        .unwrap()
+        .into_inner()
+        .conflicts;
+    assert_eq!(
+        found,
+        [ChangeConflict {
+            change: on_app.name.clone(),
+            kind: ConflictKind::InOurImpactGraph as i32,
+            configuration_item: app.clone()
+        }]
+    );
+    let found = suite
+        .changes
+        .check_change_conflicts(req(check(
+            vec![app.clone()],
+            t0 + HOUR + HOUR / 2,
+            t0 + HOUR + HOUR * 3 / 4,
+            "",
+        )))
+        .await
+        .unwrap()
+        .into_inner()
+        .conflicts;
+    assert_eq!(
+        found,
+        [ChangeConflict {
+            change: on_db.name.clone(),
+            kind: ConflictKind::InTheirImpactGraph as i32,
+            configuration_item: app.clone()
+        }]
+    );
+    let err = suite
+        .changes
+        .check_change_conflicts(req(check(vec![], t0 + 2 * HOUR, t0 + HOUR, "")))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["configuration_items", "planned_end_time"]);
+
+    // The change calendar: changes planned in a week, by start.
+    let rfc = |t: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_micros(t).unwrap().to_rfc3339();
+    let calendar = suite
+        .changes
+        .list_changes(req(ListChangesRequest {
+            filter: format!(
+                "planned_start_time < \"{}\" AND planned_end_time > \"{}\"",
+                rfc(t0 + 5 * HOUR),
+                rfc(t0)
+            ),
+            order_by: "planned_start_time".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut names: Vec<String> = calendar.changes.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(names.last(), Some(&on_app.name), "ordered by start");
+    names.sort();
+    let mut expected = vec![on_db.name.clone(), on_app.name.clone(), unrelated.name.clone()];
+    expected.sort();
+    assert_eq!(names, expected, "the later change is outside the week shown");
+
     // Moving the app change away clears it from the db change's list.
     let moved = suite
         .changes
