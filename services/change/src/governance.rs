@@ -139,15 +139,14 @@ impl ChangeApi {
     }
 
     pub async fn risk_questionnaire(&self, ctx: &CallContext) -> Result<RiskQuestionnaire, Error> {
-        let saved = Documents::all_where::<RiskQuestionnaire>(
+        let saved = Documents::singleton::<RiskQuestionnaire>(
             &self.repo.db,
             &QUESTIONNAIRES,
             &ctx.tenant,
-            itsm_runtime::documents::Column::Subject,
             QUESTIONNAIRE_KEY,
         )
         .await?;
-        Ok(match saved.into_iter().next() {
+        Ok(match saved {
             Some(d) => {
                 RiskQuestionnaire { etag: d.etag(), audit: Some(d.audit()), built_in: false, ..d.body }
             }
@@ -200,29 +199,8 @@ impl ChangeApi {
             etag: String::new(),
             audit: None,
         };
-        let columns = Columns {
-            subject: QUESTIONNAIRE_KEY.into(),
-            unique_key: Some(QUESTIONNAIRE_KEY.into()),
-            ..Columns::default()
-        };
-        let existing = Documents::all_where::<RiskQuestionnaire>(
-            &self.repo.db,
-            &QUESTIONNAIRES,
-            &ctx.tenant,
-            itsm_runtime::documents::Column::Subject,
-            QUESTIONNAIRE_KEY,
-        )
-        .await?;
-        let stored = match existing.into_iter().next() {
-            Some(current) => {
-                self.documents()
-                    .update(&QUESTIONNAIRES, ctx, &current.id, &q.etag, |_: &Document<RiskQuestionnaire>| {
-                        Ok((columns, body))
-                    })
-                    .await?
-            }
-            None => self.documents().create(&QUESTIONNAIRES, ctx, "", "", columns, &body).await?,
-        };
+        let stored =
+            self.documents().save_singleton(&QUESTIONNAIRES, ctx, QUESTIONNAIRE_KEY, &q.etag, body).await?;
         Ok(RiskQuestionnaire {
             etag: stored.etag(),
             audit: Some(stored.audit()),
@@ -232,15 +210,14 @@ impl ChangeApi {
     }
 
     pub async fn approval_policy(&self, ctx: &CallContext) -> Result<ApprovalPolicy, Error> {
-        let saved = Documents::all_where::<ApprovalPolicy>(
+        let saved = Documents::singleton::<ApprovalPolicy>(
             &self.repo.db,
             &APPROVAL_POLICIES,
             &ctx.tenant,
-            itsm_runtime::documents::Column::Subject,
             POLICY_KEY,
         )
         .await?;
-        Ok(match saved.into_iter().next() {
+        Ok(match saved {
             Some(d) => ApprovalPolicy { etag: d.etag(), audit: Some(d.audit()), built_in: false, ..d.body },
             None => ApprovalPolicy {
                 rules: built_in_policy()
@@ -306,26 +283,8 @@ impl ChangeApi {
         v.into_result()?;
         let body =
             ApprovalPolicy { rules: p.rules.clone(), built_in: false, etag: String::new(), audit: None };
-        let columns =
-            Columns { subject: POLICY_KEY.into(), unique_key: Some(POLICY_KEY.into()), ..Columns::default() };
-        let existing = Documents::all_where::<ApprovalPolicy>(
-            &self.repo.db,
-            &APPROVAL_POLICIES,
-            &ctx.tenant,
-            itsm_runtime::documents::Column::Subject,
-            POLICY_KEY,
-        )
-        .await?;
-        let stored = match existing.into_iter().next() {
-            Some(current) => {
-                self.documents()
-                    .update(&APPROVAL_POLICIES, ctx, &current.id, &p.etag, |_: &Document<ApprovalPolicy>| {
-                        Ok((columns, body))
-                    })
-                    .await?
-            }
-            None => self.documents().create(&APPROVAL_POLICIES, ctx, "", "", columns, &body).await?,
-        };
+        let stored =
+            self.documents().save_singleton(&APPROVAL_POLICIES, ctx, POLICY_KEY, &p.etag, body).await?;
         Ok(ApprovalPolicy {
             etag: stored.etag(),
             audit: Some(stored.audit()),

@@ -46,17 +46,9 @@ pub async fn windows(db: &impl ConnectionTrait, tenant: &str) -> Result<Vec<Wind
 
 /// The tenant's saved questionnaire (empty: none saved, the built-in questions apply).
 pub async fn questions(db: &impl ConnectionTrait, tenant: &str) -> Result<Vec<Question>, Error> {
-    let saved = Documents::all_where::<RiskQuestionnaire>(
-        db,
-        &QUESTIONNAIRES,
-        tenant,
-        Column::Subject,
-        QUESTIONNAIRE_KEY,
-    )
-    .await?;
+    let saved =
+        Documents::singleton::<RiskQuestionnaire>(db, &QUESTIONNAIRES, tenant, QUESTIONNAIRE_KEY).await?;
     Ok(saved
-        .into_iter()
-        .next()
         .map(|d| {
             d.body
                 .questions
@@ -91,12 +83,6 @@ pub fn policy_rule_of(r: &itsm_proto::change::ApprovalPolicyRule) -> Option<Poli
 
 /// The tenant's saved approval policy (empty: none saved, the built-in policy applies).
 pub async fn policy(db: &impl ConnectionTrait, tenant: &str) -> Result<Vec<PolicyRule>, Error> {
-    let saved =
-        Documents::all_where::<ApprovalPolicy>(db, &APPROVAL_POLICIES, tenant, Column::Subject, POLICY_KEY)
-            .await?;
-    Ok(saved
-        .into_iter()
-        .next()
-        .map(|d| d.body.rules.iter().filter_map(policy_rule_of).collect())
-        .unwrap_or_default())
+    let saved = Documents::singleton::<ApprovalPolicy>(db, &APPROVAL_POLICIES, tenant, POLICY_KEY).await?;
+    Ok(saved.map(|d| d.body.rules.iter().filter_map(policy_rule_of).collect()).unwrap_or_default())
 }

@@ -308,6 +308,35 @@ impl Documents {
         rows.into_iter().map(|r| decode(kind, r)).collect()
     }
 
+    /// The one record of a kind a tenant keeps under `key` (settings such as a policy).
+    pub async fn singleton<M: Message + Default>(
+        db: &impl ConnectionTrait,
+        kind: &Kind,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<Document<M>>, Error> {
+        Ok(Self::all_where(db, kind, tenant, Column::Subject, key).await?.into_iter().next())
+    }
+
+    /// Saves the tenant's record under `key`: replaces it (if `etag`, when set, matches) or
+    /// creates it (a concurrent first save is ALREADY_EXISTS, as the key is unique).
+    pub async fn save_singleton<M: Message + Default + PartialEq>(
+        &self,
+        kind: &Kind,
+        ctx: &CallContext,
+        key: &str,
+        etag: &str,
+        body: M,
+    ) -> Result<Document<M>, Error> {
+        let columns = Columns { subject: key.into(), unique_key: Some(key.into()), ..Columns::default() };
+        match Self::singleton::<M>(&self.db, kind, &ctx.tenant, key).await? {
+            Some(current) => {
+                self.update(kind, ctx, &current.id, etag, |_: &Document<M>| Ok((columns, body))).await
+            }
+            None => self.create(kind, ctx, "", "", columns, &body).await,
+        }
+    }
+
     /// Every record of a kind in the tenant.
     pub async fn all<M: Message + Default>(
         db: &impl ConnectionTrait,

@@ -148,6 +148,18 @@ async fn records_are_created_listed_updated_and_scoped(backend: TestBackend) {
     assert!(matches!(duplicate, Error::AlreadyExists(_)), "{duplicate:?}");
     documents.create(&PRICES, &globex, "", "", unique("tea-dec"), &price(2)).await.unwrap();
 
+    // A tenant's one settings record: created on first save, replaced after, etag checked.
+    assert!(Documents::singleton::<Money>(&db, &PRICES, "acme", "settings").await.unwrap().is_none());
+    let saved = documents.save_singleton(&PRICES, &acme, "settings", "", price(7)).await.unwrap();
+    let again = documents.save_singleton(&PRICES, &acme, "settings", &saved.etag(), price(8)).await.unwrap();
+    assert_eq!((again.id.as_str(), again.body.units), (saved.id.as_str(), 8));
+    let stale =
+        documents.save_singleton(&PRICES, &acme, "settings", &saved.etag(), price(9)).await.unwrap_err();
+    assert!(matches!(stale, Error::Aborted(_)), "{stale:?}");
+    let settings = Documents::singleton::<Money>(&db, &PRICES, "acme", "settings").await.unwrap().unwrap();
+    assert_eq!(settings.body.units, 8);
+    assert!(Documents::singleton::<Money>(&db, &PRICES, "globex", "settings").await.unwrap().is_none());
+
     // Deleting checks the etag too.
     assert!(matches!(
         documents.delete(&PRICES, &acme, &first.id, &first.etag()).await.unwrap_err(),
