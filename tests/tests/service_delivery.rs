@@ -412,6 +412,30 @@ async fn costs_are_imported_allocated_budgeted_and_charged(backend: TestBackend)
     assert!(partial.rejected[0].reason.contains("BilledCost"), "{}", partial.rejected[0].reason);
     assert_eq!(cost_item_count(&mut finance, &admin).await, 305);
 
+    // Total cost of ownership of the shop over two months, by cost pool.
+    let tco = finance
+        .get_total_cost_of_ownership(authed(
+            GetTotalCostOfOwnershipRequest {
+                business_service: shop.clone(),
+                currency_code: "EUR".into(),
+                start_period: "2026-09".into(),
+                end_period: "2026-10".into(),
+                method: AllocationMethod::Even as i32,
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(tco.months.len(), 2);
+    assert_eq!(decimal(&tco.months[0].total), dec("0"));
+    assert_eq!(decimal(&tco.total), dec("850.00"));
+    let pool = |p: CostPool| tco.by_pool.iter().find(|x| x.pool == p as i32).map(|x| decimal(&x.amount));
+    assert_eq!(
+        (pool(CostPool::Hardware), pool(CostPool::Software), pool(CostPool::People)),
+        (Some(dec("500.00")), Some(dec("250.00")), Some(dec("100.00")))
+    );
+
     // Budgets against actuals.
     for (service, cost_center, amount) in [(shop.as_str(), "", "800.00"), ("", "CC-INFRA", "2000.00")] {
         finance

@@ -17,10 +17,11 @@ use itsm_proto::delivery::{
     BillingRowIssue, Budget, BudgetLine, BudgetReport, ChargeRate, ChargebackReport, CostAllocation,
     CostItem, CostPool, CostType, CreateBudgetRequest, CreateChargeRateRequest, CreateCostItemRequest,
     CustomerCharge, DeleteCostItemRequest, DeleteCostItemResponse, GetBudgetReportRequest,
-    GetChargebackReportRequest, GetCostItemRequest, IdleCost as IdleCostProto, ImportBillingDataRequest,
-    ImportBillingDataResponse, ListBudgetsRequest, ListBudgetsResponse, ListChargeRatesRequest,
-    ListChargeRatesResponse, ListCostItemsRequest, ListCostItemsResponse, PriceModel as PriceModelProto,
-    ServiceCost as ServiceCostProto, UpdateCostItemRequest,
+    GetChargebackReportRequest, GetCostItemRequest, GetTotalCostOfOwnershipRequest,
+    IdleCost as IdleCostProto, ImportBillingDataRequest, ImportBillingDataResponse, ListBudgetsRequest,
+    ListBudgetsResponse, ListChargeRatesRequest, ListChargeRatesResponse, ListCostItemsRequest,
+    ListCostItemsResponse, MonthlyCost, PoolCost, PriceModel as PriceModelProto,
+    ServiceCost as ServiceCostProto, TotalCostOfOwnership, UpdateCostItemRequest,
 };
 use itsm_runtime::error::Violations;
 use itsm_runtime::fieldmask::UpdateMask;
@@ -344,6 +345,30 @@ fn period_bounds(period: &str) -> (chrono::DateTime<chrono::Utc>, chrono::DateTi
     .unwrap_or(start);
     let at = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default());
     (at(start), at(next))
+}
+
+/// The months from `start` to `end` ("YYYY-MM", both valid), at most 36.
+fn months_between(start: &str, end: &str) -> Result<Vec<String>, Error> {
+    use chrono::{Datelike, NaiveDate};
+    let parse = |p: &str| NaiveDate::parse_from_str(&format!("{p}-01"), "%Y-%m-%d").unwrap_or_default();
+    let (mut at, last) = (parse(start), parse(end));
+    if last < at {
+        return Err(Error::invalid("end_period", "must not be before start_period"));
+    }
+    let mut months = Vec::new();
+    while at <= last {
+        if months.len() == 36 {
+            return Err(Error::invalid("end_period", "at most 36 months"));
+        }
+        months.push(at.format("%Y-%m").to_string());
+        at = if at.month() == 12 {
+            NaiveDate::from_ymd_opt(at.year() + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(at.year(), at.month() + 1, 1)
+        }
+        .unwrap_or(last + chrono::Days::new(1));
+    }
+    Ok(months)
 }
 
 fn check_report_request(period: &str, currency: &str) -> Result<Currency, Error> {
@@ -734,6 +759,66 @@ impl FinanceService for FinanceApi {
         }))
     }
 
+    async fn get_total_cost_of_ownership(
+        &self,
+        request: Request<GetTotalCostOfOwnershipRequest>,
+    ) -> Result<Response<TotalCostOfOwnership>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        check_ci_name(&mut v, "business_service", &r.business_service, true);
+        check_period(&mut v, "start_period", &r.start_period);
+        check_period(&mut v, "end_period", &r.end_period);
+        let currency =
+            Currency::parse(&r.currency_code).map_err(|e| v.add("currency_code", e.to_string())).ok();
+        v.into_result()?;
+        let months = months_between(&r.start_period, &r.end_period)?;
+        let Some(currency) = currency else {
+            return Err(Error::invalid("currency_code", "is required").into());
+        };
+        self.check_cis(
+            &ctx,
+            &[CiReference {
+                field: "business_service".into(),
+                name: &r.business_service,
+                class: Some(BUSINESS_SERVICE_CLASS),
+            }],
+        )
+        .await?;
+        let code = currency.code();
+        let mut out =
+            TotalCostOfOwnership { business_service: r.business_service.clone(), ..Default::default() };
+        let mut by_pool: BTreeMap<i32, Decimal> = BTreeMap::new();
+        let mut total = Decimal::ZERO;
+        for period in months {
+            let a = self.allocate(&ctx, &period, &currency, method_of(r.method), "").await?;
+            let cost = a.result.per_service.get(&r.business_service).copied().unwrap_or_default();
+            // Each line's pool is its source's: a cost item's own, an import's CLOUD.
+            let items: Vec<Document<CostItem>> =
+                Documents::all_where(&self.documents.db, &COST_ITEMS, &ctx.tenant, Column::Period, &period)
+                    .await?;
+            let pools: HashMap<&str, i32> = items.iter().map(|d| (d.name.as_str(), d.body.pool)).collect();
+            for line in a.result.lines.iter().filter(|l| l.business_service == r.business_service) {
+                let pool = pools.get(line.source.as_str()).copied().unwrap_or(CostPool::Cloud as i32);
+                *by_pool.entry(pool).or_default() += line.amount;
+            }
+            total += cost.total;
+            out.months.push(MonthlyCost {
+                period,
+                direct: Some(money_of(cost.direct, code)),
+                dedicated: Some(money_of(cost.dedicated, code)),
+                shared: Some(money_of(cost.shared, code)),
+                total: Some(money_of(cost.total, code)),
+            });
+        }
+        out.by_pool = by_pool
+            .into_iter()
+            .map(|(pool, amount)| PoolCost { pool, amount: Some(money_of(amount, code)) })
+            .collect();
+        out.total = Some(money_of(total, code));
+        Ok(Response::new(out))
+    }
+
     async fn create_budget(&self, request: Request<CreateBudgetRequest>) -> Result<Response<Budget>, Status> {
         let ctx = CallContext::from_request(&request)?;
         let r = request.into_inner();
@@ -1009,6 +1094,17 @@ mod tests {
         }
         let m = money_of(Decimal::from_str("-1.25").unwrap(), "EUR");
         assert_eq!((m.units, m.nanos), (-1, -250_000_000));
+    }
+
+    #[test]
+    fn months_between_periods() {
+        assert_eq!(
+            months_between("2025-11", "2026-02").unwrap(),
+            ["2025-11", "2025-12", "2026-01", "2026-02"]
+        );
+        assert_eq!(months_between("2026-03", "2026-03").unwrap(), ["2026-03"]);
+        assert!(months_between("2026-03", "2026-02").is_err());
+        assert!(months_between("2020-01", "2026-01").is_err(), "more than 36 months");
     }
 
     #[test]
