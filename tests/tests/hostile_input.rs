@@ -138,4 +138,139 @@ async fn empty_messages_get_client_errors(backend: TestBackend) {
     assert!(bad.is_empty(), "{} RPCs answered an empty message badly:\n{}", bad.len(), bad.join("\n"));
 }
 
-itsm_runtime::db_tests!(empty_messages_get_client_errors);
+/// A public List* RPC with the field numbers of its request's paging and filter fields.
+struct ListMethod {
+    service: String,
+    method: String,
+    page_size: Option<u32>,
+    page_token: Option<u32>,
+    filter: Option<u32>,
+}
+
+/// Builds a hostile request body for a list RPC (None: the request has no such field).
+type HostileBody<'a> = Box<dyn Fn(&ListMethod) -> Option<Vec<u8>> + 'a>;
+
+fn list_methods() -> Vec<ListMethod> {
+    let set = prost_types::FileDescriptorSet::decode(itsm_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let messages: std::collections::HashMap<String, &prost_types::DescriptorProto> = set
+        .file
+        .iter()
+        .flat_map(|f| f.message_type.iter().map(move |m| (format!(".{}.{}", f.package(), m.name()), m)))
+        .collect();
+    let mut out = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            let full = format!("{}.{}", file.package(), service.name());
+            if !itsm_proto::PUBLIC_SERVICES.iter().any(|(s, _)| *s == full) {
+                continue;
+            }
+            for method in
+                service.method.iter().filter(|m| m.name().starts_with("List") && !m.server_streaming())
+            {
+                let Some(input) = messages.get(method.input_type()) else { continue };
+                let number = |name: &str| {
+                    input.field.iter().find(|f| f.name() == name).map(|f| u32::try_from(f.number()).unwrap())
+                };
+                out.push(ListMethod {
+                    service: full.clone(),
+                    method: method.name().to_string(),
+                    page_size: number("page_size"),
+                    page_token: number("page_token"),
+                    filter: number("filter"),
+                });
+            }
+        }
+    }
+    out
+}
+
+async fn hostile_listing_requests_get_client_errors(backend: TestBackend) {
+    let suite = Suite::start_with(backend, |gateway| {
+        gateway.gateway.rate_limit_per_second = 100_000;
+        gateway.gateway.rate_limit_burst = 100_000;
+    })
+    .await
+    .unwrap();
+    let admin = suite.token("root", "acme", &["admin"]).unwrap();
+    let channel = suite.gateway_channel().await.unwrap();
+    let lists = list_methods();
+    assert!(lists.len() > 40, "{} list methods", lists.len());
+    let deep = format!("{}display_name = \"x\"{}", "(".repeat(5_000), ")".repeat(5_000));
+    let long_or = vec!["display_name = \"x\""; 20_000].join(" OR ");
+    let cases: Vec<(&str, HostileBody)> = vec![
+        (
+            "SQL injection in the filter",
+            Box::new(|m: &ListMethod| {
+                let f = m.filter;
+                let mut buf = Vec::new();
+                prost::encoding::string::encode(
+                    f?,
+                    &"name = \"x' OR '1'='1\"; DROP TABLE changes; --".to_string(),
+                    &mut buf,
+                );
+                Some(buf)
+            }),
+        ),
+        (
+            "filter nested 5,000 deep",
+            Box::new(|m: &ListMethod| {
+                let f = m.filter;
+                let mut buf = Vec::new();
+                prost::encoding::string::encode(f?, &deep, &mut buf);
+                Some(buf)
+            }),
+        ),
+        (
+            "20,000 ORs",
+            Box::new(|m: &ListMethod| {
+                let f = m.filter;
+                let mut buf = Vec::new();
+                prost::encoding::string::encode(f?, &long_or, &mut buf);
+                Some(buf)
+            }),
+        ),
+        (
+            "tampered page token",
+            Box::new(|m: &ListMethod| {
+                let t = m.page_token;
+                let mut buf = Vec::new();
+                prost::encoding::string::encode(t?, &"eyJrZXkiOlsiYSIsImIiXX0.forged".to_string(), &mut buf);
+                Some(buf)
+            }),
+        ),
+        (
+            "negative page size",
+            Box::new(|m: &ListMethod| {
+                let p = m.page_size;
+                let mut buf = Vec::new();
+                prost::encoding::int32::encode(p?, &-5, &mut buf);
+                Some(buf)
+            }),
+        ),
+    ];
+    let mut bad = Vec::new();
+    let mut answered = 0;
+    for list in &lists {
+        let (service, method) = (&list.service, &list.method);
+        for (what, build) in &cases {
+            let Some(body) = build(list) else { continue };
+            let mut client = tonic::client::Grpc::new(channel.clone());
+            client.ready().await.unwrap();
+            let path: http::uri::PathAndQuery = format!("/{service}/{method}").parse().unwrap();
+            let call = client.unary(authed(body, &admin), path, RawCodec);
+            match tokio::time::timeout(Duration::from_secs(15), call).await {
+                Err(_) => bad.push(format!("{service}/{method} {what}: no answer in 15 s")),
+                Ok(Ok(_)) => bad.push(format!("{service}/{method} {what}: accepted")),
+                Ok(Err(status)) if status.code() == Code::InvalidArgument => answered += 1,
+                Ok(Err(status)) => {
+                    bad.push(format!("{service}/{method} {what}: {:?} {}", status.code(), status.message()));
+                }
+            }
+        }
+    }
+    eprintln!("{} list RPCs, {answered} hostile requests refused as INVALID_ARGUMENT", lists.len());
+    assert!(bad.is_empty(), "{} hostile listing requests answered badly:\n{}", bad.len(), bad.join("\n"));
+    assert!(answered > 100, "{answered}");
+}
+
+itsm_runtime::db_tests!(empty_messages_get_client_errors, hostile_listing_requests_get_client_errors);
