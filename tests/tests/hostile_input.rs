@@ -273,4 +273,106 @@ async fn hostile_listing_requests_get_client_errors(backend: TestBackend) {
     assert!(answered > 100, "{answered}");
 }
 
-itsm_runtime::db_tests!(empty_messages_get_client_errors, hostile_listing_requests_get_client_errors);
+/// A public Create* RPC whose request holds its resource as a message field.
+struct CreateMethod {
+    service: String,
+    method: String,
+    /// The request's field number for the resource.
+    resource_field: u32,
+    /// The resource's single string fields.
+    strings: Vec<u32>,
+}
+
+fn create_methods() -> Vec<CreateMethod> {
+    let set = prost_types::FileDescriptorSet::decode(itsm_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let messages: std::collections::HashMap<String, &prost_types::DescriptorProto> = set
+        .file
+        .iter()
+        .flat_map(|f| f.message_type.iter().map(move |m| (format!(".{}.{}", f.package(), m.name()), m)))
+        .collect();
+    let mut out = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            let full = format!("{}.{}", file.package(), service.name());
+            if !itsm_proto::PUBLIC_SERVICES.iter().any(|(s, _)| *s == full) {
+                continue;
+            }
+            for method in
+                service.method.iter().filter(|m| m.name().starts_with("Create") && !m.client_streaming())
+            {
+                let Some(input) = messages.get(method.input_type()) else { continue };
+                let Some(resource) = input
+                    .field
+                    .iter()
+                    .find(|f| f.r#type() == prost_types::field_descriptor_proto::Type::Message)
+                else {
+                    continue;
+                };
+                let Some(body) = messages.get(resource.type_name()) else { continue };
+                let strings: Vec<u32> = body
+                    .field
+                    .iter()
+                    .filter(|f| {
+                        f.r#type() == prost_types::field_descriptor_proto::Type::String
+                            && f.label() != prost_types::field_descriptor_proto::Label::Repeated
+                    })
+                    .map(|f| u32::try_from(f.number()).unwrap())
+                    .collect();
+                if !strings.is_empty() {
+                    out.push(CreateMethod {
+                        service: full.clone(),
+                        method: method.name().to_string(),
+                        resource_field: u32::try_from(resource.number()).unwrap(),
+                        strings,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn oversized_strings_are_refused(backend: TestBackend) {
+    let suite = Suite::start_with(backend, |gateway| {
+        gateway.gateway.rate_limit_per_second = 100_000;
+        gateway.gateway.rate_limit_burst = 100_000;
+    })
+    .await
+    .unwrap();
+    let admin = suite.token("root", "acme", &["admin"]).unwrap();
+    let channel = suite.gateway_channel().await.unwrap();
+    let creates = create_methods();
+    assert!(creates.len() > 20, "{} create methods", creates.len());
+    // 200 KiB in every string field of the resource: above every text limit we set.
+    let huge = "x".repeat(200 * 1024);
+    let mut bad = Vec::new();
+    for create in &creates {
+        let (service, method) = (&create.service, &create.method);
+        let mut resource = Vec::new();
+        for number in &create.strings {
+            prost::encoding::string::encode(*number, &huge, &mut resource);
+        }
+        let mut body = Vec::new();
+        prost::encoding::bytes::encode(create.resource_field, &resource, &mut body);
+        let mut client = tonic::client::Grpc::new(channel.clone());
+        client.ready().await.unwrap();
+        let path: http::uri::PathAndQuery = format!("/{service}/{method}").parse().unwrap();
+        let call = client.unary(authed(body, &admin), path, RawCodec);
+        match tokio::time::timeout(Duration::from_secs(15), call).await {
+            Err(_) => bad.push(format!("{service}/{method}: no answer in 15 s")),
+            Ok(Ok(_)) => bad.push(format!("{service}/{method}: 200 KiB strings were stored")),
+            Ok(Err(status)) if status.code() == Code::InvalidArgument => {}
+            Ok(Err(status)) => {
+                bad.push(format!("{service}/{method}: {:?} {}", status.code(), status.message()));
+            }
+        }
+    }
+    eprintln!("{} create RPCs refused 200 KiB strings", creates.len());
+    assert!(bad.is_empty(), "{} creates answered 200 KiB strings badly:\n{}", bad.len(), bad.join("\n"));
+}
+
+itsm_runtime::db_tests!(
+    empty_messages_get_client_errors,
+    hostile_listing_requests_get_client_errors,
+    oversized_strings_are_refused
+);

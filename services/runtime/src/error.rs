@@ -110,17 +110,46 @@ impl Error {
     }
 }
 
+/// Most bytes of a status message, of one field or description in the details, and of all the
+/// details: they travel in HTTP/2 trailers, and an answer that echoes a huge input (an unknown
+/// 200 KiB class name) must not grow past the peer's header limit and turn into a broken stream.
+const MAX_MESSAGE: usize = 1024;
+const MAX_DETAIL_TEXT: usize = 256;
+const MAX_DETAILS: usize = 4096;
+
+/// `text` cut to at most `max` bytes on a character boundary, saying how long it was.
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         match err {
             Error::InvalidArgument(violations) => {
-                let message = format!("invalid argument: {}", join(&violations));
-                let details = ErrorDetails::with_bad_request(
-                    violations
-                        .into_iter()
-                        .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
-                        .collect::<Vec<_>>(),
-                );
+                let message = bounded(&format!("invalid argument: {}", join(&violations)), MAX_MESSAGE);
+                let mut kept = Vec::new();
+                let mut size = 0;
+                for (i, v) in violations.iter().enumerate() {
+                    let (field, description) =
+                        (bounded(&v.field, MAX_DETAIL_TEXT), bounded(&v.description, MAX_DETAIL_TEXT));
+                    size += field.len() + description.len();
+                    if size > MAX_DETAILS {
+                        kept.push(tonic_types::FieldViolation::new(
+                            "…",
+                            format!("{} more violations left out", violations.len() - i),
+                        ));
+                        break;
+                    }
+                    kept.push(tonic_types::FieldViolation::new(field, description));
+                }
+                let details = ErrorDetails::with_bad_request(kept);
                 tonic::Status::with_error_details(Code::InvalidArgument, message, details)
             }
             Error::Internal(detail) => {
@@ -128,7 +157,7 @@ impl From<Error> for tonic::Status {
                 tracing::error!(error = %detail, "internal error");
                 tonic::Status::internal("internal error")
             }
-            other => tonic::Status::new(other.code(), other.to_string()),
+            other => tonic::Status::new(other.code(), bounded(&other.to_string(), MAX_MESSAGE)),
         }
     }
 }
@@ -163,6 +192,27 @@ mod tests {
         let bad_request = details.bad_request().expect("bad request details");
         assert_eq!(bad_request.field_violations.len(), 1);
         assert_eq!(bad_request.field_violations[0].field, "configuration_item.display_name");
+    }
+
+    #[test]
+    fn statuses_stay_small_whatever_they_echo() {
+        let huge = "é".repeat(100_000);
+        let mut violations: Vec<FieldViolation> =
+            (0..100).map(|i| FieldViolation::new(format!("f{i}"), format!("unknown class {huge}"))).collect();
+        violations.push(FieldViolation::new(huge.clone(), "x"));
+        let status: tonic::Status = Error::InvalidArgument(violations).into();
+        assert!(status.message().len() < MAX_MESSAGE + 64, "{}", status.message().len());
+        assert!(status.message().ends_with("bytes)"));
+        let details = status.get_error_details();
+        let list = &details.bad_request().expect("bad request").field_violations;
+        let size: usize = list.iter().map(|v| v.field.len() + v.description.len()).sum();
+        assert!(size < MAX_DETAILS + 2 * MAX_DETAIL_TEXT, "{size}");
+        assert_eq!(list[0].field, "f0", "the first violations are kept");
+        assert!(list.last().expect("some").description.ends_with("more violations left out"));
+        let status: tonic::Status = Error::NotFound(huge).into();
+        assert!(status.message().len() < MAX_MESSAGE + 64);
+        let short: tonic::Status = Error::invalid("a", "is required").into();
+        assert_eq!(short.message(), "invalid argument: a: is required");
     }
 
     #[test]
