@@ -1,5 +1,6 @@
 //! The capacity sweep on both backends: samples past each resolution's retention are dropped,
-//! the rest kept; a rising resource opens one warning (an outbox event) and a flat one none.
+//! the rest kept; a rising resource opens one warning (an outbox event) and a flat one none, and
+//! the warning closes once the threshold is no longer forecast to be crossed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -98,7 +99,11 @@ async fn retention_and_warnings(backend: TestBackend) {
     assert_eq!(capacity.sweep(now).await.unwrap(), 0);
 
     // A hundred days on: hourly buckets are past their 90 days; the old daily one past 2 years.
+    // With no recent data the threshold is no longer forecast to be crossed: the warning closes.
     capacity.sweep(now + TimeDelta::days(100)).await.unwrap();
+    let closed: CapacityResource =
+        Documents::find(&db, &RESOURCES, "acme", &rising.id).await.unwrap().unwrap().body;
+    assert!(closed.warning_time.is_none(), "{closed:?}");
     assert_eq!(count(&db, &rising.id, 3600).await, 0);
     assert_eq!(count(&db, &rising.id, 0).await, 0);
     capacity.sweep(now + TimeDelta::days(340)).await.unwrap();
