@@ -14,6 +14,8 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use itsm_e2e::{Suite, authed};
+use itsm_proto::change::change_service_client::ChangeServiceClient;
+use itsm_proto::change::{ChangeType, GetChangeRequest};
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{
     ConfigurationItem, CreateConfigurationItemRequest, CreateRelationshipRequest, Relationship,
@@ -970,6 +972,57 @@ async fn capacity_samples_forecast_a_warning_that_raises_one_problem(backend: Te
     assert_eq!(raised.len(), 1, "one problem per warning, however many sweeps");
     assert_eq!(raised[0].name, warned.problem);
 
+    // The same forecast on a resource that asks for a change raises one change on its CI.
+    let disk = capacity
+        .create_capacity_resource(authed(
+            CreateCapacityResourceRequest {
+                capacity_resource: Some(CapacityResource {
+                    display_name: "db-host-7 CPU (change)".into(),
+                    configuration_item: server.clone(),
+                    metric: "cpu_utilization".into(),
+                    threshold: 80.0,
+                    season_length: 24,
+                    lead_time: Some(hours(30 * 24)),
+                    warning_action: CapacityWarningAction::Change as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let again: Vec<RecordCapacitySamplesRequest> = samples
+        .chunks(100)
+        .map(|chunk| RecordCapacitySamplesRequest {
+            capacity_resource: disk.name.clone(),
+            samples: chunk.to_vec(),
+        })
+        .collect();
+    capacity.record_capacity_samples(authed(tokio_stream::iter(again), &admin)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let with_change = loop {
+        let current = capacity
+            .get_capacity_resource(authed(GetCapacityResourceRequest { name: disk.name.clone() }, &admin))
+            .await
+            .unwrap()
+            .into_inner();
+        if !current.change.is_empty() {
+            break current;
+        }
+        assert!(Instant::now() < deadline, "no capacity change: {current:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(with_change.problem.is_empty());
+    let raised = ChangeServiceClient::new(channel.clone())
+        .get_change(authed(GetChangeRequest { name: with_change.change.clone() }, &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(raised.configuration_items, std::slice::from_ref(&server));
+    assert_eq!(raised.r#type, ChangeType::Normal as i32);
+
     // The service's health shows the warning of a CI it depends on.
     let health = OverviewServiceClient::new(channel.clone())
         .get_service_health(authed(GetServiceHealthRequest { service: orders.clone() }, &admin))
@@ -977,8 +1030,11 @@ async fn capacity_samples_forecast_a_warning_that_raises_one_problem(backend: Te
         .unwrap()
         .into_inner();
     assert!(health.part_errors.is_empty(), "{:?}", health.part_errors);
-    let names: Vec<&str> = health.capacity_warnings.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, [resource.name.as_str()]);
+    let mut names: Vec<&str> = health.capacity_warnings.iter().map(|r| r.name.as_str()).collect();
+    names.sort_unstable();
+    let mut expected = vec![resource.name.as_str(), disk.name.as_str()];
+    expected.sort_unstable();
+    assert_eq!(names, expected);
 
     // A plan answers the forecast.
     let plan = capacity

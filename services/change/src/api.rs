@@ -88,7 +88,7 @@ const CONTENT: &[&str] = &[
     "risk_answers",
 ];
 
-fn number(name: &str, field: &str) -> Result<String, Error> {
+pub(crate) fn number(name: &str, field: &str) -> Result<String, Error> {
     if name.is_empty() {
         return Err(Error::invalid(field, "is required"));
     }

@@ -27,8 +27,8 @@ use itsm_runtime::numbers::is_number;
 use itsm_runtime::validate;
 use itsm_runtime::{CallContext, Error, idempotency};
 
-use crate::api::ChangeApi;
-use crate::convert::{CHANGE_PREFIX, change_name};
+use crate::api::{ChangeApi, number};
+use crate::convert::change_name;
 use crate::domain::approval::{Rule, built_in_policy};
 use crate::domain::lifecycle::{ChangeState, ChangeType};
 use crate::domain::risk::{Question, built_in, questionnaire_problems};
@@ -59,14 +59,6 @@ fn meeting_columns(m: &CabMeeting) -> Columns {
         subject: m.emergency.to_string(),
         ..Columns::default()
     }
-}
-
-/// The number in "changes/CHG0001234".
-fn change_number(name: &str, field: &str) -> Result<String, Error> {
-    name.strip_prefix(CHANGE_PREFIX)
-        .filter(|n| is_number(n, "CHG"))
-        .map(str::to_string)
-        .ok_or_else(|| Error::invalid(field, "must be `changes/CHG0001234`"))
 }
 
 impl ChangeApi {
@@ -365,7 +357,7 @@ impl ChangeApi {
         }
         for (i, name) in agenda.iter().enumerate() {
             let field = format!("cab_meeting.agenda[{i}]");
-            let Ok(number) = change_number(name, &field) else {
+            let Ok(number) = number(name, &field) else {
                 v.add(field, "must be `changes/CHG0001234`");
                 continue;
             };
@@ -516,7 +508,7 @@ impl ChangeApi {
     ) -> Result<CabMeeting, Error> {
         let meeting: Document<CabMeeting> =
             self.documents().get(&CAB_MEETINGS, ctx, &r.cab_meeting, "cab_meeting").await?;
-        change_number(&r.change, "change")?;
+        number(&r.change, "change")?;
         let mut v = Violations::new();
         let kind = CabDecisionKind::try_from(r.decision).unwrap_or(CabDecisionKind::Unspecified);
         if kind == CabDecisionKind::Unspecified {
@@ -568,7 +560,7 @@ impl ChangeApi {
         ctx: &CallContext,
         r: ReviewChangeRequest,
     ) -> Result<change::Model, Error> {
-        let number = change_number(&r.name, "name")?;
+        let number = number(&r.name, "name")?;
         let Some(review) = r.review else { return Err(Error::invalid("review", "is required")) };
         let mut v = Violations::new();
         validate::text(&mut v, "review.notes", &review.notes, 32 * 1024, true);

@@ -14,6 +14,8 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use itsm_cmdb_client::{CiReference, CmdbDirectory};
+use itsm_proto::change::change_service_client::ChangeServiceClient;
+use itsm_proto::change::{Change, ChangeType, CreateChangeRequest};
 use itsm_proto::delivery::capacity_service_server::CapacityService;
 use itsm_proto::delivery::{
     CapacityAction, CapacityBucket, CapacityForecast, CapacityPlan, CapacityPlanState, CapacityResource,
@@ -137,7 +139,7 @@ fn check_resource(v: &mut Violations, r: &CapacityResource, has: &dyn Fn(&str) -
         }
     }
     if has("warning_action") && CapacityWarningAction::try_from(r.warning_action).is_err() {
-        v.add("capacity_resource.warning_action", "must be EVENT or PROBLEM");
+        v.add("capacity_resource.warning_action", "must be EVENT, PROBLEM or CHANGE");
     }
 }
 
@@ -206,6 +208,8 @@ pub struct Capacity {
     pub documents: Documents,
     pub feed: EventFeed,
     pub incidents: Option<Channel>,
+    /// Warnings can raise changes.
+    pub changes: Option<Channel>,
     pub internal_token: String,
 }
 
@@ -438,6 +442,7 @@ impl Capacity {
                 after.warning_time = f.warning.then(|| timestamp(now.timestamp_micros()));
                 if !f.warning {
                     after.problem.clear();
+                    after.change.clear();
                 }
                 Ok((resource_columns(&after), after))
             },
@@ -456,10 +461,17 @@ impl Capacity {
         }
         txn.commit().await?;
         self.feed.notify_committed();
-        if f.warning && resource.body.warning_action == CapacityWarningAction::Problem as i32 {
-            // Stored first, then the call: the request id (from the warning's time) makes a
-            // retried sweep find the same problem instead of opening another.
-            let problem = self.raise_problem(ctx, &stored, f).await?;
+        // Stored first, then the call: the request id (from the warning's time) makes a retried
+        // sweep find the same problem or change instead of opening another.
+        let action = CapacityWarningAction::try_from(resource.body.warning_action).ok();
+        let raises = matches!(action, Some(CapacityWarningAction::Problem | CapacityWarningAction::Change));
+        if f.warning && raises {
+            let problem = action == Some(CapacityWarningAction::Problem);
+            let raised = if problem {
+                self.raise_problem(ctx, &stored, f).await?
+            } else {
+                self.raise_change(ctx, &stored, f).await?
+            };
             Documents::update(
                 &self.documents,
                 &RESOURCES,
@@ -468,13 +480,52 @@ impl Capacity {
                 "",
                 |current: &Document<CapacityResource>| {
                     let mut after: CapacityResource = current.body.clone();
-                    after.problem = problem;
+                    if problem {
+                        after.problem = raised;
+                    } else {
+                        after.change = raised;
+                    }
                     Ok((current.columns.clone(), after))
                 },
             )
             .await?;
         }
         Ok(f.warning)
+    }
+
+    async fn raise_change(
+        &self,
+        ctx: &CallContext,
+        resource: &Document<CapacityResource>,
+        f: &CapacityForecast,
+    ) -> Result<String, Error> {
+        let Some(channel) = &self.changes else {
+            return Err(Error::Unavailable("the change service is not configured (upstream.change)".into()));
+        };
+        let r = &resource.body;
+        let (summary, request_id) = warning_summary(resource, f);
+        let change = Change {
+            r#type: ChangeType::Normal as i32,
+            short_description: format!("Capacity: add to {} before it reaches its threshold", r.display_name)
+                .chars()
+                .take(300)
+                .collect(),
+            description: summary.clone(),
+            justification: summary,
+            configuration_items: vec![r.configuration_item.clone()],
+            ..Default::default()
+        };
+        let mut request = Request::new(CreateChangeRequest { change: Some(change), request_id });
+        request.set_timeout(CALL_TIMEOUT);
+        ctx.apply(request.metadata_mut(), &self.internal_token);
+        let created =
+            ChangeServiceClient::new(channel.clone()).create_change(request).await.map_err(|s| {
+                Error::Unavailable(format!(
+                    "the change service did not open the capacity change: {}",
+                    s.message()
+                ))
+            })?;
+        Ok(created.into_inner().name)
     }
 
     async fn raise_problem(
@@ -489,18 +540,10 @@ impl Capacity {
             ));
         };
         let r = &resource.body;
-        let when = f
-            .earliest_crossing_time
-            .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, 0))
-            .map_or_else(|| "soon".to_string(), |t| t.to_rfc3339());
-        let seed = format!("{}|{}", resource.name, r.warning_time.as_ref().map_or(0, micros));
-        let request_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, seed.as_bytes()).to_string();
+        let (description, request_id) = warning_summary(resource, f);
         let problem = Problem {
-            short_description: format!("Capacity: {} may reach its threshold by {when}", r.display_name),
-            description: format!(
-                "{} ({}) on {} is forecast to reach {} {} as early as {when}; current value {} {}.",
-                r.display_name, r.metric, r.configuration_item, r.threshold, r.unit, r.current_value, r.unit
-            ),
+            short_description: format!("Capacity: {} may reach its threshold", r.display_name),
+            description,
             configuration_items: vec![r.configuration_item.clone()],
             ..Default::default()
         };
@@ -516,6 +559,22 @@ impl Capacity {
             })?;
         Ok(created.into_inner().name)
     }
+}
+
+/// What a warning says, and the request id that makes raising it idempotent (from the resource
+/// and the warning's time).
+fn warning_summary(resource: &Document<CapacityResource>, f: &CapacityForecast) -> (String, String) {
+    let r = &resource.body;
+    let when = f
+        .earliest_crossing_time
+        .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, 0))
+        .map_or_else(|| "soon".to_string(), |t| t.to_rfc3339());
+    let seed = format!("{}|{}", resource.name, r.warning_time.as_ref().map_or(0, micros));
+    let summary = format!(
+        "{} ({}) on {} is forecast to reach {} {} as early as {when}; current value {} {}.",
+        r.display_name, r.metric, r.configuration_item, r.threshold, r.unit, r.current_value, r.unit
+    );
+    (summary, uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, seed.as_bytes()).to_string())
 }
 
 /// Adds `buckets` into the stored ones of the same resource, width and start.

@@ -201,6 +201,8 @@ struct Allocated {
     services: HashMap<String, String>,
     minor_units: u32,
     currency: String,
+    /// The period's cost items (all currencies), for reports that need more than the totals.
+    items: Vec<Document<CostItem>>,
 }
 
 impl FinanceApi {
@@ -292,6 +294,7 @@ impl FinanceApi {
             services,
             minor_units: currency.minor_units(),
             currency: currency.code().to_string(),
+            items,
         })
     }
 }
@@ -794,10 +797,7 @@ impl FinanceService for FinanceApi {
             let a = self.allocate(&ctx, &period, &currency, method_of(r.method), "").await?;
             let cost = a.result.per_service.get(&r.business_service).copied().unwrap_or_default();
             // Each line's pool is its source's: a cost item's own, an import's CLOUD.
-            let items: Vec<Document<CostItem>> =
-                Documents::all_where(&self.documents.db, &COST_ITEMS, &ctx.tenant, Column::Period, &period)
-                    .await?;
-            let pools: HashMap<&str, i32> = items.iter().map(|d| (d.name.as_str(), d.body.pool)).collect();
+            let pools: HashMap<&str, i32> = a.items.iter().map(|d| (d.name.as_str(), d.body.pool)).collect();
             for line in a.result.lines.iter().filter(|l| l.business_service == r.business_service) {
                 let pool = pools.get(line.source.as_str()).copied().unwrap_or(CostPool::Cloud as i32);
                 *by_pool.entry(pool).or_default() += line.amount;
@@ -898,11 +898,8 @@ impl FinanceService for FinanceApi {
             .collect();
         let a = self.allocate(&ctx, &r.period, &currency, method_of(r.method), "").await?;
         // Cost centres are charged what their cost items say, not what allocation moves.
-        let items: Vec<Document<CostItem>> =
-            Documents::all_where(&self.documents.db, &COST_ITEMS, &ctx.tenant, Column::Period, &r.period)
-                .await?;
         let mut by_cost_center: HashMap<&str, Decimal> = HashMap::new();
-        for item in items.iter().filter(|i| i.columns.state == currency.code()) {
+        for item in a.items.iter().filter(|i| i.columns.state == currency.code()) {
             if let Some(m) = &item.body.amount {
                 *by_cost_center.entry(item.body.cost_center.as_str()).or_default() += decimal_of(m);
             }

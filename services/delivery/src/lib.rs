@@ -71,6 +71,8 @@ pub async fn serve(
     let cmdb = itsm_cmdb_client::CmdbDirectory::from_settings(&settings)?;
     // Burn-rate alerts open incidents.
     let incident_calls = incidents.clone();
+    // Capacity warnings can raise changes.
+    let change_calls = itsm_runtime::upstream::channel(&settings.upstream.change, "upstream.change")?;
     let internal_token = settings.auth.internal_token.clone();
     let shutdown = shutdown.shared();
     let stops = (shutdown.clone(), shutdown.clone(), shutdown.clone(), shutdown.clone(), shutdown.clone());
@@ -111,6 +113,7 @@ pub async fn serve(
                 documents: documents.clone(),
                 feed: state.feed.clone(),
                 incidents: incident_calls.clone(),
+                changes: change_calls,
                 internal_token: internal_token.clone(),
             };
             tokio::spawn(capacity::sweep(capacity.clone(), capacity_interval, stops.4));

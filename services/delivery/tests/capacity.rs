@@ -56,6 +56,7 @@ async fn retention_and_warnings(backend: TestBackend) {
         documents: Documents { db: db.clone() },
         feed: EventFeed::new(db.clone()),
         incidents: None,
+        changes: None,
         internal_token: String::new(),
     };
     let ctx = CallContext::system("acme");
