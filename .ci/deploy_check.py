@@ -5,7 +5,8 @@
       Lints the chart strictly, renders it with its default values and every charts/itsm/ci/*-values.yaml,
       validates every object against the Kubernetes schemas of KUBE_VERSIONS (strict: unknown fields
       fail) and the custom resources against .ci/crd-schemas, checks the hardening every pod must
-      have, and proves the values schema rejects misspelt keys.
+      have, and proves the values schema rejects misspelt keys. Checks the Grafana dashboard
+      (dashboards/*.json) parses and queries only metrics the services export (TELEMETRY_METRICS).
   deploy_check.py kustomize <k8s-dir> <chart-dir>
       Checks k8s/base is what the chart renders with charts/itsm/ci/kustomize-values.yaml (regenerate
       with `k8s-base`), builds every overlay with `kubectl kustomize`, and validates and checks the
@@ -262,6 +263,7 @@ MISSPELT = [
     ({"services": {"cmdb": {"database": {"existingSecretName": "x"}}}}, "'existingSecretName'"),
     ({"settings": {"log": {"formatt": "json"}}}, "'formatt'"),
     ({"telemetry": {"otlp_endpoint": "http://x:4317"}}, "'otlp_endpoint'"),
+    ({"grafana": {"dashboard": {"enable": True}}}, "'enable'"),
 ]
 
 
@@ -281,6 +283,93 @@ def check_schema_rejects(chart: pathlib.Path, findings: Findings) -> int:
         else:
             findings.add("schema", f"the misspelt key in {values} was accepted (values.schema.json must reject it)")
     return rejected
+
+
+# The metrics the services export (OBSERVABILITY.md has the table): OpenTelemetry name ->
+# (name in Prometheus through the Collector's prometheus exporter, instrument kind). A dashboard
+# query on any other series fails, and so does a name the Rust sources no longer register.
+TELEMETRY_METRICS = {
+    "rpc.server.call.duration": ("rpc_server_call_duration_seconds", "histogram"),
+    "db.client.connection.count": ("db_client_connection_count", "gauge"),
+    "db.client.connection.max": ("db_client_connection_max", "gauge"),
+    "itsm.events.consumer.lag": ("itsm_events_consumer_lag", "gauge"),
+    "itsm.events.consumer.delay": ("itsm_events_consumer_delay_seconds", "histogram"),
+    "itsm.sla.warnings": ("itsm_sla_warnings_total", "counter"),
+    "itsm.sla.breaches": ("itsm_sla_breaches_total", "counter"),
+    "itsm.incidents.open": ("itsm_incidents_open", "gauge"),
+    "itsm.changes.closed": ("itsm_changes_closed_total", "counter"),
+    "itsm.telemetry.spans.dropped": ("itsm_telemetry_spans_dropped_total", "counter"),
+}
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or",
+                "unless", "inf", "nan", "atan2"}
+
+
+def prometheus_series() -> set[str]:
+    """Every series name the metrics of TELEMETRY_METRICS have in Prometheus."""
+    out = set()
+    for prom, kind in TELEMETRY_METRICS.values():
+        out.update({prom + "_bucket", prom + "_sum", prom + "_count"} if kind == "histogram" else {prom})
+    return out
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (not its functions, labels or keywords)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)  # string literals
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)  # label matchers, ranges (and Grafana variables in them)
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)  # label lists
+    expr = re.sub(r"\$\{?\w+\}?", " ", expr)  # other Grafana variables
+    return {name for name, call in re.findall(r"(?<![\w.:])([A-Za-z_:][\w:]*)(\s*\()?", expr)
+            if not call and name.lower() not in PROMQL_WORDS}
+
+
+def dashboard_queries(node) -> list[str]:
+    """The PromQL of a dashboard: panel targets' `expr` and query variables (label_values(metric, label))."""
+    out = []
+    if isinstance(node, dict):
+        if isinstance(node.get("expr"), str):
+            out.append(node["expr"])
+        if node.get("type") == "query" and "name" in node:  # a templating variable
+            query = node.get("query")
+            query = query.get("query", "") if isinstance(query, dict) else query or ""
+            label_values = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", query)
+            out.append(label_values.group(1) if label_values else query)
+        for key, value in node.items():
+            if key != "expr":
+                out.extend(dashboard_queries(value))
+    elif isinstance(node, list):
+        for value in node:
+            out.extend(dashboard_queries(value))
+    return out
+
+
+def check_dashboards(chart: pathlib.Path, findings: Findings) -> int:
+    """Every dashboard parses, reads its data source from the `datasource` variable and queries only
+    series of TELEMETRY_METRICS; every name of TELEMETRY_METRICS is registered in the Rust sources."""
+    known = prometheus_series()
+    checked = 0
+    for path in sorted((chart / "dashboards").glob("*.json")):
+        where = f"{path.parent.name}/{path.name}"
+        try:
+            dashboard = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            findings.add(where, f"is no JSON: {err}")
+            continue
+        variables = {v.get("name"): v for v in dashboard.get("templating", {}).get("list", [])}
+        if variables.get("datasource", {}).get("type") != "datasource":
+            findings.add(where, "has no `datasource` variable (type datasource) to choose the Prometheus with")
+        queries = dashboard_queries(dashboard.get("panels", [])) + dashboard_queries(dashboard.get("templating", {}))
+        if not queries:
+            findings.add(where, "has no PromQL queries")
+        for query in queries:
+            for name in sorted(promql_metrics(query) - known):
+                findings.add(where, f"queries `{name}`, which no service exports (known: TELEMETRY_METRICS "
+                             f"in .ci/deploy_check.py and OBSERVABILITY.md): {query}")
+        checked += len(queries)
+    sources = "\n".join(p.read_text() for p in (HERE.parent / "services").glob("*/src/**/*.rs"))
+    for otel in TELEMETRY_METRICS:
+        if f'"{otel}"' not in sources:
+            findings.add(".ci/deploy_check.py TELEMETRY_METRICS", f"{otel} is registered nowhere in services/*/src")
+    return checked
 
 
 def value_sets(chart: pathlib.Path) -> list[tuple[str, list[pathlib.Path]]]:
@@ -322,6 +411,8 @@ def cmd_chart(chart: pathlib.Path) -> Findings:
                                     for name in ("gateway", "service-desk", "incident", "change", "cmdb", "delivery")))
     rejected = check_schema_rejects(chart, findings)
     print(f"values schema: {rejected} of {len(MISSPELT)} misspelt keys rejected")
+    queries = check_dashboards(chart, findings)
+    print(f"dashboards: {queries} queries, on the series of {len(TELEMETRY_METRICS)} known metrics")
     return findings
 
 

@@ -116,6 +116,14 @@ static_tests() {
   edit "$d/charts/itsm/templates/cnpg-cluster.yaml" 's.replace("instances: {{ $cnpg.instances }}", "instances: \"{{ $cnpg.instances }}\"")'
   expect fail "a wrongly typed field in a custom resource (CNPG Cluster)" "instances" "${CHECK[@]}" chart "$d/charts/itsm"
 
+  d=$(fresh dashboard-metric)
+  edit "$d/charts/itsm/dashboards/itsm-red.json" 's.replace("itsm_incidents_open{", "itsm_open_incidents{")'
+  expect fail "a dashboard query on a metric no service exports" "queries \`itsm_open_incidents\`" "${CHECK[@]}" chart "$d/charts/itsm"
+
+  d=$(fresh dashboard-json)
+  edit "$d/charts/itsm/dashboards/itsm-red.json" 's.replace("\"panels\": [", "\"panels\": [,", 1)'
+  expect fail "a dashboard that is no JSON" "is no JSON" "${CHECK[@]}" chart "$d/charts/itsm"
+
   echo "kustomize check:"
   d=$(fresh kcontrol)
   expect pass "unbroken copy passes" "" "${CHECK[@]}" kustomize "$d/k8s" "$d/charts/itsm"

@@ -154,9 +154,10 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
-{{/* OTEL_RESOURCE_ATTRIBUTES of a service's pods: {root, name}. */}}
+{{/* OTEL_RESOURCE_ATTRIBUTES of a service's pods: {root, name}. service.instance.id (the pod)
+keeps the replicas' metrics apart: the Collector's Prometheus exporter makes it the `instance` label. */}}
 {{- define "itsm.resourceAttributes" -}}
-{{- $attrs := list "k8s.pod.name=$(POD_NAME)" "k8s.namespace.name=$(POD_NAMESPACE)" "k8s.node.name=$(NODE_NAME)" }}
+{{- $attrs := list "service.instance.id=$(POD_NAME)" "k8s.pod.name=$(POD_NAME)" "k8s.namespace.name=$(POD_NAMESPACE)" "k8s.node.name=$(NODE_NAME)" }}
 {{- $attrs = append $attrs (printf "k8s.deployment.name=%s" (include "itsm.serviceFullname" .)) }}
 {{- $attrs = append $attrs (printf "service.version=%s" .root.Chart.AppVersion) }}
 {{- range $k, $v := .root.Values.telemetry.resourceAttributes }}

@@ -549,6 +549,8 @@ impl ChangeService for ChangeApi {
         } else {
             Vec::new()
         };
+        // Set when this update ends the change (CLOSED or CANCELLED), for the outcome metric.
+        let ended = std::sync::atomic::AtomicBool::new(false);
         let updated = self
             .repo
             .change(&ctx, &number, &c.etag, "update", "", facts, |m, now| {
@@ -633,9 +635,16 @@ impl ChangeService for ChangeApi {
                     _ => {}
                 }
                 m.state = to as i32;
+                ended.store(
+                    matches!(to, ChangeState::Closed | ChangeState::Cancelled),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 Ok(())
             })
             .await?;
+        if ended.load(std::sync::atomic::Ordering::Relaxed) {
+            record_change_end(&updated);
+        }
         Ok(Response::new(change_to_proto(&updated)))
     }
 
@@ -1017,4 +1026,25 @@ fn blackout_to_proto(m: &crate::entity::blackout_window::Model) -> BlackoutWindo
             updater: m.creator.clone(),
         }),
     }
+}
+
+/// Counts an ended change in `itsm.changes.closed` by outcome: successful, unsuccessful (failed
+/// or backed out) or cancelled. The change success rate is successful / (successful +
+/// unsuccessful).
+fn record_change_end(change: &crate::entity::change::Model) {
+    static CLOSED: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> = std::sync::OnceLock::new();
+    let counter = CLOSED.get_or_init(|| {
+        itsm_runtime::telemetry::meter(crate::SERVICE)
+            .u64_counter("itsm.changes.closed")
+            .with_description("Changes ended, by outcome")
+            .build()
+    });
+    let outcome = if change.state == ChangeState::Cancelled as i32 {
+        "cancelled"
+    } else if change.outcome == ChangeOutcome::Successful as i32 {
+        "successful"
+    } else {
+        "unsuccessful"
+    };
+    counter.add(1, &[opentelemetry::KeyValue::new("itsm.change.outcome", outcome)]);
 }

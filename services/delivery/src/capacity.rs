@@ -645,7 +645,10 @@ pub async fn sweep(capacity: Capacity, interval: Duration, stop: impl std::futur
         tokio::select! {
             () = &mut stop => return,
             _ = ticker.tick() => {
-                if let Err(err) = capacity.sweep(Utc::now()).await {
+                // Each pass (retention, forecasts, warnings raised) is one trace.
+                let span = tracing::info_span!("sweep", otel.name = "sweep capacity");
+                itsm_runtime::telemetry::set_root(&span, &std::sync::Arc::from(crate::SERVICE));
+                if let Err(err) = tracing::Instrument::instrument(capacity.sweep(Utc::now()), span).await {
                     tracing::warn!(error = %err, "capacity sweep failed; retrying on the next tick");
                 }
             }

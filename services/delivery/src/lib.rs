@@ -85,7 +85,7 @@ pub async fn serve(
             let store = ServiceLevel { db: state.db.clone(), feed: state.feed.clone() };
             let outages = availability::Availability { db: state.db.clone() };
             if let Some(channel) = incidents {
-                let handler = IncidentFeed { store: store.clone() };
+                let handler = IncidentFeed { store: store.clone(), pending: Default::default() };
                 tokio::spawn(
                     EventConsumer::new(incident_options, state.db.clone(), channel.clone(), handler)
                         .run(stops.0),
@@ -97,7 +97,7 @@ pub async fn serve(
                 );
             }
             if let Some(channel) = tickets {
-                let handler = TicketFeed { store: store.clone() };
+                let handler = TicketFeed { store: store.clone(), pending: Default::default() };
                 tokio::spawn(
                     EventConsumer::new(ticket_options, state.db.clone(), channel, handler).run(stops.1),
                 );

@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use itsm_delivery::domain::clock::Observation;
 use itsm_delivery::entity::{agreement, calendar, clock};
 use itsm_delivery::service_level::rules::{RESOLUTION_TIME, RecordFacts, TargetDef};
-use itsm_delivery::service_level::store::{Observed, ServiceLevel};
+use itsm_delivery::service_level::store::{Alerts, Observed, ServiceLevel};
 use itsm_proto::delivery::SlaClockChanged;
 use itsm_runtime::CallContext;
 use itsm_runtime::outbox::EventFeed;
@@ -91,11 +91,17 @@ async fn agreement(s: &ServiceLevel, seconds: i64) -> agreement::Model {
     .unwrap()
 }
 
-async fn observe(s: &ServiceLevel, event: &str, sequence: i64, minutes_ago: i64, state: &str) {
-    observe_at(s, event, sequence, Utc::now() - TimeDelta::minutes(minutes_ago), state).await;
+async fn observe(s: &ServiceLevel, event: &str, sequence: i64, minutes_ago: i64, state: &str) -> Alerts {
+    observe_at(s, event, sequence, Utc::now() - TimeDelta::minutes(minutes_ago), state).await
 }
 
-async fn observe_at(s: &ServiceLevel, event: &str, sequence: i64, time: chrono::DateTime<Utc>, state: &str) {
+async fn observe_at(
+    s: &ServiceLevel,
+    event: &str,
+    sequence: i64,
+    time: chrono::DateTime<Utc>,
+    state: &str,
+) -> Alerts {
     let txn = s.db.begin().await.unwrap();
     let observed = Observed {
         record: RECORD,
@@ -103,8 +109,9 @@ async fn observe_at(s: &ServiceLevel, event: &str, sequence: i64, time: chrono::
         facts: RecordFacts { record_type: "incident".into(), priority: 3, ..Default::default() },
         observation: Observation { time, sequence, state: state.into(), priority: 3, event_id: event.into() },
     };
-    s.observe(&txn, "acme", observed, "tester").await.unwrap();
+    let alerts = s.observe(&txn, "acme", observed, "tester").await.unwrap();
     txn.commit().await.unwrap();
+    alerts
 }
 
 /// The clock events in the outbox, oldest first: (action, warning percent).
@@ -134,34 +141,40 @@ async fn the_clock(s: &ServiceLevel) -> clock::Model {
 async fn warnings_and_breach_are_emitted_exactly_once(backend: TestBackend) {
     let (s, _db) = store(backend).await;
     agreement(&s, 3600).await;
+    // Every alert raised, by observations and sweeps: what `itsm.sla.*` count once committed.
+    let mut counted = Alerts::default();
+    let mut count = |a: Alerts| {
+        counted = Alerts { warnings: counted.warnings + a.warnings, breaches: counted.breaches + a.breaches }
+    };
     // Opened 50 minutes ago: the 50 % warning (30 min) is already behind it.
-    observe(&s, "e1", 1, 50, "NEW").await;
+    count(observe(&s, "e1", 1, 50, "NEW").await);
     let c = the_clock(&s).await;
     assert_eq!(c.state, 1, "running");
     for _ in 0..3 {
-        s.sweep(Utc::now()).await.unwrap();
+        count(s.sweep(Utc::now()).await.unwrap().alerts);
     }
-    observe(&s, "e2", 2, 40, "IN_PROGRESS").await;
+    count(observe(&s, "e2", 2, 40, "IN_PROGRESS").await);
     assert_eq!(events(&s.db).await, [("start".to_string(), 0), ("warning".to_string(), 50)]);
     // An hour and a bit later, as far as the sweeper is concerned: breached, once.
     for _ in 0..3 {
-        s.sweep(Utc::now() + TimeDelta::minutes(15)).await.unwrap();
+        count(s.sweep(Utc::now() + TimeDelta::minutes(15)).await.unwrap().alerts);
     }
     let c = the_clock(&s).await;
     assert_eq!(c.next_alert_time, 0, "nothing more falls due");
     // The sweep looks ahead only to pick clocks; their state is computed as of now, so the breach
     // waits for its real time. Make it real by back-dating the opening instead: re-observe.
-    observe(&s, "e0", 0, 70, "NEW").await;
+    count(observe(&s, "e0", 0, 70, "NEW").await);
     let c = the_clock(&s).await;
     assert_eq!(c.state, 4, "breached: opened 70 minutes ago with a 60 minute target");
     for _ in 0..3 {
-        s.sweep(Utc::now()).await.unwrap();
+        count(s.sweep(Utc::now()).await.unwrap().alerts);
     }
-    observe(&s, "e3", 3, 1, "RESOLVED").await;
+    count(observe(&s, "e3", 3, 1, "RESOLVED").await);
     let actions = events(&s.db).await;
     assert_eq!(actions.iter().filter(|(a, _)| a == "warning").count(), 1, "{actions:?}");
     assert_eq!(actions.iter().filter(|(a, _)| a == "breach").count(), 1, "{actions:?}");
     assert_eq!(actions.last().unwrap().0, "stop");
+    assert_eq!(counted, Alerts { warnings: 1, breaches: 1 }, "each alert is counted once, like its event");
 }
 
 async fn duplicates_and_order_do_not_change_the_clock(backend: TestBackend) {

@@ -161,6 +161,8 @@ impl Routes {
         let (mut parts, body) = request.into_parts();
         // gRPC-Web calls arrive as HTTP/1.1; the backend speaks HTTP/2.
         parts.version = http::Version::HTTP_2;
+        // The backend's span is a child of the gateway's, not of the client's.
+        itsm_runtime::telemetry::inject_into_headers(&mut parts.headers);
 
         // Unary requests are small: buffer them so a read can be sent again and a write's
         // resource can be read for the audit log.

@@ -59,6 +59,8 @@ pub async fn serve(
     let shutdown = shutdown.shared();
     let sweeper_stop = shutdown.clone();
     let consumer_stop = shutdown.clone();
+    let gauge_stop = shutdown.clone();
+    let metrics_interval = Duration::from_millis(settings.telemetry.metrics_interval_ms);
     itsm_runtime::service::run::<migration::Migrator>(
         SERVICE,
         settings,
@@ -66,6 +68,9 @@ pub async fn serve(
         shutdown,
         |server, state| {
             let repo = Repository { db: state.db.clone(), feed: state.feed.clone(), rules };
+            if itsm_runtime::telemetry::exporting() {
+                tokio::spawn(report_open_incidents(state.db.clone(), metrics_interval, gauge_stop));
+            }
             if auto_close_days > 0 {
                 tokio::spawn(sweep_resolved(repo.clone(), auto_close_days, interval, sweeper_stop));
             }
@@ -96,6 +101,56 @@ pub async fn serve(
         },
     )
     .await
+}
+
+/// Reports `itsm.incidents.open` (NEW, ASSIGNED, IN_PROGRESS or ON_HOLD) by priority every
+/// `interval`, until `stop`: one grouped count, so the cost does not grow with the metric's
+/// readers.
+async fn report_open_incidents(
+    db: sea_orm::DatabaseConnection,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    use sea_orm::ConnectionTrait;
+    let gauge = itsm_runtime::telemetry::meter(SERVICE)
+        .i64_gauge("itsm.incidents.open")
+        .with_unit("{incident}")
+        .with_description("Incidents not yet resolved, by priority")
+        .build();
+    tokio::pin!(stop);
+    loop {
+        let rows = db
+            .query_all_raw(itsm_runtime::db::stmt(
+                db.get_database_backend(),
+                "SELECT priority, COUNT(*) AS open FROM incidents WHERE state IN (1, 2, 3, 4) GROUP BY priority",
+                [],
+            ))
+            .await;
+        match rows {
+            Ok(rows) => {
+                let mut open = [0i64; 5];
+                for row in rows {
+                    let (Ok(priority), Ok(count)) =
+                        (row.try_get::<i32>("", "priority"), row.try_get::<i64>("", "open"))
+                    else {
+                        continue;
+                    };
+                    if let Some(slot) = usize::try_from(priority - 1).ok().and_then(|i| open.get_mut(i)) {
+                        *slot = count;
+                    }
+                }
+                for (index, count) in open.iter().enumerate() {
+                    let priority = format!("P{}", index + 1);
+                    gauge.record(*count, &[opentelemetry::KeyValue::new("itsm.priority", priority)]);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "counting open incidents failed"),
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
 }
 
 /// Closes incidents resolved more than `days` ago, every `interval`, until `stop`.

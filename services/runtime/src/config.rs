@@ -87,6 +87,15 @@ pub struct TelemetrySettings {
     pub sampling_ratio: f64,
     /// `deployment.environment` resource attribute.
     pub environment: String,
+    /// How often metrics are exported.
+    pub metrics_interval_ms: u64,
+    /// Finished spans waiting for export; when full, spans are dropped and counted
+    /// (`itsm.telemetry.spans.dropped`).
+    pub max_queue_size: usize,
+    /// Spans sent in one export call.
+    pub max_export_batch_size: usize,
+    /// Longest a finished span waits before it is exported.
+    pub export_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,7 +282,15 @@ impl Default for LogSettings {
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { otlp_endpoint: String::new(), sampling_ratio: 1.0, environment: "development".into() }
+        Self {
+            otlp_endpoint: String::new(),
+            sampling_ratio: 1.0,
+            environment: "development".into(),
+            metrics_interval_ms: 60_000,
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+            export_delay_ms: 5000,
+        }
     }
 }
 
@@ -390,6 +407,23 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
             return Err(invalid("telemetry.sampling_ratio", "must be between 0 and 1"));
+        }
+        if self.telemetry.metrics_interval_ms < 100 {
+            return Err(invalid("telemetry.metrics_interval_ms", "must be at least 100"));
+        }
+        if self.telemetry.max_queue_size == 0 {
+            return Err(invalid("telemetry.max_queue_size", "must be at least 1"));
+        }
+        if self.telemetry.max_export_batch_size == 0
+            || self.telemetry.max_export_batch_size > self.telemetry.max_queue_size
+        {
+            return Err(invalid(
+                "telemetry.max_export_batch_size",
+                "must be between 1 and telemetry.max_queue_size",
+            ));
+        }
+        if self.telemetry.export_delay_ms == 0 {
+            return Err(invalid("telemetry.export_delay_ms", "must be at least 1"));
         }
         if self.incident.auto_close_interval_ms == 0 {
             return Err(invalid("incident.auto_close_interval_ms", "must be at least 1"));

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait, Value};
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use itsm_proto::events::event_service_client::EventServiceClient;
 use itsm_proto::events::{Event, WatchEventsRequest};
@@ -23,6 +24,10 @@ use crate::error::Error;
 #[tonic::async_trait]
 pub trait EventHandler: Send + Sync + 'static {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), Error>;
+
+    /// Called once the transaction `handle` wrote in has committed (metrics that must not
+    /// count a rolled-back attempt).
+    fn committed(&self, _event: &Event) {}
 }
 
 /// Settings of one consumer.
@@ -56,6 +61,38 @@ pub struct EventConsumer<H> {
     source: Channel,
     handler: Arc<H>,
     replica: String,
+    /// The consuming service (the part of the name before `/`), for telemetry.
+    service: Arc<str>,
+    metrics: ConsumerMetrics,
+}
+
+/// How far a consumer is behind its feed.
+struct ConsumerMetrics {
+    lag: opentelemetry::metrics::Gauge<i64>,
+    delay: opentelemetry::metrics::Histogram<f64>,
+    attributes: [opentelemetry::KeyValue; 1],
+}
+
+impl ConsumerMetrics {
+    fn new(service: &str, consumer: &str) -> Self {
+        let meter = crate::telemetry::meter(service);
+        Self {
+            lag: meter
+                .i64_gauge("itsm.events.consumer.lag")
+                .with_unit("{event}")
+                .with_description("Events the producer has committed that this consumer has not applied yet")
+                .build(),
+            delay: meter
+                .f64_histogram("itsm.events.consumer.delay")
+                .with_unit("s")
+                .with_description("Time from an event's commit to its being applied by this consumer")
+                .with_boundaries(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ])
+                .build(),
+            attributes: [opentelemetry::KeyValue::new("itsm.consumer", consumer.to_string())],
+        }
+    }
 }
 
 enum Applied {
@@ -66,7 +103,17 @@ enum Applied {
 
 impl<H: EventHandler> EventConsumer<H> {
     pub fn new(options: ConsumerOptions, db: DatabaseConnection, source: Channel, handler: H) -> Self {
-        Self { options, db, source, handler: Arc::new(handler), replica: uuid::Uuid::now_v7().to_string() }
+        let service: Arc<str> = Arc::from(options.name.split('/').next().unwrap_or_default());
+        let metrics = ConsumerMetrics::new(&service, &options.name);
+        Self {
+            options,
+            db,
+            source,
+            handler: Arc::new(handler),
+            replica: uuid::Uuid::now_v7().to_string(),
+            service,
+            metrics,
+        }
     }
 
     /// Runs until `shutdown` completes. Errors are retried with backoff; they never end the loop.
@@ -125,7 +172,7 @@ impl<H: EventHandler> EventConsumer<H> {
                 message = stream.message() => {
                     let message = message.map_err(|s| Error::Unavailable(format!("event feed: {}", s.message())))?;
                     let Some(event) = message.and_then(|m| m.event) else { return Ok(()) };
-                    match self.apply(&event).await? {
+                    match self.apply_traced(&event).await? {
                         Applied::Done | Applied::Duplicate => {}
                         Applied::LostLease => return Ok(()),
                     }
@@ -134,9 +181,51 @@ impl<H: EventHandler> EventConsumer<H> {
                     if !self.try_lease().await? {
                         return Ok(());
                     }
+                    self.record_lag(&mut client).await;
                 }
             }
         }
+    }
+
+    /// Applies `event` in a consumer span linked to the span that wrote the event.
+    async fn apply_traced(&self, event: &Event) -> Result<Applied, Error> {
+        let span = tracing::info_span!(
+            "consume",
+            otel.name = %format!("consume {}", event.r#type),
+            otel.kind = "consumer",
+            messaging.system = "itsm",
+            messaging.operation.type = "process",
+            messaging.destination.name = %self.options.name,
+            messaging.message.id = %event.id,
+            itsm.event.sequence = event.sequence,
+            itsm.tenant = %event.tenant,
+        );
+        crate::telemetry::set_root(&span, &self.service);
+        crate::telemetry::link_to(&span, &event.traceparent, &event.tracestate);
+        let applied = self.apply(event).instrument(span).await?;
+        if let Some(at) = &event.occurred_at {
+            let committed = at.seconds as f64 + f64::from(at.nanos) / 1e9;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(committed);
+            self.metrics.delay.record((now - committed).max(0.0), &self.metrics.attributes);
+        }
+        Ok(applied)
+    }
+
+    /// Records how many events the producer has that this consumer has not applied.
+    async fn record_lag(&self, client: &mut EventServiceClient<Channel>) {
+        let mut request = tonic::Request::new(itsm_proto::events::GetFeedInfoRequest {});
+        if !self.options.internal_token.is_empty()
+            && let Ok(value) = self.options.internal_token.parse()
+        {
+            request.metadata_mut().insert(INTERNAL_TOKEN_HEADER, value);
+        }
+        let (Ok(head), Ok(cursor)) = (client.get_feed_info(request).await, self.cursor().await) else {
+            return;
+        };
+        self.metrics.lag.record((head.into_inner().last_sequence - cursor).max(0), &self.metrics.attributes);
     }
 
     async fn apply(&self, event: &Event) -> Result<Applied, Error> {
@@ -206,6 +295,7 @@ impl<H: EventHandler> EventConsumer<H> {
             }
         }
         txn.commit().await?;
+        self.handler.committed(event);
         Ok(Applied::Done)
     }
 

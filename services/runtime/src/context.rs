@@ -46,8 +46,10 @@ impl CallContext {
         Self::from_metadata(request.metadata())
     }
 
-    /// Writes this context into outgoing metadata, for a service calling another service.
+    /// Writes this context into outgoing metadata, for a service calling another service, with
+    /// the current trace context.
     pub fn apply(&self, metadata: &mut MetadataMap, internal_token: &str) {
+        crate::telemetry::inject_into_metadata(metadata);
         let mut set = |key: &'static str, value: &str| {
             if let Ok(v) = MetadataValue::try_from(value) {
                 metadata.insert(key, v);

@@ -38,6 +38,64 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     }
 }
 
+/// Reports the connection pool of `service` as `db.client.connection.count` (by state, idle
+/// or used) and `db.client.connection.max`.
+pub fn observe_pool(service: &str, db: &DatabaseConnection) {
+    let meter = crate::telemetry::meter(service);
+    let pool_name = opentelemetry::KeyValue::new("db.client.connection.pool.name", service.to_string());
+    let (counted, name) = (db.clone(), pool_name.clone());
+    let count = meter
+        .i64_observable_gauge("db.client.connection.count")
+        .with_unit("{connection}")
+        .with_description("Connections of the pool, by state")
+        .with_callback(move |observer| {
+            let (size, idle) = pool_size(&counted);
+            observer.observe(
+                i64::from(size) - idle as i64,
+                &[name.clone(), opentelemetry::KeyValue::new("db.client.connection.state", "used")],
+            );
+            observer.observe(
+                idle as i64,
+                &[name.clone(), opentelemetry::KeyValue::new("db.client.connection.state", "idle")],
+            );
+        })
+        .build();
+    let maxed = db.clone();
+    let max = meter
+        .i64_observable_gauge("db.client.connection.max")
+        .with_unit("{connection}")
+        .with_description("Most connections the pool may open")
+        .with_callback(move |observer| {
+            observer.observe(i64::from(pool_max(&maxed)), std::slice::from_ref(&pool_name));
+        })
+        .build();
+    crate::telemetry::keep(count);
+    crate::telemetry::keep(max);
+}
+
+/// Open connections and idle ones.
+fn pool_size(db: &DatabaseConnection) -> (u32, usize) {
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        DatabaseBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => (0, 0),
+    }
+}
+
+fn pool_max(db: &DatabaseConnection) -> u32 {
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => db.get_postgres_connection_pool().options().get_max_connections(),
+        DatabaseBackend::Sqlite => db.get_sqlite_connection_pool().options().get_max_connections(),
+        _ => 0,
+    }
+}
+
 async fn connect_once(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let is_sqlite = settings.url.starts_with("sqlite:");
     let mut url = settings.url.clone();
@@ -52,7 +110,10 @@ async fn connect_once(settings: &DatabaseSettings) -> Result<DatabaseConnection,
         .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
         .min_connections(settings.min_connections)
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // Statements are parameterised: their text carries no values (and the exporter blanks
+        // any literal written into SQL all the same).
+        .record_stmt_in_spans(true);
     if is_sqlite {
         // SQLite allows one writer. One connection per service keeps writes serialised in the
         // pool instead of failing with SQLITE_BUSY when two deferred transactions both upgrade.

@@ -1,7 +1,8 @@
 //! Shared runtime of the ITSM services. No domain logic lives here.
 //!
 //! - [`config`]: layered, typed configuration;
-//! - [`telemetry`]: logs and OTLP traces;
+//! - [`telemetry`]: logs, OTLP traces and metrics;
+//! - [`otlp_receiver`]: an in-process OTLP collector for tests and benchmarks;
 //! - [`server`]: gRPC server bootstrap with health, reflection and graceful shutdown;
 //! - [`db`]: database connection and error classification;
 //! - [`error`]: the one error type and its mapping to `tonic::Status`;
@@ -29,6 +30,7 @@ pub mod history;
 pub mod idempotency;
 pub mod keyset;
 pub mod numbers;
+pub mod otlp_receiver;
 pub mod outbox;
 pub mod paging;
 pub mod schema;

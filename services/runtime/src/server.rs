@@ -214,7 +214,7 @@ impl GrpcServer {
             // Large responses (impact analyses, list pages) should not stall on 64 KiB windows.
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(8 << 20));
-        let call_layer = CallLayer::new(self.name, self.guard.clone());
+        let call_layer = CallLayer::new(self.name, self.guard.clone()).with_address(local_addr);
         let serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
             match self.web.take() {
                 // Layers run outside in: CORS answers preflights, gRPC-Web becomes gRPC, then the guard.
@@ -296,16 +296,35 @@ impl CallGuard for InternalTokenGuard {
     }
 }
 
-/// Per call: a server span (child of the caller's trace context) and the [`CallGuard`].
+/// Per call: a server span (child of the caller's trace context), the RPC duration metric and
+/// the [`CallGuard`].
 #[derive(Clone)]
 pub struct CallLayer {
-    service: &'static str,
+    /// The service this server is, inherited by every span of its calls.
+    service: Arc<str>,
     guard: Arc<dyn CallGuard>,
+    address: Option<std::net::SocketAddr>,
+    duration: opentelemetry::metrics::Histogram<f64>,
 }
 
 impl CallLayer {
     pub fn new(service: &'static str, guard: Arc<dyn CallGuard>) -> Self {
-        Self { service, guard }
+        let duration = crate::telemetry::meter(service)
+            .f64_histogram("rpc.server.call.duration")
+            .with_unit("s")
+            .with_description("Duration of RPCs handled, by method and gRPC status code")
+            .with_boundaries(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0,
+                2.5, 5.0, 7.5, 10.0,
+            ])
+            .build();
+        Self { service: Arc::from(service), guard, address: None, duration }
+    }
+
+    /// The address the server listens on (`server.address` / `server.port` of its spans).
+    pub fn with_address(mut self, address: std::net::SocketAddr) -> Self {
+        self.address = Some(address);
+        self
     }
 }
 
@@ -321,6 +340,28 @@ impl<S> Layer<S> for CallLayer {
 pub struct CallService<S> {
     inner: S,
     layer: CallLayer,
+}
+
+/// Records one call's duration with its method and status.
+struct CallMetric {
+    started: std::time::Instant,
+    histogram: opentelemetry::metrics::Histogram<f64>,
+    service: String,
+    method: String,
+}
+
+impl CallMetric {
+    fn record(self, code: i64) {
+        self.histogram.record(
+            self.started.elapsed().as_secs_f64(),
+            &[
+                opentelemetry::KeyValue::new("rpc.system", "grpc"),
+                opentelemetry::KeyValue::new("rpc.service", self.service),
+                opentelemetry::KeyValue::new("rpc.method", self.method),
+                opentelemetry::KeyValue::new("rpc.grpc.status_code", code),
+            ],
+        );
+    }
 }
 
 impl<S, ResBody> Service<http::Request<Body>> for CallService<S>
@@ -341,6 +382,12 @@ where
         let path = request.uri().path().to_string();
         let (rpc_service, rpc_method) =
             path.trim_start_matches('/').split_once('/').unwrap_or((path.as_str(), ""));
+        let metric = CallMetric {
+            started: std::time::Instant::now(),
+            histogram: self.layer.duration.clone(),
+            service: rpc_service.to_string(),
+            method: rpc_method.to_string(),
+        };
         let span = tracing::info_span!(
             "rpc",
             otel.name = %path.trim_start_matches('/'),
@@ -349,13 +396,19 @@ where
             rpc.service = %rpc_service,
             rpc.method = %rpc_method,
             rpc.grpc.status_code = tracing::field::Empty,
-            itsm.service = self.layer.service,
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
             itsm.tenant = tracing::field::Empty,
         );
-        crate::telemetry::set_remote_parent(&span, request.headers());
+        if let Some(address) = self.layer.address {
+            span.record("server.address", tracing::field::display(address.ip()));
+            span.record("server.port", address.port());
+        }
+        crate::telemetry::set_remote_parent(&span, request.headers(), &self.layer.service);
 
         if let Err(status) = self.layer.guard.admit(&path, request.headers_mut()) {
             span.record("rpc.grpc.status_code", status.code() as i32);
+            metric.record(status.code() as i64);
             return Box::pin(async move { Ok(status.into_http::<ResBody>()) });
         }
         if let Some(tenant) = request.headers().get(TENANT_HEADER).and_then(|v| v.to_str().ok()) {
@@ -368,11 +421,18 @@ where
         Box::pin(
             async move {
                 let response = inner.call(request).await?;
-                if let Some(code) = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()) {
-                    tracing::Span::current().record("rpc.grpc.status_code", code);
-                } else {
-                    tracing::Span::current().record("rpc.grpc.status_code", 0);
-                }
+                // A unary error comes "trailers-only", its status in the headers; a success's
+                // status follows in the trailers and is 0.
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0);
+                tracing::Span::current().record("rpc.grpc.status_code", code);
+                // An access log line, off unless `itsm_runtime::access=debug`.
+                tracing::debug!(target: "itsm_runtime::access", code, elapsed_ms = metric.started.elapsed().as_secs_f64() * 1000.0, "call finished");
+                metric.record(code);
                 Ok(response)
             }
             .instrument(span),

@@ -58,6 +58,7 @@ pub async fn run<M: MigratorTrait>(
     build: impl FnOnce(crate::server::GrpcServer, &ServiceState) -> crate::server::GrpcServer,
 ) -> Result<(), Error> {
     let state = ServiceState::start::<M>(&settings).await?;
+    db::observe_pool(name, &state.db);
     let max = settings.server.max_message_bytes;
     let server = crate::server::GrpcServer::new(name, &settings)
         .add_service(state.feed.service().max_decoding_message_size(max).max_encoding_message_size(max));

@@ -16,7 +16,7 @@ use itsm_runtime::consumer::EventHandler;
 use itsm_runtime::{Error, db};
 
 use super::rules::RecordFacts;
-use super::store::{Observed, ServiceLevel};
+use super::store::{Alerts, Observed, ServiceLevel};
 use crate::domain::clock::Observation;
 
 pub const INCIDENT_CONSUMER: &str = "delivery/incident-events";
@@ -33,6 +33,26 @@ fn event_time(event: &Event) -> DateTime<Utc> {
 /// Follows incidents.
 pub struct IncidentFeed {
     pub store: ServiceLevel,
+    /// Alerts of the event being applied, counted once the consumer commits it.
+    pub pending: PendingAlerts,
+}
+
+/// Alerts raised inside a consumer's transaction, recorded only after it commits.
+#[derive(Default)]
+pub struct PendingAlerts(std::sync::Mutex<Alerts>);
+
+impl PendingAlerts {
+    fn set(&self, alerts: Alerts) {
+        if let Ok(mut pending) = self.0.lock() {
+            *pending = alerts;
+        }
+    }
+
+    fn commit(&self) {
+        if let Ok(mut pending) = self.0.lock() {
+            std::mem::take(&mut *pending).record();
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -67,13 +87,19 @@ impl EventHandler for IncidentFeed {
                 event_id: event.id.clone(),
             },
         };
-        self.store.observe(txn, &event.tenant, observed, &event.actor).await
+        self.pending.set(self.store.observe(txn, &event.tenant, observed, &event.actor).await?);
+        Ok(())
+    }
+
+    fn committed(&self, _event: &Event) {
+        self.pending.commit();
     }
 }
 
 /// Follows service desk tickets.
 pub struct TicketFeed {
     pub store: ServiceLevel,
+    pub pending: PendingAlerts,
 }
 
 #[tonic::async_trait]
@@ -108,7 +134,12 @@ impl EventHandler for TicketFeed {
                 event_id: event.id.clone(),
             },
         };
-        self.store.observe(txn, &event.tenant, observed, &event.actor).await
+        self.pending.set(self.store.observe(txn, &event.tenant, observed, &event.actor).await?);
+        Ok(())
+    }
+
+    fn committed(&self, _event: &Event) {
+        self.pending.commit();
     }
 }
 
@@ -124,7 +155,7 @@ pub async fn sweep(store: ServiceLevel, interval: Duration, stop: impl std::futu
                 // Keep going while a pass is full: a backlog drains without waiting for ticks.
                 loop {
                     match store.sweep(Utc::now()).await {
-                        Ok(n) if n >= 500 => continue,
+                        Ok(pass) if pass.clocks >= 500 => continue,
                         Ok(_) => break,
                         Err(err) => {
                             tracing::warn!(error = %err, "SLA sweep failed; retrying on the next tick");

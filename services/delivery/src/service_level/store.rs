@@ -23,6 +23,7 @@ use itsm_runtime::keyset::{self, Page};
 use itsm_runtime::outbox::{self, EventFeed, NewEvent};
 use itsm_runtime::sql_filter::{self as filters, Field};
 use itsm_runtime::{CallContext, Error};
+use tracing::Instrument;
 
 use super::convert::{AGREEMENT_PREFIX, CALENDAR_PREFIX, CLOCK_PREFIX, clock_to_proto};
 use super::rules::{RecordFacts, TargetDef, applies, parse_condition};
@@ -43,6 +44,53 @@ const SWEEP_BATCH: u64 = 500;
 pub struct ServiceLevel {
     pub db: DatabaseConnection,
     pub feed: EventFeed,
+}
+
+/// What one sweep pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepPass {
+    /// Clocks recomputed.
+    pub clocks: usize,
+    /// Alerts they raised (already counted in the metrics).
+    pub alerts: Alerts,
+}
+
+/// SLA warnings and breaches raised by one transaction, counted once it commits.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Alerts {
+    pub warnings: u64,
+    pub breaches: u64,
+}
+
+impl Alerts {
+    fn add(&mut self, other: Alerts) {
+        self.warnings += other.warnings;
+        self.breaches += other.breaches;
+    }
+
+    /// Adds these to `itsm.sla.warnings` and `itsm.sla.breaches`.
+    pub fn record(self) {
+        if self.warnings == 0 && self.breaches == 0 {
+            return;
+        }
+        let counters = alert_counters();
+        counters.0.add(self.warnings, &[]);
+        counters.1.add(self.breaches, &[]);
+    }
+}
+
+fn alert_counters() -> &'static (opentelemetry::metrics::Counter<u64>, opentelemetry::metrics::Counter<u64>) {
+    static COUNTERS: std::sync::OnceLock<(
+        opentelemetry::metrics::Counter<u64>,
+        opentelemetry::metrics::Counter<u64>,
+    )> = std::sync::OnceLock::new();
+    COUNTERS.get_or_init(|| {
+        let meter = itsm_runtime::telemetry::meter(crate::SERVICE);
+        (
+            meter.u64_counter("itsm.sla.warnings").with_description("SLA clock warnings raised").build(),
+            meter.u64_counter("itsm.sla.breaches").with_description("SLA clock breaches raised").build(),
+        )
+    })
 }
 
 pub fn targets_of(m: &agreement::Model) -> Vec<TargetDef> {
@@ -501,7 +549,7 @@ impl ServiceLevel {
         tenant: &str,
         observed: Observed<'_>,
         actor: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<Alerts, Error> {
         let o = &observed.observation;
         let seen = observation::Entity::find()
             .filter(observation::Column::TenantId.eq(tenant))
@@ -509,7 +557,7 @@ impl ServiceLevel {
             .one(txn)
             .await?;
         if seen.is_some() {
-            return Ok(());
+            return Ok(Alerts::default());
         }
         observation::Model {
             tenant_id: tenant.to_string(),
@@ -547,15 +595,16 @@ impl ServiceLevel {
             .all(txn)
             .await?;
         let now = Utc::now();
+        let mut alerts = Alerts::default();
         for row in clocks {
-            recompute(txn, row, now, actor).await?;
+            alerts.add(recompute(txn, row, now, actor).await?);
         }
-        Ok(())
+        Ok(alerts)
     }
 
     /// One pass of the sweeper: clocks whose warning or breach fell due, and clocks whose
-    /// definition changed. Returns how many were recomputed.
-    pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize, Error> {
+    /// definition changed. Returns how many were recomputed and the alerts they raised.
+    pub async fn sweep(&self, now: DateTime<Utc>) -> Result<SweepPass, Error> {
         let due = clock::Entity::find()
             .filter(
                 sea_orm::Condition::any().add(clock::Column::Stale.eq(1)).add(
@@ -567,20 +616,33 @@ impl ServiceLevel {
             .limit_rows(SWEEP_BATCH)
             .all(&self.db)
             .await?;
-        let count = due.len();
+        let clocks = due.len();
+        if clocks == 0 {
+            return Ok(SweepPass::default());
+        }
+        // A pass that has work is one trace (an idle pass is not traced at all).
+        let span = tracing::info_span!("sweep", otel.name = "sweep SLA clocks", itsm.clocks = clocks);
+        itsm_runtime::telemetry::set_root(&span, &std::sync::Arc::from(crate::SERVICE));
+        let alerts = self.sweep_clocks(due, now).instrument(span).await?;
+        self.feed.notify_committed();
+        Ok(SweepPass { clocks, alerts })
+    }
+
+    async fn sweep_clocks(&self, due: Vec<clock::Model>, now: DateTime<Utc>) -> Result<Alerts, Error> {
+        let mut total = Alerts::default();
         for row in due {
             let txn = self.db.begin().await?;
             // Read again inside the transaction: a consumer may have recomputed it meanwhile.
             let fresh = clock::Entity::find_by_id(row.id.clone()).one(&txn).await?;
-            if let Some(fresh) = fresh {
-                recompute(&txn, fresh, now, "sla").await?;
-            }
+            let alerts = match fresh {
+                Some(fresh) => recompute(&txn, fresh, now, "sla").await?,
+                None => Alerts::default(),
+            };
             txn.commit().await?;
+            alerts.record();
+            total.add(alerts);
         }
-        if count > 0 {
-            self.feed.notify_committed();
-        }
-        Ok(count)
+        Ok(total)
     }
 }
 
@@ -717,7 +779,7 @@ async fn recompute(
     row: clock::Model,
     now: DateTime<Utc>,
     actor: &str,
-) -> Result<(), Error> {
+) -> Result<Alerts, Error> {
     let (c, _) = computation_for(txn, &row, now).await?;
     let mut after = row.clone();
     // A clock cancelled because its agreement went keeps what it had counted.
@@ -779,7 +841,7 @@ async fn recompute(
     let unchanged =
         clock::Model { version: row.version, update_time: row.update_time, ..after.clone() } == row;
     if unchanged {
-        return Ok(());
+        return Ok(Alerts::default());
     }
     after.version = row.version + 1;
     after.update_time = change_time(row.update_time);
@@ -795,12 +857,18 @@ async fn recompute(
         return Err(Error::Aborted(format!("{CLOCK_PREFIX}{} was recomputed concurrently", row.id)));
     }
     let proto = clock_to_proto(&after);
+    let mut alerts = Alerts::default();
     for (action, warning_percent) in actions {
+        match action {
+            "warning" => alerts.warnings += 1,
+            "breach" => alerts.breaches += 1,
+            _ => {}
+        }
         let payload =
             SlaClockChanged { action: action.to_string(), clock: Some(proto.clone()), warning_percent };
         outbox::append(txn, NewEvent::of(&payload, &proto.name, &after.tenant_id, actor)).await?;
     }
-    Ok(())
+    Ok(alerts)
 }
 
 const CLOCK_STATES: &[(i32, &str)] =

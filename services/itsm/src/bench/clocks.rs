@@ -129,7 +129,7 @@ pub async fn run(args: &ClockBenchArgs) -> Result<ClockReport, String> {
     let started = Instant::now();
     let mut swept = 0;
     loop {
-        let n = store.sweep(Utc::now()).await.map_err(|e| err(&e))?;
+        let n = store.sweep(Utc::now()).await.map_err(|e| err(&e))?.clocks;
         swept += n;
         if n == 0 {
             break;

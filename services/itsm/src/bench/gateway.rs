@@ -2,15 +2,13 @@
 //! through the gateway (token check, role table, rate limiter, routing), in the same run, so the
 //! difference is the gateway's cost.
 
-use std::time::{Duration, Instant};
-
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{ConfigurationItem, CreateConfigurationItemRequest, GetConfigurationItemRequest};
 use itsm_runtime::testing::{
     RunningServer, TestBackend, TestDatabase, internal_channel, settings_for, with_context,
 };
 
-use super::Latency;
+use super::{Latency, measure};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct GatewayBenchArgs {
@@ -60,34 +58,6 @@ impl GatewayReport {
             self.p50_overhead_ms,
         )
     }
-}
-
-/// Times `calls` calls of `call` spread over `concurrency` tasks.
-async fn measure<F, Fut>(calls: usize, concurrency: usize, call: F) -> Result<Vec<Duration>, String>
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), String>> + Send,
-{
-    let workers = concurrency.max(1);
-    let mut tasks = Vec::new();
-    for worker in 0..workers {
-        let per_task = calls / workers + usize::from(worker < calls % workers);
-        let call = call.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut samples = Vec::with_capacity(per_task);
-            for _ in 0..per_task {
-                let started = Instant::now();
-                call().await?;
-                samples.push(started.elapsed());
-            }
-            Ok::<_, String>(samples)
-        }));
-    }
-    let mut all = Vec::with_capacity(calls);
-    for task in tasks {
-        all.extend(task.await.map_err(|e| e.to_string())??);
-    }
-    Ok(all)
 }
 
 pub async fn run(args: &GatewayBenchArgs) -> Result<GatewayReport, String> {

@@ -5,8 +5,39 @@ pub mod clocks;
 pub mod cmdb;
 pub mod finance;
 pub mod gateway;
+pub mod resources;
+pub mod tracing;
+pub mod up;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Times `calls` calls of `call` spread over `concurrency` tasks.
+pub async fn measure<F, Fut>(calls: usize, concurrency: usize, call: F) -> Result<Vec<Duration>, String>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let workers = concurrency.max(1);
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let per_task = calls / workers + usize::from(worker < calls % workers);
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let started = Instant::now();
+                call().await?;
+                samples.push(started.elapsed());
+            }
+            Ok::<_, String>(samples)
+        }));
+    }
+    let mut all = Vec::with_capacity(calls);
+    for task in tasks {
+        all.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    Ok(all)
+}
 
 /// Latency percentiles of a sample.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -56,6 +87,10 @@ pub enum Scenario {
     Clocks(clocks::ClockBenchArgs),
     /// Finance: allocation over a 100,000-CI graph, FOCUS import rows per second.
     Finance(finance::FinanceBenchArgs),
+    /// Tracing overhead: the same CreateIncident load on `itsm up` with OTLP export off and on.
+    Tracing(tracing::TracingBenchArgs),
+    /// `itsm up`: start to all-SERVING time, idle memory, memory under load.
+    Resources(resources::ResourcesBenchArgs),
 }
 
 pub async fn run(scenario: Scenario) -> Result<(), String> {
@@ -78,6 +113,24 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         Scenario::Finance(args) => {
             let report = finance::run(&args).await?;
             println!("{}", report.markdown());
+            Ok(())
+        }
+        Scenario::Resources(args) => {
+            let report = resources::run(&args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+            } else {
+                println!("{}", report.markdown());
+            }
+            Ok(())
+        }
+        Scenario::Tracing(args) => {
+            let report = tracing::run(&args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+            } else {
+                println!("{}", report.markdown());
+            }
             Ok(())
         }
     }
