@@ -1,5 +1,8 @@
 //! End-to-end harness: the whole suite started in-process on port 0, each service with a fresh
-//! database of the chosen backend, wired together over gRPC exactly as `itsm up` does.
+//! database of the chosen backend, wired together over gRPC exactly as `itsm up` does; and the
+//! load generator of `itsm bench load` ([`load`]).
+
+pub mod load;
 
 use std::time::Duration;
 

@@ -51,7 +51,8 @@ pub async fn serve(
                     state.db.clone(),
                     channel,
                     handler,
-                );
+                )
+                .notifying(state.feed.clone());
                 tokio::spawn(consumer.run(consumer_stop));
             }
             let api = api::CmdbApi { repo, page_tokens: state.page_tokens.clone() };

@@ -88,18 +88,23 @@ pub async fn serve(
                 let handler = IncidentFeed { store: store.clone(), pending: Default::default() };
                 tokio::spawn(
                     EventConsumer::new(incident_options, state.db.clone(), channel.clone(), handler)
+                        .notifying(state.feed.clone())
                         .run(stops.0),
                 );
                 // Major incidents open and close outages.
                 let handler = availability::MajorIncidentOutages { availability: outages.clone() };
                 tokio::spawn(
-                    EventConsumer::new(outage_options, state.db.clone(), channel, handler).run(stops.3),
+                    EventConsumer::new(outage_options, state.db.clone(), channel, handler)
+                        .notifying(state.feed.clone())
+                        .run(stops.3),
                 );
             }
             if let Some(channel) = tickets {
                 let handler = TicketFeed { store: store.clone(), pending: Default::default() };
                 tokio::spawn(
-                    EventConsumer::new(ticket_options, state.db.clone(), channel, handler).run(stops.1),
+                    EventConsumer::new(ticket_options, state.db.clone(), channel, handler)
+                        .notifying(state.feed.clone())
+                        .run(stops.1),
                 );
             }
             tokio::spawn(service_level::feed::sweep(store.clone(), sweep_interval, stops.2));

@@ -82,7 +82,8 @@ pub async fn serve(
                     state.db.clone(),
                     channel,
                     handler,
-                );
+                )
+                .notifying(state.feed.clone());
                 tokio::spawn(consumer.run(consumer_stop));
             }
             let shared =

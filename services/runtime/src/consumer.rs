@@ -64,6 +64,8 @@ pub struct EventConsumer<H> {
     /// The consuming service (the part of the name before `/`), for telemetry.
     service: Arc<str>,
     metrics: ConsumerMetrics,
+    /// The consuming service's own feed, woken when a handler's transaction wrote events.
+    feed: Option<crate::outbox::EventFeed>,
 }
 
 /// How far a consumer is behind its feed.
@@ -113,7 +115,16 @@ impl<H: EventHandler> EventConsumer<H> {
             replica: uuid::Uuid::now_v7().to_string(),
             service,
             metrics,
+            feed: None,
         }
+    }
+
+    /// Wakes `feed`'s watchers after each applied event, so events the handler wrote (an SLA
+    /// clock that paused, a ticket that followed its incident) go out at once instead of at the
+    /// feed's next poll.
+    pub fn notifying(mut self, feed: crate::outbox::EventFeed) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// Runs until `shutdown` completes. Errors are retried with backoff; they never end the loop.
@@ -296,6 +307,9 @@ impl<H: EventHandler> EventConsumer<H> {
         }
         txn.commit().await?;
         self.handler.committed(event);
+        if let Some(feed) = &self.feed {
+            feed.notify_committed();
+        }
         Ok(Applied::Done)
     }
 

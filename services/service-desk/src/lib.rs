@@ -66,6 +66,7 @@ pub async fn serve(
                 let handler = incident_desk::LinkedIncidents { repo: repo.clone() };
                 tokio::spawn(
                     EventConsumer::new(consumer_options, state.db.clone(), channel, handler)
+                        .notifying(state.feed.clone())
                         .run(consumer_stop),
                 );
             }
@@ -74,7 +75,9 @@ pub async fn serve(
             if let Some(channel) = sla_channel {
                 let handler = sla_feed::SlaClocks { repo: repo.clone() };
                 tokio::spawn(
-                    EventConsumer::new(sla_options, state.db.clone(), channel, handler).run(sla_stop),
+                    EventConsumer::new(sla_options, state.db.clone(), channel, handler)
+                        .notifying(state.feed.clone())
+                        .run(sla_stop),
                 );
             }
             tokio::spawn(escalate_time_boxed(

@@ -5,6 +5,7 @@ pub mod clocks;
 pub mod cmdb;
 pub mod finance;
 pub mod gateway;
+pub mod load;
 pub mod resources;
 pub mod tracing;
 pub mod up;
@@ -91,6 +92,8 @@ pub enum Scenario {
     Tracing(tracing::TracingBenchArgs),
     /// `itsm up`: start to all-SERVING time, idle memory, memory under load.
     Resources(resources::ResourcesBenchArgs),
+    /// Scenarios 1-6 under load on PostgreSQL next to tonic echo and tonic + insert baselines.
+    Load(load::LoadBenchArgs),
 }
 
 pub async fn run(scenario: Scenario) -> Result<(), String> {
@@ -112,6 +115,11 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
         }
         Scenario::Finance(args) => {
             let report = finance::run(&args).await?;
+            println!("{}", report.markdown());
+            Ok(())
+        }
+        Scenario::Load(args) => {
+            let report = load::run(&args).await?;
             println!("{}", report.markdown());
             Ok(())
         }

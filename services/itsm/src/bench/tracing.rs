@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
-use itsm_proto::cmdb::{ConfigurationItem, CreateConfigurationItemRequest};
+use itsm_e2e::authed;
+use itsm_e2e::load::scenarios::{create_servers, incident_on};
 use itsm_proto::incident::incident_service_client::IncidentServiceClient;
-use itsm_proto::incident::{CreateIncidentRequest, Incident};
 use itsm_runtime::otlp_receiver::OtlpReceiver;
 use tonic::transport::Channel;
 
@@ -188,37 +187,13 @@ pub(super) async fn load(
         .await
         .map_err(|e| format!("connect gateway: {e}"))?;
     let token = up.token.clone();
-    let mut cis = Vec::new();
-    for name in ["bench-web", "bench-db"] {
-        let request = CreateConfigurationItemRequest {
-            configuration_item: Some(ConfigurationItem {
-                display_name: name.into(),
-                ci_class: "server".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        };
-        let created = CmdbServiceClient::new(channel.clone())
-            .create_configuration_item(authed(request, &token)?)
-            .await
-            .map_err(|e| format!("create CI: {e}"))?;
-        cis.push(created.into_inner().name);
-    }
+    let cis = create_servers(&channel, &token, &["bench-web", "bench-db"]).await?;
+    let request = incident_on(&cis);
     let call = move || {
-        let (channel, token, cis) = (channel.clone(), token.clone(), cis.clone());
+        let (channel, request) = (channel.clone(), authed(request.clone(), &token));
         async move {
-            let request = CreateIncidentRequest {
-                incident: Some(Incident {
-                    short_description: "Checkout is slow".into(),
-                    configuration_items: cis,
-                    impact: 2,
-                    urgency: 2,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            };
             IncidentServiceClient::new(channel)
-                .create_incident(authed(request, &token)?)
+                .create_incident(request)
                 .await
                 .map(|_| ())
                 .map_err(|e| format!("create incident: {e}"))
@@ -229,12 +204,4 @@ pub(super) async fn load(
     let started = Instant::now();
     let samples = measure(iterations, concurrency, call).await?;
     Ok(RunFigures { samples, seconds: started.elapsed().as_secs_f64(), calls_made: 2 + warm_up + iterations })
-}
-
-fn authed<T>(message: T, token: &str) -> Result<tonic::Request<T>, String> {
-    let mut request = tonic::Request::new(message);
-    let value =
-        format!("Bearer {token}").parse().map_err(|_| "the dev token is not valid metadata".to_string())?;
-    request.metadata_mut().insert("authorization", value);
-    Ok(request)
 }
