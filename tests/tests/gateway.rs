@@ -519,3 +519,37 @@ async fn a_stopped_backend_fails_fast_once_its_circuit_opens() {
         .await
         .unwrap();
 }
+
+/// A refused write is answered without an empty DATA frame: h2 clients (0.4.18+) end a
+/// connection after 100 empty DATA frames as a flood, so refused writes through one connection
+/// used to fail with RESOURCE_EXHAUSTED ("too_many_data_frames") instead of their own status.
+/// Found by `tenancy_under_load`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_refused_writes_on_one_connection_keep_their_status() {
+    let suite =
+        Suite::start_with(TestBackend::Sqlite, |g| g.gateway.rate_limit_per_second = 0).await.unwrap();
+    let admin = suite.token("alice", "acme", &["admin"]).unwrap();
+    let cmdb = CmdbServiceClient::new(suite.gateway_channel().await.unwrap());
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let (mut cmdb, admin) = (cmdb.clone(), admin.clone());
+        tasks.push(tokio::spawn(async move {
+            for attempt in 0..25 {
+                let request = itsm_proto::cmdb::UpdateConfigurationItemRequest {
+                    configuration_item: Some(itsm_proto::cmdb::ConfigurationItem {
+                        name: "configurationItems/01a21519-0000-7000-8000-000000000000".into(),
+                        display_name: "renamed".into(),
+                        etag: "W/\"1\"".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask { paths: vec!["display_name".into()] }),
+                };
+                let err = cmdb.update_configuration_item(authed(request, &admin)).await.unwrap_err();
+                assert_eq!(err.code(), Code::NotFound, "task {task} attempt {attempt}: {err:?}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}

@@ -355,7 +355,13 @@ async fn read_whole(
                 tonic::Status::new(code.into(), message)
             },
         );
-    let mut frames = vec![Ok::<_, Infallible>(http_body::Frame::data(data.clone()))];
+    // No empty DATA frame: an error answer is trailers-only, and h2 clients (0.4.18+) end a
+    // connection that has received 100 empty DATA frames as a flood (GOAWAY ENHANCE_YOUR_CALM),
+    // which the 101st refused write through one connection used to trigger.
+    let mut frames = Vec::with_capacity(2);
+    if !data.is_empty() {
+        frames.push(Ok::<_, Infallible>(http_body::Frame::data(data.clone())));
+    }
     if let Some(trailers) = trailers {
         frames.push(Ok(http_body::Frame::trailers(trailers)));
     }

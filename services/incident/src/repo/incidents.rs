@@ -210,7 +210,10 @@ impl Repository {
         Err(Error::Aborted("concurrent creates with the same request_id; retry".into()))
     }
 
-    /// Open incidents opened in the duplicate window that share a CI and the category.
+    /// Open incidents opened in the duplicate window that share a CI and the category, newest
+    /// first. One bounded query per CI, each walking that CI's links newest first
+    /// (`incident_cis_by_ci`) and stopping at the limit: the cost does not grow with the number
+    /// of incidents on a CI, as one DISTINCT over all of them did (10 ms per create at 2,000).
     async fn possible_duplicates(
         &self,
         txn: &impl ConnectionTrait,
@@ -219,27 +222,32 @@ impl Repository {
         category: &str,
         now: i64,
     ) -> Result<Vec<String>, Error> {
-        if cis.is_empty() {
-            return Ok(Vec::new());
-        }
         let open: Vec<String> =
             IncidentState::ALL.iter().filter(|s| s.is_open()).map(|s| (*s as i32).to_string()).collect();
-        let mut values: Vec<Value> =
-            vec![tenant.into(), (now - self.rules.duplicate_window_micros).into(), category.into()];
-        let list = placeholders(&mut values, cis);
-        let rows = txn
-            .query_all_raw(stmt(
-                txn.get_database_backend(),
-                &format!(
-                    "SELECT DISTINCT i.number, i.open_time FROM incident_cis c JOIN incidents i ON i.id = c.incident_id \
-                     WHERE c.tenant_id = $1 AND c.open_time >= $2 AND i.category = $3 AND c.ci IN ({list}) \
-                     AND i.state IN ({}) ORDER BY i.open_time DESC LIMIT {MAX_SUGGESTIONS}",
-                    open.join(", ")
-                ),
-                values,
-            ))
-            .await?;
-        rows.iter().map(|r| Ok(incident_name(&r.try_get::<String>("", "number")?))).collect()
+        let sql = format!(
+            "SELECT i.number, i.open_time FROM incident_cis c JOIN incidents i ON i.id = c.incident_id \
+             WHERE c.tenant_id = $1 AND c.ci = $2 AND c.open_time >= $3 AND i.category = $4 \
+             AND i.state IN ({}) ORDER BY c.open_time DESC LIMIT {MAX_SUGGESTIONS}",
+            open.join(", ")
+        );
+        let mut found: Vec<(i64, String)> = Vec::new();
+        for ci in cis {
+            let values: [Value; 4] = [
+                tenant.into(),
+                ci.as_str().into(),
+                (now - self.rules.duplicate_window_micros).into(),
+                category.into(),
+            ];
+            for row in txn.query_all_raw(stmt(txn.get_database_backend(), &sql, values)).await? {
+                let number: String = row.try_get("", "number")?;
+                if !found.iter().any(|(_, n)| *n == number) {
+                    found.push((row.try_get("", "open_time")?, number));
+                }
+            }
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        found.truncate(MAX_SUGGESTIONS);
+        Ok(found.into_iter().map(|(_, number)| incident_name(&number)).collect())
     }
 
     /// Published known errors on any of these CIs, newest first, and the first one's workaround.
