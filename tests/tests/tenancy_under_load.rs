@@ -167,7 +167,7 @@ async fn load(tenant: Tenant, task: usize, channel: Channel) -> Vec<Written> {
     let mut incidents = IncidentServiceClient::new(channel);
     // Even tasks work their incidents as an agent, odd ones as an admin. CIs are created by the
     // admin: the role table lets agents only read the CMDB.
-    let worker = if task % 2 == 0 { &agent } else { &admin };
+    let worker = if task.is_multiple_of(2) { &agent } else { &admin };
     let mut written = Vec::with_capacity(ITERATIONS);
     for iteration in 0..ITERATIONS {
         let display_name = format!("{name}-t{task}-i{iteration}");
@@ -193,7 +193,7 @@ async fn load(tenant: Tenant, task: usize, channel: Channel) -> Vec<Written> {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(incident.configuration_items, [ci.name.clone()], "{name}: {incident:?}");
+        assert_eq!(incident.configuration_items, std::slice::from_ref(&ci.name), "{name}: {incident:?}");
 
         // Found again by filter and by name.
         let listed = cmdb
@@ -470,7 +470,7 @@ async fn a_second_tenants_load_never_sees_or_changes_the_first(backend: TestBack
                 "{name}: {} is not as {name} last wrote it",
                 incident.name
             );
-            assert_eq!(incident.configuration_items, [w.ci.clone()], "{name}: {incident:?}");
+            assert_eq!(incident.configuration_items, std::slice::from_ref(&w.ci), "{name}: {incident:?}");
             assert!(
                 !incident.short_description.contains(other) && !incident.description.contains(other),
                 "{name}: {incident:?} carries {other}'s text"
