@@ -148,10 +148,16 @@ impl LoadResult {
         }
     }
 
-    /// One Markdown table row: scenario, calls, errors, rate, calls/s, p50, p90, p99, max.
-    pub fn markdown_row(&self) -> String {
+    /// One Markdown table row: scenario, calls, errors, concurrency, pacing, calls/s, p50, p90,
+    /// p99, max, and throughput and p50 as ratios to `baseline` (measured in the same run).
+    pub fn markdown_row(&self, baseline: Option<&LoadResult>) -> String {
+        let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.3}", a / b) } else { "—".to_string() };
+        let (throughput, p50) = baseline.map_or_else(
+            || ("—".to_string(), "—".to_string()),
+            |b| (ratio(self.throughput, b.throughput), ratio(self.p50_ms, b.p50_ms)),
+        );
         format!(
-            "| {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {throughput} | {p50} |",
             self.scenario,
             self.requests,
             self.errors,
@@ -165,7 +171,7 @@ impl LoadResult {
         )
     }
 
-    pub const MARKDOWN_HEADER: &'static str = "| scenario | calls | errors | concurrency | pacing | calls/s | p50 ms | p90 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|---|---|---|";
+    pub const MARKDOWN_HEADER: &'static str = "| scenario | calls | errors | concurrency | pacing | calls/s | p50 ms | p90 ms | p99 ms | max ms | calls/s ÷ baseline | p50 ÷ baseline |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
 }
 
 /// Runs `call(connection index)` under `options` and measures each call.

@@ -11,6 +11,9 @@ use itsm_e2e::load::scenarios::Fixture;
 use itsm_e2e::load::{LoadOptions, LoadResult, propagation};
 use itsm_runtime::testing::TestBackend;
 
+/// The baseline every scenario is compared with.
+const INSERT_BASELINE: &str = "baseline: tonic + 1 PostgreSQL insert";
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct LoadBenchArgs {
     /// Measured calls per scenario (each also stops at --duration-secs).
@@ -57,12 +60,15 @@ pub struct LoadReport {
 
 impl LoadReport {
     pub fn markdown(&self) -> String {
+        // Every row is compared with the "tonic + 1 PostgreSQL insert" baseline of this run.
+        let baseline = self.results.iter().find(|r| r.scenario.starts_with(INSERT_BASELINE));
         let mut out = String::from(LoadResult::MARKDOWN_HEADER);
         out.push('\n');
         for result in &self.results {
-            out.push_str(&result.markdown_row());
+            out.push_str(&result.markdown_row(baseline));
             out.push('\n');
         }
+        out.push_str("\nRatios are to the tonic + 1 PostgreSQL insert baseline of the same run.\n");
         out.push_str("\n| target | reached | met |\n|---|---|---|\n");
         for t in &self.targets {
             out.push_str(&format!(
@@ -103,7 +109,7 @@ pub async fn run(args: &LoadBenchArgs) -> Result<LoadReport, String> {
     results.push(echo.measure("baseline: tonic echo", &options).await?);
     drop(echo);
     let insert = BaselineServer::insert().await?;
-    results.push(insert.measure("baseline: tonic + 1 PostgreSQL insert", &options).await?);
+    results.push(insert.measure(INSERT_BASELINE, &options).await?);
     drop(insert);
 
     let suite = Suite::start_tuned(
@@ -153,7 +159,7 @@ fn targets(
     smoke: bool,
 ) -> Vec<Target> {
     let mut targets = Vec::new();
-    if let (Some(s1), Some(insert)) = (find(results, "1. "), find(results, "baseline: tonic + 1")) {
+    if let (Some(s1), Some(insert)) = (find(results, "1. "), find(results, INSERT_BASELINE)) {
         let ratio = if insert.throughput > 0.0 { s1.throughput / insert.throughput } else { 0.0 };
         targets.push(Target {
             target: "scenario 1 >= 50 % of the tonic + 1 insert baseline's throughput".into(),
