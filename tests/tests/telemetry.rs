@@ -97,7 +97,7 @@ fn descends_from(trace: &[ReceivedSpan], span: &ReceivedSpan, ancestor: &str) ->
 }
 
 /// What the trace of the request must hold; `None` when all is there, else what is missing.
-fn missing(spans: &[ReceivedSpan], trace_id: &str) -> Option<String> {
+fn missing(spans: &[ReceivedSpan], trace_id: &str, incident_name: &str) -> Option<String> {
     let trace: Vec<ReceivedSpan> = spans.iter().filter(|s| s.trace_id == trace_id).cloned().collect();
     let create = "itsm.incident.v1.IncidentService/CreateIncident";
     let Some(gateway) = trace.iter().find(|s| s.service == "itsm-gateway" && s.name == create && s.kind == 2)
@@ -115,6 +115,11 @@ fn missing(spans: &[ReceivedSpan], trace_id: &str) -> Option<String> {
     assert_eq!(gateway.attribute("rpc.method"), Some("CreateIncident"));
     assert_eq!(gateway.attribute("rpc.grpc.status_code"), Some("0"));
     assert_eq!(incident.attribute("itsm.tenant"), Some("acme"));
+    assert_eq!(
+        gateway.attribute("itsm.resource"),
+        Some(incident_name),
+        "the write's record and human number"
+    );
     assert!(incident.attribute("server.address").is_some(), "{:?}", incident.attributes);
     let cmdb = trace
         .iter()
@@ -186,7 +191,7 @@ async fn one_trace_per_request(backend: TestBackend) {
     loop {
         itsm_runtime::telemetry::flush(Duration::from_secs(5));
         let spans = telemetry.receiver.spans();
-        match missing(&spans, &trace_id) {
+        match missing(&spans, &trace_id, &incident.name) {
             None => break,
             Some(what) => {
                 let seen: BTreeSet<String> = spans

@@ -246,6 +246,9 @@ impl Routes {
             }
         };
         let resource = rpc_table::resource_name(request_message.as_ref(), response_message.as_ref());
+        if !resource.is_empty() {
+            tracing::Span::current().record("itsm.resource", resource.as_str());
+        }
         audit
             .record(crate::audit::Call {
                 tenant,

@@ -399,6 +399,8 @@ where
             server.address = tracing::field::Empty,
             server.port = tracing::field::Empty,
             itsm.tenant = tracing::field::Empty,
+            // The record a write acted on, e.g. `incidents/INC0000042` (the gateway sets it).
+            itsm.resource = tracing::field::Empty,
         );
         if let Some(address) = self.layer.address {
             span.record("server.address", tracing::field::display(address.ip()));
