@@ -4,6 +4,7 @@
 
 pub mod load;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -18,6 +19,9 @@ pub const AUDIENCE: &str = "itsm";
 /// A running suite. Dropping it stops every server and drops the databases.
 pub struct Suite {
     pub gateway: RunningServer,
+    /// Where the web console listens, when the suite was started with it
+    /// ([`Suite::start_with_console`]).
+    pub console: Option<SocketAddr>,
     pub services: Vec<(&'static str, RunningServer)>,
     pub jwt_secret: String,
     _databases: Vec<TestDatabase>,
@@ -36,12 +40,27 @@ impl Suite {
         Self::start_tuned(backend, |_, _| {}, tune_gateway).await
     }
 
+    /// Starts the suite with the web console beside the gateway, on a port of its own
+    /// ([`Suite::console_url`]).
+    pub async fn start_with_console(backend: TestBackend) -> Result<Self, Error> {
+        Self::start_inner(backend, |_, _| {}, |_| {}, true).await
+    }
+
     /// Starts the suite; `tune_service` adjusts each service's settings (by name) and
     /// `tune_gateway` the gateway's (e.g. its rate limits).
     pub async fn start_tuned(
         backend: TestBackend,
         tune_service: impl Fn(&str, &mut Settings),
         tune_gateway: impl FnOnce(&mut Settings),
+    ) -> Result<Self, Error> {
+        Self::start_inner(backend, tune_service, tune_gateway, false).await
+    }
+
+    async fn start_inner(
+        backend: TestBackend,
+        tune_service: impl Fn(&str, &mut Settings),
+        tune_gateway: impl FnOnce(&mut Settings),
+        with_console: bool,
     ) -> Result<Self, Error> {
         let jwt_secret = "e2e-secret-that-is-long-enough-for-hs256".to_string();
         let mut databases = Vec::new();
@@ -92,27 +111,54 @@ impl Suite {
         let mut settings = settings_for("sqlite::memory:");
         settings.upstream = base.upstream;
         settings.auth.jwt_secret.clone_from(&jwt_secret);
+        // The harness decides about the console: never on the default port 8080, where another
+        // test's or a developer's console may listen.
+        settings.console.enabled = false;
         tune_gateway(&mut settings);
+        let console_listener = if with_console {
+            Some(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| Error::Internal(format!("bind console: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let console = match &console_listener {
+            Some(listener) => {
+                Some(listener.local_addr().map_err(|e| Error::Internal(format!("console addr: {e}")))?)
+            }
+            None => None,
+        };
         let gateway = RunningServer::start(move |listener, shutdown| async move {
-            itsm_gateway::serve(settings, listener, shutdown.wait()).await
+            let console = console_listener.map(itsm_gateway::ConsoleListener::new);
+            itsm_gateway::serve_with_console(settings, listener, console, shutdown.wait()).await
         })
         .await?;
-        Ok(Self { gateway, services, jwt_secret, _databases: databases })
+        Ok(Self { gateway, console, services, jwt_secret, _databases: databases })
+    }
+
+    /// The web console's address (`http://127.0.0.1:<port>`), when the suite runs it.
+    pub fn console_url(&self) -> Option<String> {
+        self.console.map(|addr| format!("http://{addr}"))
     }
 
     /// A bearer token for `subject` in `tenant` with `roles`.
     pub fn token(&self, subject: &str, tenant: &str, roles: &[&str]) -> Result<String, Error> {
+        self.token_valid_for(subject, tenant, roles, chrono_hours(1))
+    }
+
+    /// A bearer token for `subject` in `tenant` with `roles` that expires after `valid_for`.
+    pub fn token_valid_for(
+        &self,
+        subject: &str,
+        tenant: &str,
+        roles: &[&str],
+        valid_for: chrono::Duration,
+    ) -> Result<String, Error> {
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_string()).collect();
-        itsm_gateway::auth::mint_token(
-            &self.jwt_secret,
-            ISSUER,
-            AUDIENCE,
-            subject,
-            tenant,
-            &roles,
-            chrono_hours(1),
-        )
-        .map_err(|e| Error::Internal(format!("mint token: {e}")))
+        itsm_gateway::auth::mint_token(&self.jwt_secret, ISSUER, AUDIENCE, subject, tenant, &roles, valid_for)
+            .map_err(|e| Error::Internal(format!("mint token: {e}")))
     }
 
     pub async fn gateway_channel(&self) -> Result<Channel, Error> {

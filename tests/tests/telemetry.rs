@@ -14,7 +14,7 @@ use itsm_e2e::{Suite, authed};
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{ConfigurationItem, CreateConfigurationItemRequest};
 use itsm_proto::incident::incident_service_client::IncidentServiceClient;
-use itsm_proto::incident::{CreateIncidentRequest, Incident};
+use itsm_proto::incident::{CreateIncidentRequest, GetIncidentRequest, Incident};
 use itsm_runtime::config::LogFormat;
 use itsm_runtime::otlp_receiver::{OtlpReceiver, ReceivedSpan};
 use itsm_runtime::telemetry::TelemetryGuard;
@@ -120,6 +120,9 @@ fn missing(spans: &[ReceivedSpan], trace_id: &str, incident_name: &str) -> Optio
         Some(incident_name),
         "the write's record and human number"
     );
+    let number = incident_name.rsplit('/').next();
+    assert_eq!(gateway.attribute("itsm.number"), number);
+    assert_eq!(incident.attribute("itsm.number"), number, "the service's span of the create has the number");
     assert!(incident.attribute("server.address").is_some(), "{:?}", incident.attributes);
     let cmdb = trace
         .iter()
@@ -202,6 +205,36 @@ async fn one_trace_per_request(backend: TestBackend) {
                 assert!(tokio::time::Instant::now() < deadline, "missing {what}; the trace holds {seen:#?}");
             }
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A read names its record on the gateway's span and on the service's.
+    let read_trace = random_hex(32);
+    let mut request = authed(GetIncidentRequest { name: incident.name.clone() }, &alice);
+    request
+        .metadata_mut()
+        .insert("traceparent", format!("00-{read_trace}-{}-01", random_hex(16)).parse().unwrap());
+    incidents.get_incident(request).await.unwrap();
+    let number = incident.name.rsplit('/').next().map(str::to_string);
+    loop {
+        itsm_runtime::telemetry::flush(Duration::from_secs(5));
+        let spans = telemetry.receiver.spans();
+        let named: BTreeSet<(String, Option<String>, Option<String>)> = spans
+            .iter()
+            .filter(|s| s.trace_id == read_trace && s.kind == 2)
+            .map(|s| {
+                let attribute = |key: &str| s.attribute(key).map(str::to_string);
+                (s.service.clone(), attribute("itsm.resource"), attribute("itsm.number"))
+            })
+            .collect();
+        let expected: BTreeSet<_> = ["itsm-gateway", "itsm-incident"]
+            .into_iter()
+            .map(|service| (service.to_string(), Some(incident.name.clone()), number.clone()))
+            .collect();
+        if expected.is_subset(&named) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the read's server spans: {named:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 

@@ -1,6 +1,7 @@
 //! The gateway: the one public endpoint. It authenticates callers, routes every public gRPC
 //! service to the process that owns it, serves health and a reflection that lists all public
-//! services, and answers composite reads (`OverviewService`).
+//! services, and answers composite reads (`OverviewService`). Beside its gRPC endpoint it serves
+//! the web console (`itsm-console`) over HTTP, which calls back into that endpoint like any client.
 
 pub mod api_keys;
 pub mod audit;
@@ -10,9 +11,11 @@ pub mod circuit;
 pub mod limits;
 pub mod overview;
 pub mod proxy;
-pub mod rpc_table;
+pub use itsm_runtime::rpc_table;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,12 +30,123 @@ use itsm_runtime::{Error, Settings};
 
 pub const SERVICE: &str = "gateway";
 
-/// Runs the gateway on `listener` until `shutdown` completes.
+/// The web console's listener, bound by the caller, and what `itsm up` adds to it.
+pub struct ConsoleListener {
+    pub listener: TcpListener,
+    /// A file with a development admin token; the sign-in page then offers to use it
+    /// (`itsm up` only).
+    pub dev_token_file: Option<PathBuf>,
+}
+
+impl ConsoleListener {
+    pub fn new(listener: TcpListener) -> Self {
+        Self { listener, dev_token_file: None }
+    }
+}
+
+/// Runs the gateway on `listener` until `shutdown` completes, and the web console on
+/// `console.listen` beside it when `console.enabled`.
 pub async fn serve(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let console = if settings.console.enabled {
+        let listen = settings.console.listen.clone();
+        let bound = TcpListener::bind(listen.as_str())
+            .await
+            .map_err(|e| Error::invalid("console.listen", format!("cannot bind {listen}: {e}")))?;
+        Some(ConsoleListener::new(bound))
+    } else {
+        None
+    };
+    serve_with_console(settings, listener, console, shutdown).await
+}
+
+/// Runs the gateway's gRPC endpoint on `listener` and, when `console` is given, the web console on
+/// its listener, until `shutdown` completes; both stop together (when either ends, the other is
+/// stopped too). The console calls the gRPC endpoint at `listener`'s address.
+pub async fn serve_with_console(
+    settings: Settings,
+    listener: TcpListener,
+    console: Option<ConsoleListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let Some(console) = console else {
+        return serve_grpc(settings, listener, shutdown).await;
+    };
+    check_token_key(&settings)?;
+    let grpc_addr = listener.local_addr().map_err(|e| Error::Internal(format!("gateway local addr: {e}")))?;
+    let app = itsm_console::router(console_options(&settings, grpc_addr, console.dev_token_file)?)?;
+    // One shutdown for two servers: a watch channel fans it out, and each server's end stops the
+    // other (a console that failed does not leave a gateway running without it, and vice versa).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    let forward = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.send_replace(true);
+        })
+    };
+    let console_task = {
+        let stop = stop.clone();
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            let result = itsm_console::serve_router(app, console.listener, until_stopped(stopped)).await;
+            stop.send_replace(true);
+            result
+        })
+    };
+    let result = serve_grpc(settings, listener, until_stopped(stopped)).await;
+    stop.send_replace(true);
+    forward.abort();
+    let console_result = console_task.await.unwrap_or_else(|e| Err(Error::Internal(format!("console: {e}"))));
+    result.and(console_result)
+}
+
+/// Completes once `stopped` turns true (or its sender is gone).
+async fn until_stopped(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// The console's options: it calls the gRPC endpoint at `grpc_addr` (loopback when the endpoint
+/// listens on every address); its session key is `console.session_key`, else `auth.jwt_secret`.
+fn console_options(
+    settings: &Settings,
+    grpc_addr: SocketAddr,
+    dev_token_file: Option<PathBuf>,
+) -> Result<itsm_console::ConsoleOptions, Error> {
+    let mut target = grpc_addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(if target.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let session_key = if settings.console.session_key.is_empty() {
+        settings.auth.jwt_secret.clone()
+    } else {
+        settings.console.session_key.clone()
+    };
+    if session_key.is_empty() {
+        return Err(Error::invalid(
+            "console.session_key",
+            "the console needs a session key when auth.jwt_secret is empty (at least 32 characters)",
+        ));
+    }
+    Ok(itsm_console::ConsoleOptions {
+        gateway_url: format!("http://{target}"),
+        session_key,
+        secure_cookies: settings.console.secure_cookies,
+        dev_token_file,
+    })
+}
+
+/// The gateway verifies bearer tokens with `auth.jwt_secret` (16+ characters) or only with the
+/// keys of `auth.jwks_file`.
+fn check_token_key(settings: &Settings) -> Result<(), Error> {
     let secret = &settings.auth.jwt_secret;
     let jwks_only = secret.is_empty() && !settings.auth.jwks_file.is_empty();
     if secret.len() < 16 && !jwks_only {
@@ -41,6 +155,16 @@ pub async fn serve(
             "the gateway needs a token key of at least 16 characters (or only auth.jwks_file)",
         ));
     }
+    Ok(())
+}
+
+/// Runs the gateway's gRPC endpoint on `listener` until `shutdown` completes.
+async fn serve_grpc(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    check_token_key(&settings)?;
     let db = itsm_runtime::db::connect(&settings.database).await?;
     if settings.database.migrate_on_start {
         itsm_runtime::service::migrate::<audit::Migrator>(&db).await?;

@@ -246,9 +246,8 @@ impl Routes {
             }
         };
         let resource = rpc_table::resource_name(request_message.as_ref(), response_message.as_ref());
-        if !resource.is_empty() {
-            tracing::Span::current().record("itsm.resource", resource.as_str());
-        }
+        // The answer names the record a write made (a create's number); it wins over the request's.
+        rpc_table::record_resource(&tracing::Span::current(), &resource);
         audit
             .record(crate::audit::Call {
                 tenant,

@@ -149,6 +149,23 @@ pub async fn up(base: Settings, args: UpArgs) -> Result<(), String> {
             .map(|(_, _, a)| format!("http://{a}"))
             .unwrap_or_default()
     };
+    // The web console beside the gateway; `--base-port 0` picks a free port for it too.
+    let mut console = None;
+    if base.console.enabled {
+        let mut addr: SocketAddr = base
+            .console
+            .listen
+            .parse()
+            .map_err(|_| format!("console.listen: expected host:port, got `{}`", base.console.listen))?;
+        if args.base_port == 0 {
+            addr.set_port(0);
+        }
+        let listener =
+            TcpListener::bind(addr).await.map_err(|e| format!("console: cannot bind {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        console = Some((listener, local));
+    }
+    let console_addr = console.as_ref().map(|(_, addr)| *addr);
     let mut upstream = base.upstream.clone();
     upstream.service_desk = url_of(ServiceName::ServiceDesk);
     upstream.incident = url_of(ServiceName::Incident);
@@ -170,7 +187,17 @@ pub async fn up(base: Settings, args: UpArgs) -> Result<(), String> {
         settings.upstream = upstream.clone();
         endpoints.push((service, addr));
         let stop = shutdown.clone().wait();
-        tasks.push((service, tokio::spawn(serve_service(service, settings, listener, stop))));
+        let task = if service == ServiceName::Gateway {
+            // The console offers to sign in with the dev admin token written below.
+            let console = console.take().map(|(console_listener, _)| itsm_gateway::ConsoleListener {
+                listener: console_listener,
+                dev_token_file: Some(data_dir.join(DEV_TOKEN_FILE)),
+            });
+            tokio::spawn(itsm_gateway::serve_with_console(settings, listener, console, stop))
+        } else {
+            tokio::spawn(serve_service(service, settings, listener, stop))
+        };
+        tasks.push((service, task));
     }
 
     if let Err(message) = wait_all_serving(&endpoints, &tasks).await {
@@ -195,6 +222,9 @@ pub async fn up(base: Settings, args: UpArgs) -> Result<(), String> {
         println!("  {:<13} {addr}", service.name());
     }
     println!("gateway: http://{}   (dev admin token: {})", endpoints[0].1, token_path.display());
+    if let Some(addr) = console_addr {
+        println!("console: http://{addr}   (sign in as the dev admin)");
+    }
     println!(
         "try:     grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" {} list",
         token_path.display(),

@@ -29,6 +29,7 @@ pub struct Settings {
     pub incident: IncidentSettings,
     pub service_desk: ServiceDeskSettings,
     pub gateway: GatewaySettings,
+    pub console: ConsoleSettings,
     pub delivery: DeliverySettings,
 }
 
@@ -199,6 +200,32 @@ impl Default for GatewaySettings {
             retry_budget_percent: 20,
             circuit_failure_threshold: 5,
             circuit_open_ms: 5_000,
+        }
+    }
+}
+
+/// The web console the gateway serves over HTTP beside its gRPC endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Serve the console (only the gateway does).
+    pub enabled: bool,
+    /// Address the console's HTTP server binds, host:port with an IP.
+    pub listen: String,
+    /// Key the session cookies are encrypted and signed with (at least 32 characters); replicas
+    /// must share it. Empty: derived from `auth.jwt_secret`.
+    pub session_key: String,
+    /// Mark cookies `Secure`: set it when the console is reached over HTTPS (a TLS ingress).
+    pub secure_cookies: bool,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            session_key: String::new(),
+            secure_cookies: false,
         }
     }
 }
@@ -461,6 +488,12 @@ impl Settings {
                 &format!("`{origin}` is not `*` or an origin like https://console.example.com"),
             ));
         }
+        if self.console.listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid("console.listen", "expected host:port, e.g. 127.0.0.1:8080"));
+        }
+        if !self.console.session_key.is_empty() && self.console.session_key.len() < 32 {
+            return Err(invalid("console.session_key", "must be at least 32 characters (or empty)"));
+        }
         if self.delivery.capacity_sweep_interval_ms == 0 {
             return Err(invalid("delivery.capacity_sweep_interval_ms", "must be at least 1"));
         }
@@ -606,6 +639,24 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn console_settings_are_checked() {
+        let settings = Settings::load(
+            None,
+            env(&[("ITSM__CONSOLE__LISTEN", "0.0.0.0:9090"), ("ITSM__CONSOLE__SECURE_COOKIES", "true")]),
+        )
+        .unwrap();
+        assert_eq!(settings.console.listen, "0.0.0.0:9090");
+        assert!(settings.console.enabled && settings.console.secure_cookies);
+        let err = Settings::load(None, env(&[("ITSM__CONSOLE__LISTEN", "localhost")])).unwrap_err();
+        assert!(matches!(&err, ConfigError::InvalidValue { key, .. } if key == "console.listen"), "{err}");
+        let err = Settings::load(None, env(&[("ITSM__CONSOLE__SESSION_KEY", "short")])).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key, .. } if key == "console.session_key"),
+            "{err}"
+        );
     }
 
     #[test]

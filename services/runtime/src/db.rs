@@ -206,7 +206,21 @@ pub fn classify_db_error(err: DbErr) -> Error {
     if let Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
         return Error::AlreadyExists("a record with the same key already exists".into());
     }
+    if is_transaction_conflict(&err) {
+        return Error::Aborted("the write conflicted with a concurrent one; retry".into());
+    }
     Error::Internal(err.to_string())
+}
+
+/// A deadlock or serialisation failure (Postgres 40P01 / 40001): the transaction was rolled
+/// back and a retry can succeed, which is what ABORTED tells a client.
+pub fn is_transaction_conflict(err: &DbErr) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(&**e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+        }
+        _ => false,
+    }
 }
 
 /// Builds a statement for the connection's backend. SQL uses `$1, $2, …` placeholders, which

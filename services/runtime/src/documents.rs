@@ -9,7 +9,7 @@ use prost::Message;
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
-    IntoActiveModel, QueryFilter, TransactionTrait,
+    IntoActiveModel, QueryFilter, QuerySelect, TransactionTrait,
 };
 
 use itsm_proto::common::AuditInfo;
@@ -516,8 +516,20 @@ impl Documents {
         etag: &str,
         edit: impl FnOnce(&Document<M>) -> Result<(Columns, M), Error>,
     ) -> Result<Document<M>, Error> {
+        // The row is locked for the read-modify-write: a write without an etag (a stream of
+        // samples, a consumer) waits for a concurrent one instead of failing with ABORTED, and a
+        // write with an etag sees the version the other committed. SQLite has no row locks and
+        // needs none: its writers are serialised.
+        let row = document::Entity::find()
+            .filter(document::Column::TenantId.eq(ctx.tenant.as_str()))
+            .filter(document::Column::Kind.eq(kind.kind()))
+            .filter(document::Column::Id.eq(id))
+            .lock_exclusive()
+            .one(db)
+            .await
+            .map_err(crate::db::classify_db_error)?;
         let current: Document<M> =
-            Self::find(db, kind, &ctx.tenant, id).await?.ok_or_else(|| Error::NotFound(kind.name(id)))?;
+            row.map(|r| decode(kind, r)).transpose()?.ok_or_else(|| Error::NotFound(kind.name(id)))?;
         check_etag(etag, current.version, &current.name)?;
         let (columns, body) = edit(&current)?;
         if columns == current.columns && body == current.body {

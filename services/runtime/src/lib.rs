@@ -33,6 +33,7 @@ pub mod numbers;
 pub mod otlp_receiver;
 pub mod outbox;
 pub mod paging;
+pub mod rpc_table;
 pub mod schema;
 pub mod search;
 pub mod server;

@@ -24,7 +24,21 @@ pub async fn next(db: &impl ConnectionTrait, tenant: &str, prefix: &str) -> Resu
         .await?
         .ok_or_else(|| Error::Internal("number sequence returned no row".into()))?;
     let value: i64 = row.try_get("", "last_value")?;
-    Ok(format_number(prefix, value))
+    let number = format_number(prefix, value);
+    // The call that creates the record carries its number (the span of a create knows no name
+    // before this point).
+    tracing::Span::current().record("itsm.number", number.as_str());
+    Ok(number)
+}
+
+/// The human number a resource name ends with (`incidents/INC0000042` → `INC0000042`): upper-case
+/// letters, then at least [`DIGITS`] digits.
+pub fn number_in(name: &str) -> Option<&str> {
+    let last = name.rsplit('/').next()?;
+    let digits = last.trim_start_matches(|c: char| c.is_ascii_uppercase());
+    let is_number =
+        digits.len() >= DIGITS && digits.len() < last.len() && digits.bytes().all(|b| b.is_ascii_digit());
+    is_number.then_some(last)
 }
 
 pub fn format_number(prefix: &str, value: i64) -> String {
@@ -76,5 +90,15 @@ mod tests {
         assert!(!is_number("INC42", "INC"));
         assert!(!is_number("PRB0000042", "INC"));
         assert!(!is_number("INC00000x2", "INC"));
+    }
+
+    #[test]
+    fn numbers_are_found_at_the_end_of_names() {
+        assert_eq!(number_in("incidents/INC0000042"), Some("INC0000042"));
+        assert_eq!(number_in("tickets/REQ12345678"), Some("REQ12345678"));
+        assert_eq!(number_in("configurationItems/0190a4b2-7c1d-7000-8000-000000000000"), None);
+        assert_eq!(number_in("incidents/INC42"), None);
+        assert_eq!(number_in("incidents/0000042"), None);
+        assert_eq!(number_in(""), None);
     }
 }

@@ -296,6 +296,22 @@ impl CallGuard for InternalTokenGuard {
     }
 }
 
+/// While spans are exported, a unary call's request is read on its way to the handler for the
+/// resource it names (`itsm.resource`, `itsm.number` on `span`).
+fn probe_resource(request: http::Request<Body>, path: &str, span: &tracing::Span) -> http::Request<Body> {
+    if !crate::telemetry::exporting() || span.is_disabled() {
+        return request;
+    }
+    let Some(method) =
+        crate::rpc_table::RpcTable::suite().and_then(|table| table.get(path)).filter(|m| !m.client_streaming)
+    else {
+        return request;
+    };
+    let (parts, body) = request.into_parts();
+    let probe = crate::rpc_table::ResourceProbe::new(body, method.input.clone(), span.clone());
+    http::Request::from_parts(parts, Body::new(probe))
+}
+
 /// Per call: a server span (child of the caller's trace context), the RPC duration metric and
 /// the [`CallGuard`].
 #[derive(Clone)]
@@ -399,8 +415,9 @@ where
             server.address = tracing::field::Empty,
             server.port = tracing::field::Empty,
             itsm.tenant = tracing::field::Empty,
-            // The record a write acted on, e.g. `incidents/INC0000042` (the gateway sets it).
+            // The record the call names or acted on (`incidents/INC0000042`) and its number.
             itsm.resource = tracing::field::Empty,
+            itsm.number = tracing::field::Empty,
         );
         if let Some(address) = self.layer.address {
             span.record("server.address", tracing::field::display(address.ip()));
@@ -416,6 +433,7 @@ where
         if let Some(tenant) = request.headers().get(TENANT_HEADER).and_then(|v| v.to_str().ok()) {
             span.record("itsm.tenant", tenant);
         }
+        let request = probe_resource(request, &path, &span);
 
         // Take the service that was driven to readiness, leave a fresh clone in its place.
         let clone = self.inner.clone();

@@ -134,6 +134,8 @@ pub fn settings_for(database_url: &str) -> Settings {
     settings.auth.internal_token = TEST_INTERNAL_TOKEN.to_string();
     settings.auth.jwt_secret = "test-jwt-secret-with-enough-length".to_string();
     settings.server.shutdown_grace_ms = 2_000;
+    // The web console binds 127.0.0.1:8080 by default; a test that wants it binds port 0.
+    settings.console.enabled = false;
     // No other service unless the test names it: the default addresses (127.0.0.1:5005x) could
     // reach someone else's server, such as an `itsm up` on the same machine.
     settings.upstream = crate::config::UpstreamSettings {

@@ -1,6 +1,6 @@
-//! What the gateway knows about each public RPC from the protobuf descriptors: whether its
-//! request or response streams (only unary messages are buffered, for retries and the audit
-//! log), and how to find the resource a call acted on.
+//! What the suite knows about each RPC from the protobuf descriptors: whether its request or
+//! response streams (the gateway buffers only unary messages, for retries and the audit log),
+//! and how to find the resource a call acted on (the `itsm.resource` of its spans).
 
 use std::collections::HashMap;
 
@@ -39,6 +39,13 @@ impl RpcTable {
             }
         }
         Ok(Self { by_path })
+    }
+
+    /// The suite's table, decoded once. None only if the compiled-in descriptor set is broken,
+    /// which a unit test rules out.
+    pub fn suite() -> Option<&'static RpcTable> {
+        static TABLE: std::sync::OnceLock<Option<RpcTable>> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| RpcTable::of_suite().ok()).as_ref()
     }
 
     pub fn get(&self, path: &str) -> Option<&MethodInfo> {
@@ -84,6 +91,88 @@ pub fn resource_name(request: Option<&DynamicMessage>, response: Option<&Dynamic
         .or_else(|| request.and_then(nested_name))
         .or_else(|| request.and_then(|r| text(r, "parent")))
         .unwrap_or_default()
+}
+
+/// Records the resource a call names on its span: `itsm.resource` and, when the name ends in a
+/// human number, `itsm.number`.
+pub fn record_resource(span: &tracing::Span, resource: &str) {
+    if resource.is_empty() {
+        return;
+    }
+    span.record("itsm.resource", resource);
+    if let Some(number) = crate::numbers::number_in(resource) {
+        span.record("itsm.number", number);
+    }
+}
+
+/// The largest first message [`ResourceProbe`] decodes; a bigger one (an import batch) is
+/// passed on without naming a resource.
+const PROBE_LIMIT: usize = 64 * 1024;
+
+/// A request body that passes its data on untouched and, once the first gRPC message is in,
+/// records the resource it names on the call's span. Used only while spans are exported, so
+/// an untraced call pays nothing.
+pub struct ResourceProbe<B> {
+    inner: B,
+    input: MessageDescriptor,
+    span: tracing::Span,
+    /// The first frame so far; None once it has been looked at (or was not worth it).
+    first: Option<bytes::BytesMut>,
+}
+
+impl<B> ResourceProbe<B> {
+    pub fn new(inner: B, input: MessageDescriptor, span: tracing::Span) -> Self {
+        Self { inner, input, span, first: Some(bytes::BytesMut::new()) }
+    }
+
+    fn look(&mut self, data: &[u8]) {
+        let Some(first) = self.first.as_mut() else { return };
+        first.extend_from_slice(data);
+        if first.len() < 5 {
+            return;
+        }
+        let len = u32::from_be_bytes([first[1], first[2], first[3], first[4]]) as usize;
+        if first[0] != 0 || len > PROBE_LIMIT {
+            self.first = None;
+            return;
+        }
+        if first.len() >= 5 + len {
+            if let Some(message) = decode_frame(&self.input, first) {
+                record_resource(&self.span, &resource_name(Some(&message), None));
+            }
+            self.first = None;
+        }
+    }
+}
+
+impl<B> http_body::Body for ResourceProbe<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.look(data);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]
