@@ -2,6 +2,7 @@
 //! database of the chosen backend, wired together over gRPC exactly as `itsm up` does; and the
 //! load generator of `itsm bench load` ([`load`]).
 
+pub mod browser;
 pub mod load;
 
 use std::net::SocketAddr;

@@ -35,6 +35,28 @@ impl Gateway {
     pub fn incidents(&self) -> IncidentServiceClient<Channel> {
         IncidentServiceClient::new(self.channel.clone())
     }
+
+    pub fn problems(&self) -> itsm_proto::incident::problem_service_client::ProblemServiceClient<Channel> {
+        itsm_proto::incident::problem_service_client::ProblemServiceClient::new(self.channel.clone())
+    }
+
+    pub fn changes(&self) -> itsm_proto::change::change_service_client::ChangeServiceClient<Channel> {
+        itsm_proto::change::change_service_client::ChangeServiceClient::new(self.channel.clone())
+    }
+
+    pub fn cmdb(&self) -> itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient<Channel> {
+        itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient::new(self.channel.clone())
+    }
+
+    pub fn overview(&self) -> itsm_proto::gateway::overview_service_client::OverviewServiceClient<Channel> {
+        itsm_proto::gateway::overview_service_client::OverviewServiceClient::new(self.channel.clone())
+    }
+
+    /// The gateway channel, for the delivery services' clients
+    /// (`itsm_proto::delivery::service_level_service_client::ServiceLevelServiceClient::new(..)`, …).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
 }
 
 /// `message` as a request with `token` as its bearer token, the current trace context and the

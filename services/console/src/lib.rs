@@ -8,7 +8,11 @@
 
 pub mod agent;
 pub mod calls;
+pub mod changes;
+pub mod cmdb;
 pub mod forms;
+pub mod health;
+pub mod incidents;
 pub mod listing;
 pub mod login;
 pub mod pages;
@@ -139,6 +143,10 @@ pub fn router(options: ConsoleOptions) -> Result<Router, Error> {
         .route("/agent/tickets/{number}/escalate", post(agent::escalate))
         .route("/agent/tickets/{number}/resolve", post(agent::resolve))
         .route("/agent/tickets/{number}/articles", post(agent::link_article))
+        .merge(changes::routes())
+        .merge(cmdb::routes())
+        .merge(health::routes())
+        .merge(incidents::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard_forms))
         .layer(axum::middleware::map_response(security_headers))

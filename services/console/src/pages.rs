@@ -11,9 +11,9 @@ use crate::session::SessionData;
 /// Roles that work tickets (the agent workspace).
 pub const AGENT_ROLES: &[&str] = &["agent", "tier1", "tier2", "tier3", "admin"];
 /// Roles that plan changes (the change calendar).
-const CHANGE_ROLES: &[&str] = &["change-manager", "cab-member", "admin"];
+pub const CHANGE_ROLES: &[&str] = &["change-manager", "cab-member", "admin"];
 /// Roles that read the CMDB: everyone who works in IT (not requesters).
-const CMDB_ROLES: &[&str] = &[
+pub const CMDB_ROLES: &[&str] = &[
     "agent",
     "tier1",
     "tier2",
@@ -27,7 +27,7 @@ const CMDB_ROLES: &[&str] = &[
     "admin",
 ];
 /// Roles that read service health (the gateway's overview).
-const HEALTH_ROLES: &[&str] = &[
+pub const HEALTH_ROLES: &[&str] = &[
     "agent",
     "tier1",
     "tier2",
@@ -44,6 +44,9 @@ const HEALTH_ROLES: &[&str] = &[
 pub enum Section {
     Portal,
     Agent,
+    Changes,
+    Cmdb,
+    Health,
     None,
 }
 
@@ -94,13 +97,13 @@ fn navigation(session: &SessionData, section: Section) -> Vec<NavLink> {
         });
     }
     if session.has_any_role(CHANGE_ROLES) {
-        links.push(NavLink { href: "/changes/calendar", label: "Changes", current: false });
+        links.push(NavLink { href: "/changes/calendar", label: "Changes", current: section == Section::Changes });
     }
     if session.has_any_role(CMDB_ROLES) {
-        links.push(NavLink { href: "/cmdb", label: "CMDB", current: false });
+        links.push(NavLink { href: "/cmdb", label: "CMDB", current: section == Section::Cmdb });
     }
     if session.has_any_role(HEALTH_ROLES) {
-        links.push(NavLink { href: "/health", label: "Service health", current: false });
+        links.push(NavLink { href: "/health", label: "Service health", current: section == Section::Health });
     }
     links
 }
