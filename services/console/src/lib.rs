@@ -43,7 +43,14 @@ use crate::pages::{AGENT_ROLES, PageError};
 use crate::session::{LOGIN_CSRF_COOKIE, csrf_matches, form_value, now, read_session, return_path};
 
 /// The stylesheet and the script, compiled in.
-const STYLESHEET: &str = include_str!("../static/console.css");
+/// One stylesheet: the base, then each area's own rules.
+const STYLESHEET: &str = concat!(
+    include_str!("../static/console.css"),
+    include_str!("../static/changes.css"),
+    include_str!("../static/cmdb.css"),
+    include_str!("../static/health.css"),
+    include_str!("../static/incidents.css"),
+);
 const SCRIPT: &str = include_str!("../static/console.js");
 /// Largest form body the console reads.
 const MAX_FORM_BYTES: usize = 64 * 1024;
