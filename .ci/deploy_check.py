@@ -5,12 +5,18 @@
       Lints the chart strictly, renders it with its default values and every charts/itsm/ci/*-values.yaml,
       validates every object against the Kubernetes schemas of KUBE_VERSIONS (strict: unknown fields
       fail) and the custom resources against .ci/crd-schemas, checks the hardening every pod must
-      have, and proves the values schema rejects misspelt keys. Checks the Grafana dashboard
+      have, the wiring (every server binds a non-loopback address on a declared containerPort --
+      the gRPC endpoint, and the gateway's web console unless ITSM__CONSOLE__ENABLED=false; Service
+      ports target container ports, Ingress backends name Service ports, NetworkPolicies admit every
+      port of the Services whose pods they select, secretKeyRefs name keys of the Secrets rendered
+      with them; gRPC probes ask the gRPC port), and proves the
+      values schema rejects misspelt keys. Checks the Grafana dashboard
       (dashboards/*.json) parses and queries only metrics the services export (TELEMETRY_METRICS).
   deploy_check.py kustomize <k8s-dir> <chart-dir>
       Checks k8s/base is what the chart renders with charts/itsm/ci/kustomize-values.yaml (regenerate
       with `k8s-base`), builds every overlay with `kubectl kustomize`, and validates and checks the
-      output like the chart's, with the same topology (kinds, names, args, ports) as the chart.
+      output like the chart's (wiring included), with the same topology (kinds, names, args, ports,
+      env names) as the chart.
   deploy_check.py k8s-base <k8s-dir> <chart-dir>
       (Re)writes k8s/base/ from the chart.
   deploy_check.py dockerfile <Dockerfile>
@@ -25,6 +31,7 @@ Exit status 0 when everything holds; 1 with one line per finding otherwise.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import pathlib
 import re
@@ -159,12 +166,17 @@ def check_policy(objs: list[tuple[str, dict]], label: str, findings: Findings) -
             if obj["kind"] != "Deployment":
                 continue
             ports = {p["containerPort"] for p in container.get("ports", [])}
+            grpc_port = listen_port(env_value(container, "ITSM__SERVER__LISTEN_ADDR"))
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 grpc = container.get(probe, {}).get("grpc")
                 if grpc is None:
                     findings.add(cwhere, f"{probe} must be a native gRPC probe")
                 elif grpc.get("port") not in ports:
                     findings.add(cwhere, f"{probe} probes port {grpc.get('port')}, the container listens on {sorted(ports)}")
+                elif grpc_port is not None and grpc.get("port") != grpc_port:
+                    # The gateway declares the console's HTTP port too; the probes must ask the gRPC server.
+                    findings.add(cwhere, f"{probe} probes port {grpc.get('port')}, not the gRPC port {grpc_port} "
+                                 "(ITSM__SERVER__LISTEN_ADDR)")
         if obj["kind"] == "Deployment":
             name = obj["metadata"]["name"]
             sa = spec.get("serviceAccountName")
@@ -175,6 +187,162 @@ def check_policy(objs: list[tuple[str, dict]], label: str, findings: Findings) -
             for kind in ("Service", "NetworkPolicy"):
                 if name not in by_kind.get(kind, {}):
                     findings.add(where, f"has no {kind} of the same name")
+
+
+def env_value(container: dict, name: str) -> str | None:
+    """A literal env value of a container (None when unset or from a valueFrom)."""
+    for var in container.get("env", []):
+        if var["name"] == name:
+            return var.get("value")
+    return None
+
+
+def split_listen(addr: str | None) -> tuple[str, int] | None:
+    """host:port (or [v6]:port) -> (host, port); None when it is no such address."""
+    if not addr or ":" not in addr:
+        return None
+    host, _, port = addr.rpartition(":")
+    if not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def listen_port(addr: str | None) -> int | None:
+    parsed = split_listen(addr)
+    return parsed[1] if parsed else None
+
+
+def serves_console(container: dict) -> bool:
+    """Whether the container runs `itsm serve gateway` with the console on (the binary's default):
+    only the gateway's serve path starts it."""
+    return (list(container.get("args") or [])[:2] == ["serve", "gateway"]
+            and (env_value(container, "ITSM__CONSOLE__ENABLED") or "true").lower() != "false")
+
+
+# The addresses a container's servers bind: the setting, and whether the container has that server.
+LISTEN_SETTINGS = [
+    ("ITSM__SERVER__LISTEN_ADDR", lambda c: list(c.get("args") or [])[:1] == ["serve"]),
+    ("ITSM__CONSOLE__LISTEN", serves_console),
+]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and selector.items() <= labels.items()
+
+
+def check_wiring(objs: list[tuple[str, dict]], label: str, findings: Findings) -> int:
+    """What connects the objects, as a cluster would resolve it: every server of a Deployment binds
+    a reachable address (not loopback: nothing outside the pod reaches it) on a declared
+    containerPort; every Service port targets a containerPort of the Deployment it selects; every
+    Ingress backend names a rendered Service and one of its ports; a NetworkPolicy that selects
+    a Service's pods and admits anything admits every port of that Service; and a secretKeyRef to a
+    Secret rendered here (chart-made, or a kustomize secretGenerator) names a key it has. Returns
+    how many connections were checked."""
+    checked = 0
+    deployments = [o for _, o in objs if o.get("kind") == "Deployment"]
+    services = {o["metadata"]["name"]: o for _, o in objs if o.get("kind") == "Service"}
+    secrets = {o["metadata"]["name"]: set(o.get("data") or {}) | set(o.get("stringData") or {})
+               for _, o in objs if o.get("kind") == "Secret"}
+    for _, obj in objs:
+        spec = pod_spec(obj)
+        for c in (spec or {}).get("initContainers", []) + (spec or {}).get("containers", []):
+            for var in c.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref is None or ref["name"] not in secrets or ref.get("optional"):
+                    continue
+                checked += 1
+                if ref["key"] not in secrets[ref["name"]]:
+                    findings.add(f"{label} {name_of(obj)} container {c['name']}",
+                                 f"{var['name']} reads key {ref['key']!r} of Secret/{ref['name']}, which has "
+                                 f"{sorted(secrets[ref['name']])}")
+    for d in deployments:
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            where = f"{label} {name_of(d)} container {c['name']}"
+            declared = {p["containerPort"] for p in c.get("ports", [])}
+            for setting, applies in LISTEN_SETTINGS:
+                if not applies(c):
+                    continue
+                checked += 1
+                addr = env_value(c, setting)
+                parsed = split_listen(addr)
+                if parsed is None:
+                    findings.add(where, f"{setting} is {addr!r}: it must be set to host:port (the binary's default "
+                                 "binds 127.0.0.1, which nothing outside the pod reaches)")
+                    continue
+                host, port = parsed
+                try:
+                    loopback = ipaddress.ip_address(host).is_loopback
+                except ValueError:
+                    loopback = host == "localhost"
+                if loopback:
+                    findings.add(where, f"{setting}={addr} binds loopback: nothing outside the pod reaches it")
+                if port not in declared:
+                    findings.add(where, f"{setting}={addr} listens on port {port}, which is no containerPort {sorted(declared)}")
+
+    def pods_of(selector: dict) -> list[dict]:
+        return [d for d in deployments if selects(selector, d["spec"]["template"]["metadata"].get("labels", {}))]
+
+    def container_port(d: dict, target) -> dict | None:
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            for p in c.get("ports", []):
+                if p["containerPort"] == target or p.get("name") == target:
+                    return p
+        return None
+
+    for name, svc in services.items():
+        picked = pods_of(svc["spec"].get("selector") or {})
+        if len(picked) != 1:
+            findings.add(f"{label} Service/{name}", f"selects {len(picked)} Deployments (want exactly one)")
+            continue
+        for sport in svc["spec"].get("ports", []):
+            checked += 1
+            target = sport.get("targetPort", sport["port"])
+            if container_port(picked[0], target) is None:
+                findings.add(f"{label} Service/{name}", f"port {sport.get('name', sport['port'])} targets port {target!r}, "
+                             f"which no container of {name_of(picked[0])} declares")
+    for _, ing in objs:
+        if ing.get("kind") != "Ingress":
+            continue
+        spec = ing.get("spec", {})
+        backends = [spec["defaultBackend"]] if "defaultBackend" in spec else []
+        for rule in spec.get("rules", []):
+            backends += [path["backend"] for path in rule.get("http", {}).get("paths", [])]
+        for backend in backends:
+            ref = backend.get("service")
+            if ref is None:
+                continue
+            checked += 1
+            svc = services.get(ref["name"])
+            port = ref.get("port", {})
+            if svc is None:
+                findings.add(f"{label} {name_of(ing)}", f"routes to Service {ref['name']}, which is not rendered")
+            elif not any(("name" in port and p.get("name") == port["name"]) or
+                         ("number" in port and p["port"] == port["number"]) for p in svc["spec"].get("ports", [])):
+                findings.add(f"{label} {name_of(ing)}", f"routes to port {port.get('name', port.get('number'))!r} of "
+                             f"Service/{ref['name']}, which has {[p.get('name', p['port']) for p in svc['spec'].get('ports', [])]}")
+    for _, pol in objs:
+        if pol.get("kind") != "NetworkPolicy" or "Ingress" not in pol["spec"].get("policyTypes", ["Ingress"]):
+            continue
+        rules = pol["spec"].get("ingress") or []
+        if not rules:
+            continue  # admits nothing: a deliberately isolated workload
+        pod_selector = pol["spec"].get("podSelector", {}).get("matchLabels", {})
+        for name, svc in services.items():
+            picked = pods_of(svc["spec"].get("selector") or {})
+            # An empty podSelector selects every pod of the namespace.
+            if len(picked) != 1 or not pod_selector.items() <= picked[0]["spec"]["template"]["metadata"].get("labels", {}).items():
+                continue
+            for sport in svc["spec"].get("ports", []):
+                cport = container_port(picked[0], sport.get("targetPort", sport["port"]))
+                if cport is None:
+                    continue  # reported above
+                checked += 1
+                admitted = any(not rule.get("ports") or any(
+                    p.get("port") in (cport["containerPort"], cport.get("name")) for p in rule["ports"]) for rule in rules)
+                if not admitted:
+                    findings.add(f"{label} {name_of(pol)}", f"admits no traffic to port {sport.get('name', sport['port'])} "
+                                 f"of Service/{name} (containerPort {cport['containerPort']})")
+    return checked
 
 
 def config_keys() -> set[tuple[str, str]]:
@@ -264,6 +432,8 @@ MISSPELT = [
     ({"settings": {"log": {"formatt": "json"}}}, "'formatt'"),
     ({"telemetry": {"otlp_endpoint": "http://x:4317"}}, "'otlp_endpoint'"),
     ({"grafana": {"dashboard": {"enable": True}}}, "'enable'"),
+    ({"console": {"secure_cookies": False}}, "'secure_cookies'"),
+    ({"console": {"ingress": {"host": ["console.example.com"]}}}, "'host'"),
 ]
 
 
@@ -402,9 +572,11 @@ def cmd_chart(chart: pathlib.Path) -> Findings:
         counts = validate(objs, label, findings)
         check_policy(objs, label, findings)
         check_config_env(objs, label, findings)
+        wired = check_wiring(objs, label, findings)
         kinds = sorted({o["kind"] for _, o in objs})
         print(f"{label}: {len(objs)} objects ({', '.join(kinds)}); {counts['kubernetes']} checked against "
-              f"Kubernetes {', '.join(KUBE_VERSIONS)} (strict), {counts['custom']} custom resources against .ci/crd-schemas")
+              f"Kubernetes {', '.join(KUBE_VERSIONS)} (strict), {counts['custom']} custom resources against .ci/crd-schemas; "
+              f"wiring: {wired} listen addresses, Service/Ingress/NetworkPolicy ports and Secret keys")
     check_schema_settings(chart, findings)
     check_upstreams_match_code(chart, findings)
     print("upstreams: " + "; ".join(f"{name} -> {', '.join(sorted(code_upstreams(name))) or '-'}"
@@ -513,6 +685,7 @@ def cmd_kustomize(k8s: pathlib.Path, chart: pathlib.Path) -> Findings:
         counts = validate(objs, label, findings)
         check_policy(objs, label, findings)
         check_config_env(objs, label, findings)
+        wired = check_wiring(objs, label, findings)
         got = topology([o for _, o in objs if o["kind"] not in ("Secret", "ConfigMap", "Namespace")])
         want = {t for t in chart_topology if t[0] not in ("Secret", "ConfigMap", "Namespace")}
         for missing in sorted(want - got, key=str):
@@ -520,7 +693,8 @@ def cmd_kustomize(k8s: pathlib.Path, chart: pathlib.Path) -> Findings:
         for extra in sorted(got - want, key=str):
             findings.add(label, f"not the chart's topology: has {extra} the chart does not")
         print(f"{label}: {len(objs)} objects; {counts['kubernetes']} checked against Kubernetes "
-              f"{', '.join(KUBE_VERSIONS)} (strict), {counts['custom']} custom resources")
+              f"{', '.join(KUBE_VERSIONS)} (strict), {counts['custom']} custom resources; wiring: {wired} listen "
+              "addresses, Service/Ingress/NetworkPolicy ports and Secret keys")
     return findings
 
 

@@ -124,6 +124,34 @@ static_tests() {
   edit "$d/charts/itsm/dashboards/itsm-red.json" 's.replace("\"panels\": [", "\"panels\": [,", 1)'
   expect fail "a dashboard that is no JSON" "is no JSON" "${CHECK[@]}" chart "$d/charts/itsm"
 
+  d=$(fresh console-loopback)
+  edit "$d/charts/itsm/templates/deployment.yaml" 's.replace("value: {{ printf \"%s:%d\" $host (int $.Values.console.port) | quote }}", "value: {{ printf \"127.0.0.1:%d\" (int $.Values.console.port) | quote }}")'
+  expect fail "a web console bound to loopback (unreachable in a pod)" "ITSM__CONSOLE__LISTEN=127.0.0.1:8080 binds loopback" "${CHECK[@]}" chart "$d/charts/itsm"
+
+  d=$(fresh console-listen-unset)
+  edit "$d/charts/itsm/templates/deployment.yaml" 's.replace("            - name: ITSM__CONSOLE__LISTEN\n              value: {{ printf \"%s:%d\" $host (int $.Values.console.port) | quote }}\n", "")'
+  expect fail "a web console left on the binary's default address" "ITSM__CONSOLE__LISTEN is None" "${CHECK[@]}" chart "$d/charts/itsm"
+
+  d=$(fresh console-probe)
+  edit "$d/charts/itsm/templates/deployment.yaml" 's.replace("port: {{ $svc.port }}\n              service: \"\"\n            periodSeconds: 5", "port: {{ if $console }}{{ $.Values.console.port }}{{ else }}{{ $svc.port }}{{ end }}\n              service: \"\"\n            periodSeconds: 5")'
+  expect fail "a gRPC probe on the console's HTTP port" "not the gRPC port" "${CHECK[@]}" chart "$d/charts/itsm"
+
+  d=$(fresh console-service-port)
+  edit "$d/charts/itsm/templates/deployment.yaml" 's.replace("targetPort: http-console", "targetPort: console")'
+  expect fail "a Service port targeting no containerPort" "targets port 'console'" "${CHECK[@]}" chart "$d/charts/itsm"
+
+  d=$(fresh console-ingress-port)
+  edit "$d/charts/itsm/templates/ingress.yaml" 's.replace("name: http-console", "name: http")'
+  expect fail "an Ingress routing to a port the Service lacks" "routes to port 'http'" "${CHECK[@]}" chart "$d/charts/itsm"
+
+  d=$(fresh console-networkpolicy)
+  edit "$d/charts/itsm/templates/networkpolicy.yaml" 's.replace("        - port: http-console\n          protocol: TCP\n", "")'
+  expect fail "a NetworkPolicy that blocks the console port" "admits no traffic to port http-console" "${CHECK[@]}" chart "$d/charts/itsm"
+
+  d=$(fresh console-secret-key)
+  edit "$d/charts/itsm/templates/secrets.yaml" 's.replace("  console-session-key: ", "  console-key: ")'
+  expect fail "a secretKeyRef to a key the chart-made Secret lacks" "reads key 'console-session-key'" "${CHECK[@]}" chart "$d/charts/itsm"
+
   echo "kustomize check:"
   d=$(fresh kcontrol)
   expect pass "unbroken copy passes" "" "${CHECK[@]}" kustomize "$d/k8s" "$d/charts/itsm"
@@ -139,6 +167,31 @@ static_tests() {
   d=$(fresh overlay-build)
   edit "$d/k8s/overlays/dev/kustomization.yaml" 's.replace("../../base", "../../bsae")'
   expect fail "an overlay kustomize cannot build" "kubectl kustomize failed" "${CHECK[@]}" kustomize "$d/k8s" "$d/charts/itsm"
+
+  d=$(fresh overlay-secret-key)
+  edit "$d/k8s/overlays/dev/kustomization.yaml" 's.replace("      - console-session-key=dev-only-console-session-key-change-me\n", "")'
+  expect fail "an overlay Secret without a key the Deployments read" "reads key 'console-session-key'" "${CHECK[@]}" kustomize "$d/k8s" "$d/charts/itsm"
+
+  d=$(fresh overlay-console-loopback)
+  cat >>"$d/k8s/overlays/prod/kustomization.yaml" <<'EOF'
+  - target:
+      kind: Deployment
+      name: itsm-gateway
+    patch: |-
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata:
+        name: itsm-gateway
+      spec:
+        template:
+          spec:
+            containers:
+              - name: itsm
+                env:
+                  - name: ITSM__CONSOLE__LISTEN
+                    value: 127.0.0.1:8080
+EOF
+  expect fail "an overlay binding the web console to loopback" "ITSM__CONSOLE__LISTEN=127.0.0.1:8080 binds loopback" "${CHECK[@]}" kustomize "$d/k8s" "$d/charts/itsm"
 
   d=$(fresh overlay-topology)
   cat >>"$d/k8s/overlays/prod/kustomization.yaml" <<'EOF'

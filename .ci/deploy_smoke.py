@@ -6,7 +6,8 @@
 1. Creates one fresh PostgreSQL database per service on the admin URL's server.
 2. Renders the chart (Helm SDK, as an install) with values that only say what differs on this
    machine -- each service's database.url (the chart keeps them in Secrets), a free port per
-   service (services.<name>.port) and listenHost 127.0.0.1 -- plus the `settings` of
+   service (services.<name>.port) and for the web console (console.port), and listenHost
+   127.0.0.1 -- plus the `settings` of
    ci/prod-values.yaml (so every setting it passes must be one the binary accepts), and reads the
    rendered objects.
 3. Runs the pre-install hook Job (`itsm migrate <service>` per container), then every
@@ -19,7 +20,9 @@
    port targets in the Deployment its selector picks>. Every rewrite is printed.
 4. Waits until every container's gRPC startup/readiness/liveness probe (port and service as
    rendered) answers SERVING, and until the gateway reports every public backend SERVING (the
-   gateway's upstream addresses work).
+   gateway's upstream addresses work). When the gateway serves the web console, its sign-in page
+   must answer 200 through the gateway Service's `http-console` port, with Secure cookies exactly
+   when ITSM__CONSOLE__SECURE_COOKIES is true.
 5. Mints a token with the rendered JWT secret, issuer and audience, creates a CI through the
    gateway with `itsm cmdb ci create` and finds it again with `itsm cmdb ci list`.
 6. Stops everything with SIGTERM (as the kubelet would), expects a clean exit, drops the databases.
@@ -41,7 +44,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 
 import grpc
@@ -269,6 +274,17 @@ def health(port: int, service: str, timeout: float = 1.0) -> int | None:
             return None
 
 
+def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int | None, list[str]]:
+    """(status, Set-Cookie headers) of GET http://127.0.0.1:<port><path>; (None, []) while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as reply:
+            return reply.status, reply.headers.get_all("Set-Cookie") or []
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get_all("Set-Cookie") or []
+    except (urllib.error.URLError, OSError):
+        return None, []
+
+
 def wait_until(what: str, check, deadline: float, processes: list[Process]) -> None:
     while True:
         for p in processes:
@@ -295,9 +311,10 @@ def run(args: argparse.Namespace, workdir: pathlib.Path, created: list[str]) -> 
     with helm_python.Chart.load(str(chart)) as loaded:
         defaults = loaded.merge_values({})
     names = [n for n, s in defaults["services"].items() if s.get("enabled", True)]
-    ports = free_ports(len(names))
+    ports = free_ports(len(names) + 1)
+    console_port = ports.pop()
     suffix = uuid.uuid4().hex[:8]
-    values: dict = {"listenHost": "127.0.0.1", "services": {}}
+    values: dict = {"listenHost": "127.0.0.1", "services": {}, "console": {"port": console_port}}
     # The settings of the production-like values too (ITSM__SECTION__KEY variables): the binary
     # must accept every one of them.
     prod_file = chart / "ci" / "prod-values.yaml"
@@ -312,8 +329,8 @@ def run(args: argparse.Namespace, workdir: pathlib.Path, created: list[str]) -> 
         if "settings" in prod.get("services", {}).get(name, {}):
             values["services"][name]["settings"] = prod["services"][name]["settings"]
     log(f"databases: {', '.join(created)}")
-    log(f"values: listenHost=127.0.0.1, ports {dict(zip(names, ports))}, database.url per service, "
-        f"the settings of {prod_file.name}")
+    log(f"values: listenHost=127.0.0.1, ports {dict(zip(names, ports))}, console.port {console_port}, "
+        f"database.url per service, the settings of {prod_file.name}")
 
     cluster = Cluster(render(chart, values))
     deployments = cluster.of_kind("Deployment")
@@ -403,6 +420,32 @@ def run(args: argparse.Namespace, workdir: pathlib.Path, created: list[str]) -> 
             wait_until(f"the gateway to report {service} SERVING",
                        lambda: health(gateway_port, service) == SERVING, deadline, processes)
         log(f"the gateway reports all {len(backends)} backend services SERVING")
+
+        if gateway_env.get("ITSM__CONSOLE__ENABLED", "true").lower() != "false":
+            # The console's address as a browser behind the Ingress reaches it: the gateway
+            # Service's http-console port, routed as kube-proxy would.
+            sport = next((p for p in gateway_service["spec"]["ports"] if p.get("name") == "http-console"), None)
+            if sport is None:
+                raise Failure(f"the gateway serves the web console, but Service {gateway_service['metadata']['name']} "
+                              f"has no http-console port")
+            console_at = cluster.container_port(gateway_service, sport["port"])
+            reply: list = [None, []]
+            def console_answers() -> bool:
+                reply[:] = http_get(console_at, "/login")
+                return reply[0] == 200
+            try:
+                wait_until(f"the web console (127.0.0.1:{console_at}/login) to answer 200",
+                           console_answers, deadline, processes)
+            except Failure as err:
+                raise Failure(f"{err} (last status {reply[0]})") from None
+            secure = gateway_env.get("ITSM__CONSOLE__SECURE_COOKIES", "false").lower() == "true"
+            cookies = reply[1]
+            marked = ["secure" in [a.strip().lower() for a in c.split(";")[1:]] for c in cookies]
+            if not cookies or not (all(marked) if secure else not any(marked)):
+                raise Failure(f"the web console's cookies {cookies} do not match ITSM__CONSOLE__SECURE_COOKIES="
+                              f"{gateway_env.get('ITSM__CONSOLE__SECURE_COOKIES')}")
+            log(f"the web console answers at the gateway Service's http-console port (127.0.0.1:{console_at}), "
+                f"cookies {'Secure' if secure else 'not Secure'}")
 
         token_env = {"PATH": os.environ.get("PATH", ""), "ITSM__AUTH__JWT_SECRET": gateway_env["ITSM__AUTH__JWT_SECRET"]}
         token = subprocess.run(

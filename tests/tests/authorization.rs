@@ -10,7 +10,9 @@ use tonic::Code;
 use itsm_e2e::{Suite, authed};
 use itsm_gateway::authz::{ROLES, allowed, public_methods};
 use itsm_proto::servicedesk::service_desk_service_client::ServiceDeskServiceClient;
-use itsm_proto::servicedesk::{CreateTicketRequest, GetTicketRequest, ListTicketsRequest, Ticket};
+use itsm_proto::servicedesk::{
+    CreateTicketRequest, GetTicketRequest, ListTicketHistoryRequest, ListTicketsRequest, Ticket,
+};
 use itsm_runtime::testing::TestBackend;
 
 /// An empty protobuf message: valid bytes for any request type.
@@ -88,6 +90,14 @@ async fn requesters_see_their_own_tickets_and_tenants_nothing_of_each_other(back
     assert_eq!(names(desk.list_tickets(list(&agent)).await.unwrap()).len(), 2);
     let err = desk.get_ticket(authed(GetTicketRequest { name: sams.name.clone() }, &rita)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+    // The timeline likewise: her own ticket's, not Sam's.
+    let history = |name: &str, token: &str| {
+        authed(ListTicketHistoryRequest { parent: name.into(), ..Default::default() }, token)
+    };
+    let own = desk.list_ticket_history(history(&ritas.name, &rita)).await.unwrap().into_inner();
+    assert!(!own.entries.is_empty(), "her ticket's timeline has its creation");
+    let err = desk.list_ticket_history(history(&sams.name, &rita)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "another requester's timeline is not hers to read");
     // Another tenant sees none of it, even with the same principal name and role.
     assert!(names(desk.list_tickets(list(&other_tenant)).await.unwrap()).is_empty());
     let err = desk

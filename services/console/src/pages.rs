@@ -97,7 +97,11 @@ fn navigation(session: &SessionData, section: Section) -> Vec<NavLink> {
         });
     }
     if session.has_any_role(CHANGE_ROLES) {
-        links.push(NavLink { href: "/changes/calendar", label: "Changes", current: section == Section::Changes });
+        links.push(NavLink {
+            href: "/changes/calendar",
+            label: "Changes",
+            current: section == Section::Changes,
+        });
     }
     if session.has_any_role(CMDB_ROLES) {
         links.push(NavLink { href: "/cmdb", label: "CMDB", current: section == Section::Cmdb });

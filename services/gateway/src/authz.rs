@@ -79,17 +79,22 @@ const KEYS: &str = "itsm.gateway.v1.ApiKeyService";
 
 /// The table. Reading it top to bottom is reading the policy.
 pub const RULES: &[Rule] = &[
-    // Service desk: requesters raise and follow their own tickets (the service limits them to
-    // theirs) and answer surveys; agents work tickets; admins set up groups, rules and webhooks.
+    // Service desk: requesters raise and follow their own tickets and their timelines (the
+    // service limits them to theirs), order from the catalogue and answer surveys; agents work
+    // tickets; admins set up groups, rules, webhooks and the catalogue.
     rule(
         SD,
         Methods::Named(&[
             "CreateTicket",
             "GetTicket",
             "ListTickets",
+            "ListTicketHistory",
             "AnswerSurvey",
             "GetArticle",
             "ListArticles",
+            "ListCatalogItems",
+            "GetCatalogItem",
+            "SubmitRequest",
         ]),
         &[&["requester"], AGENTS],
     ),
@@ -276,6 +281,9 @@ mod tests {
         let path = |s: &str, m: &str| format!("/{s}/{m}");
         assert!(allowed(&path(SD, "CreateTicket"), &roles(&["requester"])));
         assert!(!allowed(&path(SD, "EscalateTicket"), &roles(&["requester"])));
+        assert!(allowed(&path(SD, "SubmitRequest"), &roles(&["requester"])));
+        assert!(allowed(&path(SD, "ListTicketHistory"), &roles(&["requester"])));
+        assert!(!allowed(&path(SD, "CreateCatalogItem"), &roles(&["requester"])));
         assert!(allowed(&path(SD, "EscalateTicket"), &roles(&["tier1"])));
         assert!(!allowed(&path(SD, "CreateSupportGroup"), &roles(&["tier3"])));
         assert!(allowed(&path(SD, "CreateSupportGroup"), &roles(&["admin"])));

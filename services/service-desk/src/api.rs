@@ -599,6 +599,8 @@ impl ServiceDeskService for ServiceDeskApi {
         let r = request.into_inner();
         let number = number(&r.parent, "parent")?;
         let size = page_size(r.page_size, "page_size")?;
+        // A requester reads the timeline of their own tickets only (NOT_FOUND for others').
+        self.visible_ticket(&ctx, &number).await?;
         let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "ticketHistory", &number]);
         let after = self.page_tokens.decode_number(&r.page_token, &fingerprint)?;
         let page = self.repo.ticket_history(&ctx, &number, after, size).await?;
