@@ -205,9 +205,10 @@ async fn console_in_a_browser(backend: TestBackend) {
         .unwrap()
         .into_inner();
     let item_id = item.name.rsplit('/').next().unwrap().to_string();
+    // A requester orders from the catalogue; the form is generated from the item's variables.
     sign_out(&browser).await;
-    sign_in(&browser, &admin).await;
-    wait_for(&browser, "queue-heading").await;
+    sign_in(&browser, &rita).await;
+    wait_for(&browser, "signed-in-as").await;
     browser.goto(&format!("{console}/portal/catalog")).await.unwrap();
     wait_for(&browser, &format!("item-{item_id}")).await;
     screenshot(&browser, shots, "catalog").await;
@@ -216,6 +217,32 @@ async fn console_in_a_browser(backend: TestBackend) {
     assert!(text_of(&browser, "v_model-error").await.contains("Model is required"));
     assert!(text_of(&browser, "v_count-error").await.contains("How many is required"));
     screenshot(&browser, shots, "catalog_item").await;
+
+    // A phone's width: the requester's pages fit without sideways scrolling, and the first
+    // thing the keyboard reaches is the skip link to the main content.
+    browser.set_window_size(375, 812).await.unwrap();
+    for page in ["/portal", "/portal/tickets/new", "/portal/catalog", "/portal/knowledge"] {
+        browser.goto(&format!("{console}{page}")).await.unwrap();
+        wait_for(&browser, "signed-in-as").await;
+        let overflow = browser
+            .execute("return document.documentElement.scrollWidth - window.innerWidth;", vec![])
+            .await
+            .unwrap();
+        assert!(overflow.as_i64().is_some_and(|px| px <= 0), "{page} scrolls sideways by {overflow} px");
+    }
+    browser.goto(&format!("{console}/portal/tickets/new")).await.unwrap();
+    wait_for(&browser, "signed-in-as").await;
+    screenshot(&browser, shots, "new_ticket_phone").await;
+    let first_focus = browser
+        .execute(
+            "document.activeElement.blur(); \
+             const f = [...document.querySelectorAll('a[href], button, input, select, textarea')] \
+               .find(e => e.tabIndex >= 0); return f ? f.getAttribute('href') : null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first_focus.as_str(), Some("#main"), "the skip link comes first");
 
     browser.close().await.unwrap();
     drop(driver);

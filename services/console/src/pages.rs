@@ -96,6 +96,10 @@ fn navigation(session: &SessionData, section: Section) -> Vec<NavLink> {
             current: section == Section::Agent,
         });
     }
+    // Problem managers work problems without working queues.
+    if session.has_any_role(&["problem-manager"]) && !session.has_any_role(AGENT_ROLES) {
+        links.push(NavLink { href: "/problems", label: "Problems", current: section == Section::Agent });
+    }
     if session.has_any_role(CHANGE_ROLES) {
         links.push(NavLink {
             href: "/changes/calendar",
@@ -229,6 +233,7 @@ mod tests {
         assert_eq!(labels(&["requester"]), ["Portal"]);
         assert_eq!(labels(&["tier1"]), ["Portal", "Agent workspace", "CMDB", "Service health"]);
         assert_eq!(labels(&["cab-member"]), ["Portal", "Changes", "CMDB"]);
+        assert_eq!(labels(&["problem-manager"]), ["Portal", "Problems", "CMDB", "Service health"]);
         assert_eq!(labels(&["admin"]), ["Portal", "Agent workspace", "Changes", "CMDB", "Service health"]);
         let current: Vec<bool> =
             navigation(&session(&["agent"]), Section::Agent).iter().map(|l| l.current).collect();
