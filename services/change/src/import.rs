@@ -175,13 +175,23 @@ pub fn tfvc_export(json: &str, repository: &str) -> Result<Vec<Changeset>, Impor
         .collect()
 }
 
+/// A protobuf Timestamp, whose nanos must be below 1e9: chrono reads a leap second (`23:59:60`)
+/// as second 59 with 1e9 ns or more, which becomes the last nanosecond of that second.
 fn timestamp(seconds: i64, nanos: u32) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds, nanos: nanos as i32 }
+    prost_types::Timestamp { seconds, nanos: nanos.min(999_999_999) as i32 }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leap_second_stays_a_valid_timestamp() {
+        let leap = chrono::DateTime::parse_from_rfc3339("2016-12-31T23:59:60.5Z").unwrap();
+        let stamp = timestamp(leap.timestamp(), leap.timestamp_subsec_nanos());
+        assert!((0..1_000_000_000).contains(&stamp.nanos), "{stamp:?}");
+        assert_eq!(stamp.seconds, leap.timestamp());
+    }
 
     #[test]
     fn reads_a_tfvc_rest_listing_and_a_bare_array() {
