@@ -444,9 +444,34 @@ async fn hostile_listing_requests_get_client_errors(backend: TestBackend) {
             }
         }
     }
+    // A huge page size is cut to the largest page (AIP-158), not refused and not obeyed: the
+    // answer is what the same request without it gets (OK, or INVALID_ARGUMENT for a missing
+    // parent), in time.
+    let mut huge_ok = 0;
+    for list in &lists {
+        let (service, method) = (&list.service, &list.method);
+        let Some(field) = list.page_size else { continue };
+        let mut body = Vec::new();
+        prost::encoding::int32::encode(field, &i32::MAX, &mut body);
+        let plain = call_raw(&channel, &admin, service, method, Vec::new()).await;
+        let huge = call_raw(&channel, &admin, service, method, body).await;
+        match (plain, huge) {
+            (_, None) => bad.push(format!("{service}/{method} page_size {}: no answer in 15 s", i32::MAX)),
+            (Some(Ok(_)), Some(Ok(_))) => huge_ok += 1,
+            (Some(Err(a)), Some(Err(b))) if a.code() == b.code() && a.code() == Code::InvalidArgument => {}
+            (plain, Some(huge)) => bad.push(format!(
+                "{service}/{method} page_size {}: {:?}, without it {:?}",
+                i32::MAX,
+                huge.map(|_| "OK").map_err(|s| s.code()),
+                plain.map(|r| r.map(|_| "OK").map_err(|s| s.code()))
+            )),
+        }
+    }
     eprintln!("{} list RPCs, {answered} hostile requests refused as INVALID_ARGUMENT", lists.len());
+    eprintln!("{huge_ok} list RPCs answered a page size of {} with a page", i32::MAX);
     assert!(bad.is_empty(), "{} hostile listing requests answered badly:\n{}", bad.len(), bad.join("\n"));
     assert!(answered > 100, "{answered}");
+    assert!(huge_ok > 20, "{huge_ok}");
 }
 
 /// A public Create* RPC whose request holds its resource as a message field.
