@@ -211,7 +211,7 @@ EOF
   expect pass "unbroken copy passes" "" "${CHECK[@]}" dockerfile "$d/docker/Dockerfile"
 
   d=$(fresh docker-latest)
-  edit "$d/docker/Dockerfile" 's.replace("FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef", "FROM rust AS chef")'
+  edit "$d/docker/Dockerfile" 's.replace("FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS builder", "FROM rust AS builder")'
   expect fail "an unpinned base image (hadolint DL3006)" "DL3006" "${CHECK[@]}" dockerfile "$d/docker/Dockerfile"
 
   d=$(fresh docker-apt)

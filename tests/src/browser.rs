@@ -118,6 +118,29 @@ pub async fn screenshot(browser: &Client, dir: Option<&Path>, page: &str) {
     std::fs::write(dir.join(format!("{page}.png")), png).unwrap();
 }
 
+/// Checks the colour contrast of the page the browser shows against WCAG 2.x AA: every visible
+/// element with text of its own (SVG text too, by its `fill`), its colour blended over its
+/// composited background, reaches 4.5:1, or 3:1 for large text (see `contrast.js`). Returns one
+/// line per failure (`<tag#id.class> 'text': ratio < required (colour on background)`), at most
+/// 50; empty when the page passes.
+pub async fn contrast_failures(browser: &Client) -> Vec<String> {
+    let found = browser.execute(include_str!("contrast.js"), vec![]).await.unwrap();
+    let Some(failures) = found.as_array() else { panic!("the contrast check returned {found}") };
+    failures.iter().map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_string)).collect()
+}
+
+/// Asserts that the page the browser shows, called `page` in the failure, passes
+/// [`contrast_failures`].
+pub async fn assert_contrast(browser: &Client, page: &str) {
+    let failures = contrast_failures(browser).await;
+    assert!(
+        failures.is_empty(),
+        "{page}: {} text elements fail the WCAG AA contrast:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// Waits until the page shows element `id` and returns its text.
 pub async fn text_of(browser: &Client, id: &str) -> String {
     wait_for(browser, id).await;

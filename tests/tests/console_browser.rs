@@ -1,9 +1,11 @@
 //! The web console in a real browser (headless Chromium through chromedriver), against the whole
 //! suite on SQLite and PostgreSQL: a requester signs in with a pasted token and raises a ticket —
 //! an empty summary first, which shows the error next to the field and creates nothing; a tier-1
-//! agent finds it in the queue and escalates it; a tier-2 agent resolves it; the requester sees it
-//! resolved and answers the survey; an expired session goes to sign-in and, signed in again, back
-//! to the page it was on. What the pages claim is checked through gRPC too.
+//! agent finds it in the queue, escalates it and adds a work note to its timeline; a tier-2 agent
+//! resolves it; the requester sees it resolved (without the work note), comments on it and
+//! answers the survey; an expired session goes to sign-in and, signed in again, back to the page
+//! it was on. What the pages claim is checked through gRPC too, and every main page's text
+//! contrast against WCAG AA (`assert_contrast`).
 //!
 //! Needs `/usr/bin/chromedriver` and `/usr/bin/chromium` (`apt-get install chromium
 //! chromium-driver`). Without them the test says so and passes, except under CI (`CI` set), where
@@ -54,6 +56,7 @@ async fn console_in_a_browser(backend: TestBackend) {
     wait_for(&browser, "token").await;
     assert_eq!(location(&browser).await, ("/login".to_string(), "next=%2Fportal".to_string()));
     screenshot(&browser, shots, "login").await;
+    assert_contrast(&browser, "login").await;
     sign_in(&browser, &rita).await;
     let who = text_of(&browser, "signed-in-as").await;
     assert!(who.contains("rita") && who.contains("acme"), "{who}");
@@ -71,6 +74,7 @@ async fn console_in_a_browser(backend: TestBackend) {
     let kept = browser.find(Locator::Id("description")).await.unwrap().prop("value").await.unwrap();
     assert_eq!(kept.as_deref(), Some("Since this morning every export fails."), "the values stay");
     screenshot(&browser, shots, "new_ticket_error").await;
+    assert_contrast(&browser, "new_ticket_error").await;
     let mine = desk.list_tickets(authed(ListTicketsRequest::default(), &rita)).await.unwrap().into_inner();
     assert!(mine.tickets.is_empty(), "a refused form writes nothing: {:?}", mine.tickets);
 
@@ -80,9 +84,11 @@ async fn console_in_a_browser(backend: TestBackend) {
     assert!(number.starts_with("REQ"), "{number}");
     assert!(text_of(&browser, "notice").await.contains("raised"));
     screenshot(&browser, shots, "portal_ticket").await;
+    assert_contrast(&browser, "portal_ticket").await;
     browser.goto(&format!("{console}/portal")).await.unwrap();
     wait_for(&browser, &format!("ticket-{number}")).await;
     screenshot(&browser, shots, "portal").await;
+    assert_contrast(&browser, "portal").await;
     let mine = desk.list_tickets(authed(ListTicketsRequest::default(), &rita)).await.unwrap().into_inner();
     assert_eq!(mine.tickets.len(), 1, "one ticket, however the form was sent");
 
@@ -93,6 +99,7 @@ async fn console_in_a_browser(backend: TestBackend) {
     assert_eq!(location(&browser).await.0, "/agent/queue", "agents start at their queue");
     wait_for(&browser, &format!("queue-{number}")).await;
     screenshot(&browser, shots, "agent_queue").await;
+    assert_contrast(&browser, "agent_queue").await;
     click(&browser, &format!("queue-{number}")).await;
     type_into(&browser, "escalate-reason", "Reproducible; needs application support").await;
     click(&browser, "escalate-submit").await;
@@ -101,6 +108,28 @@ async fn console_in_a_browser(backend: TestBackend) {
     assert_eq!(text_of(&browser, "ticket-group").await, "Applications");
     let timeline = text_of(&browser, "timeline").await;
     assert!(timeline.contains("Reproducible; needs application support"), "{timeline}");
+    // A work note goes on the ticket's timeline, marked as internal.
+    type_into(&browser, "note-text", "Crash reproduced with the March invoices").await;
+    click(&browser, "note-submit").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while location(&browser).await.1 != "done=noted" {
+        assert!(tokio::time::Instant::now() < deadline, "the work note was not added");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let timeline = text_of(&browser, "timeline").await;
+    assert!(timeline.contains("Crash reproduced with the March invoices"), "{timeline}");
+    assert!(timeline.contains("agents only"), "{timeline}");
+    let notes = desk
+        .list_ticket_notes(authed(
+            ListTicketNotesRequest { parent: format!("tickets/{number}"), ..Default::default() },
+            &ann,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .notes;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].visibility, TicketNoteVisibility::WorkNote as i32);
 
     // Tier 2 resolves it.
     sign_out(&browser).await;
@@ -113,6 +142,7 @@ async fn console_in_a_browser(backend: TestBackend) {
     assert!(text_of(&browser, "notice").await.contains("resolved"));
     assert_eq!(text_of(&browser, "ticket-state").await, "Resolved");
     screenshot(&browser, shots, "agent_ticket").await;
+    assert_contrast(&browser, "agent_ticket").await;
 
     // The requester sees it resolved and answers the survey.
     sign_out(&browser).await;
@@ -121,8 +151,17 @@ async fn console_in_a_browser(backend: TestBackend) {
     browser.goto(&format!("{console}/portal/tickets/{number}")).await.unwrap();
     assert_eq!(text_of(&browser, "ticket-state").await, "Resolved");
     assert_eq!(text_of(&browser, "resolution").await, "Fixed the date parser in 4.2.1");
+    let timeline = text_of(&browser, "timeline").await;
+    assert!(!timeline.contains("Crash reproduced"), "work notes are internal: {timeline}");
+    // She comments; the comment is on her timeline.
+    type_into(&browser, "comment-text", "Exports work again, thank you").await;
+    click(&browser, "comment-submit").await;
+    assert!(text_of(&browser, "notice").await.contains("comment"));
+    let timeline = text_of(&browser, "timeline").await;
+    assert!(timeline.contains("Exports work again, thank you"), "{timeline}");
     wait_for(&browser, "survey-form").await;
     screenshot(&browser, shots, "survey").await;
+    assert_contrast(&browser, "survey").await;
     click(&browser, "score-5").await;
     type_into(&browser, "survey-comment", "Quick and clear, thanks").await;
     click(&browser, "survey-submit").await;
@@ -137,6 +176,7 @@ async fn console_in_a_browser(backend: TestBackend) {
     browser.goto(&format!("{console}/portal/knowledge")).await.unwrap();
     wait_for(&browser, "knowledge-heading").await;
     screenshot(&browser, shots, "knowledge").await;
+    assert_contrast(&browser, "knowledge").await;
 
     // An expired session goes to sign-in, and back to the page it was on after signing in again.
     sign_out(&browser).await;
@@ -212,11 +252,13 @@ async fn console_in_a_browser(backend: TestBackend) {
     browser.goto(&format!("{console}/portal/catalog")).await.unwrap();
     wait_for(&browser, &format!("item-{item_id}")).await;
     screenshot(&browser, shots, "catalog").await;
+    assert_contrast(&browser, "catalog").await;
     click(&browser, &format!("item-{item_id}")).await;
     click(&browser, "submit-request").await;
     assert!(text_of(&browser, "v_model-error").await.contains("Model is required"));
     assert!(text_of(&browser, "v_count-error").await.contains("How many is required"));
     screenshot(&browser, shots, "catalog_item").await;
+    assert_contrast(&browser, "catalog_item").await;
 
     // A phone's width: the requester's pages fit without sideways scrolling, and the first
     // thing the keyboard reaches is the skip link to the main content.
@@ -229,6 +271,7 @@ async fn console_in_a_browser(backend: TestBackend) {
             .await
             .unwrap();
         assert!(overflow.as_i64().is_some_and(|px| px <= 0), "{page} scrolls sideways by {overflow} px");
+        assert_contrast(&browser, &format!("{page} at a phone's width")).await;
     }
     browser.goto(&format!("{console}/portal/tickets/new")).await.unwrap();
     wait_for(&browser, "signed-in-as").await;

@@ -226,6 +226,7 @@ async fn change_calendar_in_a_browser(backend: TestBackend) {
     assert!(text_of(&browser, "calendar-utc").await.contains("UTC"));
     wait_for(&browser, &format!("approve-{second}")).await;
     screenshot(&browser, shots, "change_calendar_week").await;
+    assert_contrast(&browser, "change_calendar_week").await;
 
     // Approve, inline: back on the same week with the notice; the change is scheduled.
     click(&browser, &format!("approve-{first}")).await;
@@ -255,6 +256,7 @@ async fn change_calendar_in_a_browser(backend: TestBackend) {
     let on_wednesday = text_of(&browser, &format!("day-{wednesday}")).await;
     assert!(on_wednesday.contains("Scheduled") && on_wednesday.contains(&second), "{on_wednesday}");
     screenshot(&browser, shots, "change_calendar_month").await;
+    assert_contrast(&browser, "change_calendar_month").await;
 
     // The change page: the risk explained, the approval, the conflict with the second change.
     click(&browser, &format!("cal-{first}")).await;
@@ -269,6 +271,7 @@ async fn change_calendar_in_a_browser(backend: TestBackend) {
     assert!(text_of(&browser, "change-cis").await.contains("orders-db"));
     assert!(browser.find(Locator::Id("approve-form")).await.is_err(), "nothing left to decide");
     screenshot(&browser, shots, "change").await;
+    assert_contrast(&browser, "change").await;
 
     // Approving it again (a stale form): the service's reason at the top of the form.
     post_by_hand(&browser, &format!("/changes/{first}/approve"), &[("etag", ""), ("comment", "again")]).await;

@@ -189,6 +189,7 @@ async fn cmdb_in_a_browser(backend: TestBackend) {
         assert!(row.contains(expected), "{expected} in {row}");
     }
     screenshot(&browser, shots, "cmdb_search").await;
+    assert_contrast(&browser, "cmdb_search").await;
 
     // The application: attributes, relationships, history and the impact picture (depth 2).
     click(&browser, &format!("ci-{app_id}")).await;
@@ -248,6 +249,7 @@ async fn cmdb_in_a_browser(backend: TestBackend) {
     let upstream = text_of(&browser, &format!("upstream-row-{server_id}")).await;
     assert!(upstream.contains("db-host-01") && upstream.contains('2') && upstream.contains("payments-db"));
     screenshot(&browser, shots, "cmdb_item").await;
+    assert_contrast(&browser, "cmdb_item").await;
 
     // Depth 1: the server, two steps away, is gone; the database stays.
     browser.find(Locator::Id("depth")).await.unwrap().select_by_value("1").await.unwrap();

@@ -2,12 +2,13 @@
 //! against the whole suite on SQLite and PostgreSQL. A business service gets an open incident, an
 //! SLO with two hours of SLI samples, a capacity resource on the application it depends on whose
 //! samples rise toward the threshold, and costs this month; a service owner opens `/health`, finds
-//! the service's status line, opens the service and sees the open incident, the error budget, the
-//! capacity plot with its threshold line, forecast line and expected crossing, and the cost. An
-//! unknown service is a 404; a requester gets the 403 page.
+//! the service's status line, opens the service and sees the open incident, the error budget with
+//! its plot over time (falling from 100 % to 50 %, against a zero line), the capacity plot with its
+//! threshold line, forecast line and expected crossing, and the cost. An unknown service is a 404;
+//! a requester gets the 403 page.
 //!
 //! Needs `/usr/bin/chromedriver` and `/usr/bin/chromium` (see `console_browser.rs`). The SQLite run
-//! saves the screenshots `health` and `health_service` to `services/console/screenshots/`.
+//! saves the screenshots `health`, `health_slo` and `health_service` to `services/console/screenshots/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -162,8 +163,9 @@ async fn service_health_in_a_browser(backend: TestBackend) {
         .unwrap()
         .into_inner();
 
-    // An SLO with two hours at 0.05 % errors: half the sustainable rate, so half the budget is
-    // left and no alert fires (a firing alert would open a second incident).
+    // An SLO with an hour without errors, then an hour at 0.1 % errors: 0.05 % over the two hours,
+    // half the sustainable rate, so half the budget is left, and no alert fires (a firing alert
+    // would open a second incident): the fastest window's burn rate is 1, far below its 14.4.
     let slo = levels
         .import_open_slo(authed(
             ImportOpenSloRequest { yaml: OPENSLO.into(), business_service: checkout.clone() },
@@ -177,7 +179,11 @@ async fn service_health_in_a_browser(backend: TestBackend) {
     let now = chrono::Utc::now().timestamp();
     let last_minute = now - now % 60;
     let samples: Vec<SliSample> = (0..120)
-        .map(|m| SliSample { end_time: Some(at(last_minute - (119 - m) * 60)), good: 9_995, total: 10_000 })
+        .map(|m| SliSample {
+            end_time: Some(at(last_minute - (119 - m) * 60)),
+            good: if m < 60 { 10_000 } else { 9_990 },
+            total: 10_000,
+        })
         .collect();
     let recorded = levels
         .record_sli_samples(authed(
@@ -268,6 +274,7 @@ async fn service_health_in_a_browser(backend: TestBackend) {
     let availability = text_of(&browser, &format!("service-{service_id}-availability")).await;
     assert!(availability.ends_with('%'), "{availability}");
     screenshot(&browser, shots, "health").await;
+    assert_contrast(&browser, "health").await;
 
     // The service: its open incident, linked to the agent's incident page.
     click(&browser, &format!("service-{service_id}")).await;
@@ -286,6 +293,27 @@ async fn service_health_in_a_browser(backend: TestBackend) {
     assert_eq!(text_of(&browser, "slo-checkout-availability-budget").await, "50.0 %");
     let burn = browser.find(Locator::Id("slo-checkout-availability-burn")).await.unwrap();
     assert_eq!(burn.attr("role").await.unwrap().as_deref(), Some("img"));
+
+    // The budget over time: since the first sample (the SLO is younger than its window), one point
+    // a minute, from 100 % down to the 50 % left now, as an image saying so, over a zero line.
+    let budget_plot = browser.find(Locator::Id("slo-checkout-availability-budget-plot")).await.unwrap();
+    assert_eq!(budget_plot.tag_name().await.unwrap(), "svg");
+    assert_eq!(budget_plot.attr("role").await.unwrap().as_deref(), Some("img"));
+    let label = budget_plot.attr("aria-label").await.unwrap().unwrap();
+    assert!(label.starts_with("Error budget remaining of Checkout availability over time"), "{label}");
+    assert!(label.contains("every 1 min"), "{label}");
+    assert!(label.contains("100.0 % left on") && label.contains(", 50.0 % on"), "{label}");
+    let line = browser.find(Locator::Id("slo-checkout-availability-budget-line")).await.unwrap();
+    assert_eq!(line.tag_name().await.unwrap(), "polyline");
+    let points = line.attr("points").await.unwrap().unwrap();
+    assert_eq!(points.split(' ').count(), 120, "{points}");
+    let zero = browser.find(Locator::Id("slo-checkout-availability-budget-zero")).await.unwrap();
+    assert_eq!(zero.tag_name().await.unwrap(), "line");
+    let (y1, y2) = (zero.attr("y1").await.unwrap(), zero.attr("y2").await.unwrap());
+    assert!(y1.is_some() && y1 == y2, "a horizontal line: {y1:?} {y2:?}");
+    let summary = text_of(&browser, "slo-checkout-availability-budget-summary").await;
+    assert!(summary.starts_with("100.0 % left on"), "{summary}");
+    browser.find(Locator::Id("slo-checkout-availability-budget-table")).await.unwrap();
 
     // Availability over the last 30 days, without outages.
     assert!(text_of(&browser, "availability-percent").await.ends_with('%'));
@@ -321,9 +349,14 @@ async fn service_health_in_a_browser(backend: TestBackend) {
     let page = browser.find(Locator::Id("main")).await.unwrap().text().await.unwrap();
     assert!(!page.contains("not available"), "{page}");
 
+    browser.goto(&format!("{console}/health/services/{service_id}#section-slo")).await.unwrap();
+    wait_for(&browser, "slo-heading").await;
+    screenshot(&browser, shots, "health_slo").await;
+
     browser.goto(&format!("{console}/health/services/{service_id}#section-capacity")).await.unwrap();
     wait_for(&browser, &format!("capacity-{resource_id}-plot")).await;
     screenshot(&browser, shots, "health_service").await;
+    assert_contrast(&browser, "health_service").await;
 
     // A service that does not exist is a 404.
     browser.goto(&format!("{console}/health/services/{}", uuid::Uuid::new_v4())).await.unwrap();

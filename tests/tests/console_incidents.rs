@@ -205,6 +205,7 @@ async fn incidents_and_problems_in_a_browser(backend: TestBackend) {
         "Raised the pool to 50 and restarted the service"
     );
     screenshot(&browser, shots, "incident").await;
+    assert_contrast(&browser, "incident").await;
 
     let resolved = incidents
         .get_incident(authed(GetIncidentRequest { name: incident.name.clone() }, &ben))
@@ -231,6 +232,7 @@ async fn incidents_and_problems_in_a_browser(backend: TestBackend) {
     wait_for_notice(&browser, "root cause and workaround were recorded").await;
     assert_eq!(text_of(&browser, "problem-root-cause").await, "The order service's pool holds 5 connections");
     screenshot(&browser, shots, "problem").await;
+    assert_contrast(&browser, "problem").await;
 
     // A known error from the problem: its summary and workaround come from the problem.
     type_into(&browser, "new-known-error-symptoms", "Order pages time out at peak hours").await;
@@ -242,6 +244,7 @@ async fn incidents_and_problems_in_a_browser(backend: TestBackend) {
     assert_eq!(text_of(&browser, "known-error-problem").await, problem.number);
     assert_eq!(text_of(&browser, "known-error-workaround").await, "Restart the order service");
     screenshot(&browser, shots, "known_error").await;
+    assert_contrast(&browser, "known_error").await;
     let recorded = problems.get_problem(get_problem()).await.unwrap().into_inner();
     assert_eq!(recorded.root_cause, "The order service's pool holds 5 connections");
     assert_eq!(recorded.known_error, format!("knownErrors/{number}"));

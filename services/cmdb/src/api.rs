@@ -64,7 +64,7 @@ fn uuid_name(name: &str, prefix: &str, field: &str) -> Result<String, Error> {
 pub const MAX_IMPORT_ROWS: usize = 50_000;
 /// Rows applied per transaction (each in its own savepoint). Bounded because the outbox lock is
 /// held from a batch's first event to its commit.
-pub const IMPORT_BATCH: usize = 200;
+pub const IMPORT_BATCH: usize = 500;
 
 #[tonic::async_trait]
 impl CmdbService for CmdbApi {

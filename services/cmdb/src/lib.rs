@@ -43,7 +43,7 @@ pub async fn serve(
         listener,
         shutdown,
         |server, state| {
-            let repo = repo::Repository { db: state.db.clone(), feed: state.feed.clone() };
+            let repo = repo::Repository::new(state.db.clone(), state.feed.clone());
             if let Some(channel) = change_feed {
                 let handler = change_feed::ChangeFeed { repo: repo.clone() };
                 let consumer = itsm_runtime::consumer::EventConsumer::new(

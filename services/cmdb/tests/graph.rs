@@ -393,6 +393,92 @@ async fn impact_analysis(backend: TestBackend) {
     assert_eq!(err.code(), Code::NotFound);
 }
 
+/// Impact analysis walks a graph each server keeps in memory: it must answer with every write
+/// committed before the call, whichever replica made it, and keep tenants apart.
+async fn impact_follows_writes_from_every_replica(backend: TestBackend) {
+    let mut cmdb = start(backend).await;
+    let (_replica, mut reader) = cmdb.replica().await;
+    let analyze = |root: &str| AnalyzeImpactRequest {
+        configuration_item: root.to_string(),
+        direction: ImpactDirection::Downstream as i32,
+        ..Default::default()
+    };
+    async fn reached(
+        reader: &mut cmdb_service_client::CmdbServiceClient<tonic::transport::Channel>,
+        request: AnalyzeImpactRequest,
+    ) -> Vec<String> {
+        let response = reader.analyze_impact(req(request)).await.unwrap().into_inner();
+        let mut names: Vec<String> = response.items.into_iter().map(|i| i.display_name).collect();
+        names.sort();
+        names
+    }
+    let host = cmdb.ci("host-1", "server", serde_json::json!({})).await.unwrap().name;
+    let vm = cmdb.ci("vm-1", "virtual_machine", serde_json::json!({})).await.unwrap().name;
+    let app = cmdb.ci("app-1", "application", serde_json::json!({})).await.unwrap().name;
+    let shop = cmdb.ci("shop", "business_service", serde_json::json!({})).await.unwrap().name;
+    cmdb.relate(&vm, RunsOn, &host, serde_json::json!({})).await.unwrap();
+    // The replica loads its graph now.
+    assert_eq!(reached(&mut reader, analyze(&host)).await, ["vm-1"]);
+
+    // Written through the first server after the replica loaded: seen on the next call.
+    let app_on_vm = cmdb.relate(&app, RunsOn, &vm, serde_json::json!({})).await.unwrap().name;
+    cmdb.relate(&shop, DependsOn, &app, serde_json::json!({})).await.unwrap();
+    let response = reader.analyze_impact(req(analyze(&host))).await.unwrap().into_inner();
+    let names: Vec<&str> = response.items.iter().map(|i| i.display_name.as_str()).collect();
+    assert_eq!(names, ["vm-1", "app-1", "shop"]);
+    assert_eq!(response.business_services.len(), 1, "a CI created after the load keeps its class");
+    assert_eq!(response.business_services[0].path, [host.clone(), vm.clone(), app.clone(), shop.clone()]);
+
+    // Redundancy read from the events: one of two redundant databases down only degrades.
+    let primary = cmdb.ci("db-primary", "database", serde_json::json!({})).await.unwrap().name;
+    let replica_db = cmdb.ci("db-replica", "database", serde_json::json!({})).await.unwrap().name;
+    cmdb.relate(&app, DependsOn, &primary, serde_json::json!({"redundant": true})).await.unwrap();
+    cmdb.relate(&app, DependsOn, &replica_db, serde_json::json!({"redundant": true})).await.unwrap();
+    let one = reader.analyze_impact(req(analyze(&primary))).await.unwrap().into_inner();
+    assert!(one.items.is_empty(), "{one:?}");
+    assert_eq!(one.degraded.len(), 1);
+
+    // A deleted relationship, then a CI deleted with its relationships, leave the graph.
+    cmdb.client
+        .delete_relationship(req(DeleteRelationshipRequest { name: app_on_vm, etag: String::new() }))
+        .await
+        .unwrap();
+    assert_eq!(reached(&mut reader, analyze(&host)).await, ["vm-1"]);
+    cmdb.client
+        .delete_configuration_item(req(DeleteConfigurationItemRequest {
+            name: vm.clone(),
+            etag: String::new(),
+            cascade: true,
+        }))
+        .await
+        .unwrap();
+    assert!(reached(&mut reader, analyze(&host)).await.is_empty());
+
+    // Another tenant's graph is its own, and it cannot analyse this tenant's CIs.
+    fn other<T>(message: T) -> tonic::Request<T> {
+        with_context(message, "globex", "bob")
+    }
+    let their_host = cmdb
+        .client
+        .create_configuration_item(other(CreateConfigurationItemRequest {
+            configuration_item: Some(ConfigurationItem {
+                display_name: "host-1".into(),
+                ci_class: "server".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    let err = reader.analyze_impact(other(analyze(&host))).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let theirs = reader.analyze_impact(other(analyze(&their_host))).await.unwrap().into_inner();
+    assert!(theirs.items.is_empty());
+    assert_eq!(reached(&mut reader, analyze(&primary)).await, Vec::<String>::new());
+}
+
 async fn baselines(backend: TestBackend) {
     let mut cmdb = start(backend).await;
     let mut names = Vec::new();
@@ -652,6 +738,7 @@ itsm_runtime::db_tests!(
     classes_and_typed_attributes,
     relationship_rules,
     impact_analysis,
+    impact_follows_writes_from_every_replica,
     baselines,
     import_kubernetes_fixture,
     import_rejects_bad_rows_without_half_applying,

@@ -1,7 +1,8 @@
-//! The agent workspace: the work queues and a ticket with its timeline, work notes (on the
-//! ticket's incident), escalation to the next tier, resolution and linking knowledge articles.
-//! Each action is a form posted with the session's CSRF token, then a redirect back to the ticket
-//! (post/redirect/get); a refused action shows the page again with the errors next to the form.
+//! The agent workspace: the work queues and a ticket with its timeline (which holds its notes),
+//! work notes and comments on the ticket, the linked incident's work notes, escalation to the
+//! next tier, resolution and linking knowledge articles. Each action is a form posted with the
+//! session's CSRF token, then a redirect back to the ticket (post/redirect/get); a refused action
+//! shows the page again with the errors next to the form and nothing written.
 
 use std::collections::HashMap;
 
@@ -12,10 +13,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use itsm_proto::incident::{AddWorkNoteRequest, ListWorkNotesRequest, NoteKind};
+use itsm_proto::incident::ListWorkNotesRequest;
 use itsm_proto::servicedesk::{
-    EscalateTicketRequest, GetTicketRequest, LinkArticleRequest, ListQueueRequest, ListSupportGroupsRequest,
-    ListTicketHistoryRequest, Queue, ResolveTicketRequest, SuggestSolutionsRequest,
+    AddTicketNoteRequest, EscalateTicketRequest, GetTicketRequest, LinkArticleRequest, ListQueueRequest,
+    ListSupportGroupsRequest, ListTicketHistoryRequest, Queue, ResolveTicketRequest, SuggestSolutionsRequest,
+    TicketNoteVisibility, TicketState,
 };
 
 use crate::AppState;
@@ -25,7 +27,7 @@ use crate::listing::{PageQuery, Pager, pager};
 use crate::pages::{Layout, PageError, Section, render};
 use crate::portal::{ArticleView, DoneQuery, notice};
 use crate::session::Session;
-use crate::views::{TicketView, TimeView, TimelineEntry, is_record_number, time_view, timeline};
+use crate::views::{TicketView, TimeView, TimelineEntry, is_record_number, number_of, time_view, timeline};
 
 /// Rows per page of a queue.
 const PAGE_SIZE: i32 = 25;
@@ -120,7 +122,7 @@ pub async fn queue(
 
 // ---- one ticket ------------------------------------------------------------------------------
 
-/// A work note as the page shows it.
+/// A work note of the ticket's incident as the page shows it.
 pub struct NoteView {
     pub author: String,
     pub text: String,
@@ -134,12 +136,34 @@ pub struct KnownErrorView {
     pub workaround: String,
 }
 
-/// The posted work-note form.
+/// The posted note form: a work note, or a comment to the requester when
+/// `visible_to_requester` is "true".
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct NoteForm {
     pub text: String,
+    pub visible_to_requester: String,
     pub request_id: String,
+}
+
+/// Whether a ticket in `state` takes notes: every state but the final CLOSED and CANCELLED (the
+/// service desk refuses the others).
+pub fn takes_notes(state: i32) -> bool {
+    matches!(
+        TicketState::try_from(state),
+        Ok(TicketState::New | TicketState::InProgress | TicketState::Pending | TicketState::Resolved)
+    )
+}
+
+/// The timeline of a ticket's history, work notes marked as internal.
+fn agent_timeline(entries: &[itsm_proto::servicedesk::TicketHistoryEntry]) -> Vec<TimelineEntry> {
+    let mut out = timeline(entries);
+    for entry in &mut out {
+        if entry.action == "work_note" {
+            entry.action = "work note (agents only)".to_string();
+        }
+    }
+    out
 }
 
 /// The posted escalation form.
@@ -188,11 +212,15 @@ pub struct AgentTicketPage {
     notice: &'static str,
     ticket: TicketView,
     timeline: Vec<TimelineEntry>,
-    notes: Vec<NoteView>,
-    /// Why the notes could not be read ("" = they were).
-    notes_problem: String,
+    /// The ticket takes notes (it is not CLOSED or CANCELLED).
+    notes_open: bool,
     note_request_id: String,
     note_form: FormView,
+    /// The linked incident's number ("" when none) and its work notes.
+    incident_number: String,
+    notes: Vec<NoteView>,
+    /// Why the incident's work notes could not be read ("" = they were).
+    notes_problem: String,
     escalate_form: FormView,
     resolve_form: FormView,
     articles: Vec<ArticleView>,
@@ -241,7 +269,7 @@ async fn ticket_page(
     let groups = group_names(state, session).await;
     let view = TicketView::new(&ticket, &groups);
 
-    // Work notes live on the ticket's incident.
+    // The incident's own work notes, for reading here (they are added on the incident's page).
     let (mut notes, mut notes_problem) = (Vec::new(), String::new());
     if view.has_incident() {
         let request =
@@ -286,10 +314,17 @@ async fn ticket_page(
     }
 
     let note_fields = vec![
-        FieldView::new("note-text", "text", "Work note", FieldKind::TextArea)
+        FieldView::new("note-text", "text", "Note", FieldKind::TextArea)
             .required(true)
             .value(forms.note.text.as_str())
-            .hint("Internal: visible to agents only."),
+            .hint("A work note is internal: visible to agents only."),
+        FieldView::new(
+            "note-visible_to_requester",
+            "visible_to_requester",
+            "Send it to the requester as a comment",
+            FieldKind::Checkbox,
+        )
+        .value(forms.note.visible_to_requester.as_str()),
     ];
     let escalate_fields = vec![
         FieldView::new("escalate-reason", "reason", "Reason", FieldKind::TextArea)
@@ -319,11 +354,13 @@ async fn ticket_page(
         layout: Layout::new(format!("{} {}", view.number, view.summary), Some(&session.data), Section::Agent),
         csrf: session.data.csrf.clone(),
         notice,
-        timeline: timeline(&entries),
-        notes,
-        notes_problem,
+        timeline: agent_timeline(&entries),
+        notes_open: takes_notes(ticket.state),
         note_request_id,
         note_form: FormView::new(note_fields, &forms.note_errors),
+        incident_number: number_of(&ticket.incident).to_string(),
+        notes,
+        notes_problem,
         escalate_form: FormView::new(escalate_fields, &forms.escalate_errors),
         resolve_form: FormView::new(resolve_fields, &forms.resolve_errors),
         articles,
@@ -359,7 +396,8 @@ fn back_to_ticket(number: &str, what: &str) -> Response {
     Redirect::to(&format!("/agent/tickets/{number}?done={what}")).into_response()
 }
 
-/// POST `/agent/tickets/{number}/notes`: adds a work note to the ticket's incident.
+/// POST `/agent/tickets/{number}/notes`: adds a work note to the ticket, or a comment the
+/// requester reads too.
 pub async fn add_note(
     State(state): State<AppState>,
     session: Session,
@@ -372,32 +410,26 @@ pub async fn add_note(
     if form.text.trim().is_empty() {
         errors.add("text", "is required");
     } else {
-        let ticket = state
-            .gateway
-            .desk()
-            .get_ticket(authed(&session.data, GetTicketRequest { name: format!("tickets/{number}") }))
-            .await
-            .map_err(|status| page_error(&status, &session.here))?
-            .into_inner();
-        if ticket.incident.is_empty() {
-            errors.add_form("This ticket has no incident; work notes are kept on incidents.");
-        } else {
-            let request_id = match uuid::Uuid::parse_str(&form.request_id) {
-                Ok(id) => id.to_string(),
-                Err(_) => uuid::Uuid::new_v4().to_string(),
-            };
-            let request = AddWorkNoteRequest {
-                name: ticket.incident,
-                text: form.text.trim().to_string(),
-                kind: NoteKind::WorkNote as i32,
-                request_id,
-            };
-            match state.gateway.incidents().add_work_note(authed(&session.data, request)).await {
-                Ok(_) => return Ok(back_to_ticket(number, "noted")),
-                Err(status) => {
-                    errors =
-                        form_errors(&status, &page, &|path| (path == "text").then_some("text".to_string()))?;
-                }
+        let comment = form.visible_to_requester == "true";
+        let visibility = if comment { TicketNoteVisibility::Comment } else { TicketNoteVisibility::WorkNote };
+        let request_id = match uuid::Uuid::parse_str(&form.request_id) {
+            Ok(id) => id.to_string(),
+            Err(_) => uuid::Uuid::new_v4().to_string(),
+        };
+        let request = AddTicketNoteRequest {
+            parent: format!("tickets/{number}"),
+            text: form.text.trim().to_string(),
+            visibility: visibility as i32,
+            request_id,
+        };
+        match state.gateway.desk().add_ticket_note(authed(&session.data, request)).await {
+            Ok(_) => return Ok(back_to_ticket(number, if comment { "commented" } else { "noted" })),
+            Err(status) => {
+                errors = form_errors(&status, &page, &|path| match path {
+                    "text" => Some("text".to_string()),
+                    "visibility" => Some("visible_to_requester".to_string()),
+                    _ => None,
+                })?;
             }
         }
     }

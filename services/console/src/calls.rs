@@ -57,6 +57,14 @@ impl Gateway {
     pub fn channel(&self) -> Channel {
         self.channel.clone()
     }
+
+    /// Service level management: SLOs with their error budget now and over time
+    /// (`GetSloBudgetHistory`), agreements and their reports.
+    pub fn service_levels(
+        &self,
+    ) -> itsm_proto::delivery::service_level_service_client::ServiceLevelServiceClient<Channel> {
+        itsm_proto::delivery::service_level_service_client::ServiceLevelServiceClient::new(self.channel())
+    }
 }
 
 /// `message` as a request with `token` as its bearer token, the current trace context and the

@@ -1,5 +1,5 @@
-//! Service health: per business service, open incidents, SLA attainment, SLO error budget,
-//! availability, capacity forecast and cost.
+//! Service health: per business service, open incidents, SLA attainment, SLO error budgets (now
+//! and over time), availability, capacity forecast and cost.
 //!
 //! `/health` lists the CMDB's business services, each with a status line; `/health/services/{id}`
 //! shows one service. Like the gateway's composite views, each part of a page is its own call, and
@@ -32,10 +32,10 @@ use itsm_proto::delivery::finance_service_client::FinanceServiceClient;
 use itsm_proto::delivery::service_level_service_client::ServiceLevelServiceClient;
 use itsm_proto::delivery::{
     AvailabilityReport, CapacityForecast, CapacityResource, CostPool, GetAvailabilityReportRequest,
-    GetCapacityForecastRequest, GetServiceLevelReportRequest, GetTotalCostOfOwnershipRequest,
-    ListCapacityResourcesRequest, ListCostItemsRequest, ListOutagesRequest,
-    ListServiceLevelAgreementsRequest, Outage, OutageKind, ServiceLevelObjective, TargetAttainment,
-    TargetMetric, TotalCostOfOwnership,
+    GetCapacityForecastRequest, GetServiceLevelReportRequest, GetSloBudgetHistoryRequest,
+    GetTotalCostOfOwnershipRequest, ListCapacityResourcesRequest, ListCostItemsRequest, ListOutagesRequest,
+    ListServiceLevelAgreementsRequest, Outage, OutageKind, ServiceLevelObjective, SloBudgetHistory,
+    TargetAttainment, TargetMetric, TotalCostOfOwnership,
 };
 use itsm_proto::gateway::{GetServiceHealthRequest, GetServiceHealthResponse, PartError, ServiceHealth};
 use itsm_proto::incident::{Incident, IncidentState, ListIncidentsRequest};
@@ -74,6 +74,8 @@ const MAX_PLOT_POINTS: usize = 360;
 const MAX_TABLE_ROWS: usize = 48;
 /// Width of the error budget meter, in its viewBox.
 const METER_WIDTH: f64 = 320.0;
+/// SLOs whose error budget history the page draws at most (in the overview's order).
+const MAX_BUDGET_HISTORIES: usize = 12;
 
 /// This area's routes.
 pub fn routes() -> Router<AppState> {
@@ -496,6 +498,38 @@ pub struct BurnPlot {
     pub factors: Vec<MarkView>,
 }
 
+/// The plot of an SLO's error budget over time.
+pub struct BudgetPlot {
+    pub axes: Axes,
+    /// `points` of the remaining budget's line.
+    pub line: String,
+    /// The zero line: below it the budget is overspent.
+    pub zero: LineView,
+}
+
+/// One point of an SLO's error budget history as its table row shows it.
+pub struct BudgetRow {
+    pub time: String,
+    pub remaining: String,
+    pub consumed: String,
+    pub burn_rate: String,
+}
+
+/// An SLO's error budget over time.
+pub struct BudgetHistoryView {
+    /// The period the history covers ("from … to …").
+    pub period: String,
+    /// The step between points, for people ("10 min").
+    pub step: String,
+    /// `None` when the period has no point (no SLI samples).
+    pub plot: Option<BudgetPlot>,
+    pub aria_label: String,
+    /// What the line shows, in words: where it starts, where it ends, its lowest point.
+    pub summary: String,
+    pub rows: Vec<BudgetRow>,
+    pub table_note: String,
+}
+
 /// An SLO with its error budget and burn rates.
 pub struct SloView {
     pub id: String,
@@ -504,6 +538,8 @@ pub struct SloView {
     pub window: String,
     pub method: String,
     pub budget: Option<BudgetView>,
+    /// The budget over time, or why it is not available.
+    pub history: Result<BudgetHistoryView, String>,
     pub burn: Option<BurnPlot>,
     pub alerts: Vec<AlertRow>,
     pub aria_label: String,
@@ -709,8 +745,17 @@ pub async fn service(
     let id = parsed.to_string();
     let name = format!("{CI_PREFIX}{id}");
     let now = Utc::now();
-    let (overview, sla, outages, capacity, cost) = tokio::join!(
-        service_health(&state, &session, &name),
+    // The budget histories need the overview's SLOs; they follow it while the other parts run.
+    let overview_and_histories = async {
+        let overview = service_health(&state, &session, &name).await;
+        let histories = match &overview {
+            Ok(answer) => budget_histories(&state, &session, &answer.service_level_objectives).await,
+            Err(_) => HashMap::new(),
+        };
+        (overview, histories)
+    };
+    let ((overview, histories), sla, outages, capacity, cost) = tokio::join!(
+        overview_and_histories,
         sla_attainment(&state, &session, &name, now),
         recent_outages(&state, &session, &name),
         capacity_forecasts(&state, &session, &name),
@@ -730,8 +775,12 @@ pub async fn service(
     }
 
     let incidents = overview_part(&overview, "open_incidents").map(|a| incidents_view(&a.open_incidents));
-    let objectives = overview_part(&overview, "service_level_objectives")
-        .map(|a| a.service_level_objectives.iter().map(slo_view).collect::<Vec<_>>());
+    let objectives = overview_part(&overview, "service_level_objectives").map(|a| {
+        a.service_level_objectives
+            .iter()
+            .map(|slo| slo_view(slo, histories.get(&slo.name)))
+            .collect::<Vec<_>>()
+    });
     let availability = overview_part(&overview, "availability")
         .and_then(|a| a.availability.as_ref().map(availability_view).ok_or_else(|| "no report".to_string()));
     let (service_name, description, owner, health, read_at) = match &overview {
@@ -776,6 +825,38 @@ async fn service_health(
 ) -> Result<GetServiceHealthResponse, Status> {
     let request = GetServiceHealthRequest { service: service.to_string() };
     Ok(state.gateway.overview().get_service_health(authed(&session.data, request)).await?.into_inner())
+}
+
+/// The error budget history of each of `objectives` (at most [`MAX_BUDGET_HISTORIES`]) over its
+/// default range — the SLO's window up to its newest sample — by SLO name, each the history or
+/// why it is not available. The calls run concurrently.
+async fn budget_histories(
+    state: &AppState,
+    session: &Session,
+    objectives: &[ServiceLevelObjective],
+) -> HashMap<String, Result<SloBudgetHistory, String>> {
+    let mut calls = tokio::task::JoinSet::new();
+    for slo in objectives.iter().take(MAX_BUDGET_HISTORIES) {
+        let mut client = state.gateway.service_levels();
+        let name = slo.name.clone();
+        let request =
+            authed(&session.data, GetSloBudgetHistoryRequest { name: name.clone(), ..Default::default() });
+        calls.spawn(async move {
+            let answer = client.get_slo_budget_history(request).await;
+            (name, answer.map(tonic::Response::into_inner).map_err(|status| unavailable(&status)))
+        });
+    }
+    let mut histories = HashMap::new();
+    while let Some(joined) = calls.join_next().await {
+        match joined {
+            Ok((name, answer)) => {
+                histories.insert(name, answer);
+            }
+            // The SLO's history then says "not available".
+            Err(err) => tracing::error!(error = %err, "budget history task failed"),
+        }
+    }
+    histories
 }
 
 /// Attainment of the service's agreements over the last 30 days, per target.
@@ -1099,9 +1180,16 @@ fn budget_class(remaining: f64) -> &'static str {
     }
 }
 
-fn slo_view(slo: &ServiceLevelObjective) -> SloView {
+/// An SLO as its section shows it; `history` is its budget history as [`budget_histories`] found
+/// it (`None`: not asked, as the page draws at most [`MAX_BUDGET_HISTORIES`]).
+fn slo_view(slo: &ServiceLevelObjective, history: Option<&Result<SloBudgetHistory, String>>) -> SloView {
     let short_name = slo.name.strip_prefix("serviceLevelObjectives/").unwrap_or(&slo.name);
     let name = if slo.display_name.is_empty() { short_name.to_string() } else { slo.display_name.clone() };
+    let history = match history {
+        Some(Ok(history)) => Ok(budget_history_view(history, &name)),
+        Some(Err(why)) => Err(why.clone()),
+        None => Err(format!("the page draws the budget history of the first {MAX_BUDGET_HISTORIES} SLOs")),
+    };
     let budget = slo.error_budget_remaining.map(|remaining| BudgetView {
         text: percent_text(remaining * 100.0, 1),
         class: budget_class(remaining),
@@ -1179,9 +1267,87 @@ fn slo_view(slo: &ServiceLevelObjective) -> SloView {
         window: slo.time_window.as_ref().map_or_else(|| "—".to_string(), |d| duration_text(d.seconds)),
         method: slo.budgeting_method.clone(),
         budget,
+        history,
         burn,
         alerts,
         meter_width: coord(METER_WIDTH),
+    }
+}
+
+/// An SLO's error budget history as its plot, summary and table show it (`name`: the SLO's
+/// name for people).
+fn budget_history_view(history: &SloBudgetHistory, name: &str) -> BudgetHistoryView {
+    let day = |t: Option<&prost_types::Timestamp>| time_view(t).map_or_else(|| "—".to_string(), |t| t.text);
+    let period = format!("from {} to {}", day(history.start_time.as_ref()), day(history.end_time.as_ref()));
+    let window = history.time_window.as_ref().map_or_else(|| "—".to_string(), |d| duration_text(d.seconds));
+    let step = history.step.as_ref().map_or_else(|| "—".to_string(), |d| duration_text(d.seconds));
+    let percent = |ratio: f64| percent_text(ratio * 100.0, 1);
+    let points: Vec<(f64, f64)> = history
+        .points
+        .iter()
+        .filter_map(|p| Some((seconds_of(p.time.as_ref()?), p.error_budget_remaining * 100.0)))
+        .collect();
+    let series = BudgetSeries {
+        points,
+        start: history.start_time.as_ref().map_or(f64::NAN, seconds_of),
+        end: history.end_time.as_ref().map_or(f64::NAN, seconds_of),
+    };
+    let plot = budget_chart(&series, &PLOT).map(|chart| BudgetPlot {
+        axes: chart.axes,
+        line: chart.line,
+        zero: LineView {
+            x1: coord(PLOT.left),
+            x2: coord(PLOT.right),
+            y: coord(chart.zero_y),
+            label: "0 %: budget spent".to_string(),
+            label_x: coord(PLOT.left + 4.0),
+            label_y: coord(chart.zero_y - 4.0),
+        },
+    });
+    let summary = match (history.points.first(), history.points.last()) {
+        (Some(first), Some(last)) => {
+            let lowest = history
+                .points
+                .iter()
+                .min_by(|a, b| a.error_budget_remaining.total_cmp(&b.error_budget_remaining))
+                .unwrap_or(last);
+            format!(
+                "{} left on {}, {} on {}; the lowest was {} on {}.",
+                percent(first.error_budget_remaining),
+                day(first.time.as_ref()),
+                percent(last.error_budget_remaining),
+                day(last.time.as_ref()),
+                percent(lowest.error_budget_remaining),
+                day(lowest.time.as_ref()),
+            )
+        }
+        _ => String::new(),
+    };
+    let rows: Vec<BudgetRow> = thin(&history.points, MAX_TABLE_ROWS)
+        .iter()
+        .map(|p| BudgetRow {
+            time: day(p.time.as_ref()),
+            remaining: percent(p.error_budget_remaining),
+            consumed: percent_text(p.error_budget_consumed * 100.0, 2),
+            burn_rate: rate_text(p.burn_rate),
+        })
+        .collect();
+    let table_note = if history.points.len() > rows.len() {
+        format!("Evenly sampled: {} of {} points.", rows.len(), history.points.len())
+    } else {
+        String::new()
+    };
+    BudgetHistoryView {
+        aria_label: format!(
+            "Error budget remaining of {name} over time, {period}, every {step}, over a rolling {window} window \
+             (line), against zero, where the budget is spent (dashed line). {summary}"
+        ),
+        period,
+        step,
+        plot,
+        summary,
+        rows,
+        table_note,
     }
 }
 
@@ -1876,6 +2042,52 @@ pub fn capacity_chart(series: &CapacitySeries, frame: &Frame) -> Option<Capacity
     })
 }
 
+/// An SLO's error budget history in plain numbers: (time in Unix seconds, budget remaining in
+/// percent) oldest first, and the range the history covers (not a number when unknown).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetSeries {
+    pub points: Vec<(f64, f64)>,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// An error budget plot's geometry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetChart {
+    pub axes: Axes,
+    /// `points` of the remaining budget's line.
+    pub line: String,
+    /// Where the zero line goes (the budget spent); always inside the frame, above its bottom.
+    pub zero_y: f64,
+}
+
+/// The plot of `series` in `frame`: time across the history's whole range (so a gap before the
+/// first sample shows as one); the budget remaining up, labelled in percent, from a little below
+/// zero — or below the lowest point, when overspent — to 100 % or the highest point. Zero is
+/// always on the axis and above the frame's bottom, so its line stands apart from the time
+/// axis. `None` without a point.
+pub fn budget_chart(series: &BudgetSeries, frame: &Frame) -> Option<BudgetChart> {
+    let (first, last) = min_max(series.points.iter().map(|p| p.0))?;
+    let (low, high) = min_max(series.points.iter().map(|p| p.1))?;
+    let (start, end) = if series.start.is_finite() && series.end.is_finite() {
+        (series.start.min(first), series.end.max(last))
+    } else {
+        (first, last)
+    };
+    let (low, high) = (low.min(0.0), high.max(100.0));
+    let (bottom, top, step, ticks) = value_axis(low - (high - low) * 0.1, high, 6);
+    let x = Scale::new((start, end), (frame.left, frame.right));
+    let y = Scale::new((bottom, top), (frame.bottom, frame.top));
+    let line = polyline_points(&thin(&series.points, MAX_PLOT_POINTS), &x, &y, frame);
+    let (time_step, tick_times) = time_ticks(start as i64, end as i64, 6);
+    let x_ticks = tick_times.iter().map(|t| (x.at(*t as f64), time_label(*t, time_step))).collect();
+    let mut chart_axes = axes(frame, &y, &ticks, step, x_ticks);
+    for tick in &mut chart_axes.y_ticks {
+        tick.label = format!("{} %", tick.label);
+    }
+    Some(BudgetChart { axes: chart_axes, line, zero_y: y.at(0.0).clamp(frame.top, frame.bottom) })
+}
+
 /// A bar's rectangle in viewBox units.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bar {
@@ -2147,6 +2359,45 @@ mod tests {
         let empty =
             CapacitySeries { history: Vec::new(), forecast: Vec::new(), threshold: 80.0, crossing: None };
         assert!(capacity_chart(&empty, &PLOT).is_none());
+    }
+
+    #[test]
+    fn the_budget_plot_has_a_line_over_its_range_and_a_zero_line_above_the_axis() {
+        let hour = 3_600.0;
+        // A day without samples, then a day falling from 100 % to 40 %.
+        let series = BudgetSeries {
+            points: (24..=48).map(|h| (f64::from(h) * hour, 100.0 - 2.5 * f64::from(h - 24))).collect(),
+            start: 0.0,
+            end: 48.0 * hour,
+        };
+        let chart = budget_chart(&series, &PLOT).unwrap();
+        let labels: Vec<&str> = chart.axes.y_ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["-20 %", "0 %", "20 %", "40 %", "60 %", "80 %", "100 %"]);
+        let y = Scale::new((-20.0, 100.0), (PLOT.bottom, PLOT.top));
+        assert!(close(chart.zero_y, y.at(0.0)) && chart.zero_y < PLOT.bottom, "zero stands apart");
+        assert_eq!(chart.line.split(' ').count(), 25);
+        // The line starts in the middle: the range's first day had no points.
+        let x = Scale::new((0.0, 48.0 * hour), (PLOT.left, PLOT.right));
+        let first = format!("{},{}", coord(x.at(24.0 * hour)), coord(y.at(100.0)));
+        assert!(chart.line.starts_with(&first), "{} vs {first}", chart.line);
+        assert!(chart.line.ends_with(&format!("{},{}", coord(PLOT.right), coord(y.at(40.0)))));
+        assert!(!chart.axes.x_ticks.is_empty());
+
+        // Overspent: the axis reaches below the lowest point; zero is still on it.
+        let overspent = BudgetSeries { points: vec![(0.0, 100.0), (hour, -150.0)], start: 0.0, end: hour };
+        let chart = budget_chart(&overspent, &PLOT).unwrap();
+        let bottom: f64 = chart.axes.y_ticks[0].label.trim_end_matches(" %").parse().unwrap();
+        assert!(bottom < -150.0, "{bottom}");
+        assert!(chart.axes.y_ticks.iter().any(|t| t.label == "0 %"));
+        assert!(chart.zero_y > PLOT.top && chart.zero_y < PLOT.bottom);
+
+        // No points: no plot; an unknown range: the points' own.
+        let empty = BudgetSeries { points: Vec::new(), start: 0.0, end: hour };
+        assert!(budget_chart(&empty, &PLOT).is_none());
+        let unknown =
+            BudgetSeries { points: vec![(0.0, 50.0), (hour, 50.0)], start: f64::NAN, end: f64::NAN };
+        let chart = budget_chart(&unknown, &PLOT).unwrap();
+        assert!(chart.line.starts_with(&format!("{},", coord(PLOT.left))), "{}", chart.line);
     }
 
     #[test]

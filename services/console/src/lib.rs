@@ -140,6 +140,7 @@ pub fn router(options: ConsoleOptions) -> Result<Router, Error> {
         .route("/portal/tickets/new", get(portal::new_ticket).post(portal::create_ticket))
         .route("/portal/tickets/{number}", get(portal::ticket))
         .route("/portal/tickets/{number}/survey", post(portal::answer_survey))
+        .route("/portal/tickets/{number}/comments", post(portal::add_comment))
         .route("/portal/catalog", get(portal::catalog))
         .route("/portal/catalog/{id}", get(portal::catalog_item).post(portal::submit_request))
         .route("/portal/knowledge", get(portal::knowledge))

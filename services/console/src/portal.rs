@@ -1,5 +1,6 @@
-//! The requester portal: my tickets, raising a ticket, a ticket with its timeline and survey, the
-//! service catalogue with forms generated from each item's variables, and the knowledge base.
+//! The requester portal: my tickets, raising a ticket, a ticket with its timeline (which holds
+//! its comments), comments and survey, the service catalogue with forms generated from each item's
+//! variables, and the knowledge base.
 
 use std::collections::HashMap;
 
@@ -13,11 +14,13 @@ use tonic::Code;
 
 use itsm_proto::common::Money;
 use itsm_proto::servicedesk::{
-    AnswerSurveyRequest, ApprovalPolicy, Article, CatalogItem, CatalogVariable, Channel, CreateTicketRequest,
-    GetArticleRequest, GetCatalogItemRequest, GetTicketRequest, ListArticlesRequest, ListCatalogItemsRequest,
-    ListTicketHistoryRequest, ListTicketsRequest, SubmitRequestRequest, Ticket, VariableType,
+    AddTicketNoteRequest, AnswerSurveyRequest, ApprovalPolicy, Article, CatalogItem, CatalogVariable,
+    Channel, CreateTicketRequest, GetArticleRequest, GetCatalogItemRequest, GetTicketRequest,
+    ListArticlesRequest, ListCatalogItemsRequest, ListTicketHistoryRequest, ListTicketsRequest,
+    SubmitRequestRequest, Ticket, TicketNoteVisibility, VariableType,
 };
 
+use crate::agent::takes_notes;
 use crate::calls::{authed, form_errors, page_error};
 use crate::forms::{FieldKind, FieldView, FormErrors, FormView, LEVELS, level};
 use crate::listing::{PageQuery, Pager, pager, query_escape};
@@ -45,6 +48,7 @@ pub fn notice(done: &str) -> &'static str {
         "escalated" => "The ticket was escalated to the next tier.",
         "resolved" => "The ticket was resolved.",
         "noted" => "The work note was added.",
+        "commented" => "The comment was added.",
         "linked" => "The article was linked to the ticket.",
         _ => "",
     }
@@ -233,6 +237,14 @@ pub struct SurveyForm {
     pub comment: String,
 }
 
+/// The posted comment on a ticket.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CommentForm {
+    pub text: String,
+    pub request_id: String,
+}
+
 #[derive(Template)]
 #[template(path = "portal/ticket.html")]
 pub struct TicketPage {
@@ -245,6 +257,10 @@ pub struct TicketPage {
     notice: &'static str,
     /// The survey form, while the survey is open to this user.
     survey: Option<FormView>,
+    /// The ticket takes comments (it is not CLOSED or CANCELLED).
+    comments_open: bool,
+    comment_request_id: String,
+    comment_form: FormView,
 }
 
 impl TicketPage {
@@ -276,12 +292,22 @@ fn survey_fields(form: &SurveyForm) -> Vec<FieldView> {
     ]
 }
 
+fn comment_fields(form: &CommentForm) -> Vec<FieldView> {
+    vec![
+        FieldView::new("comment-text", "text", "Comment", FieldKind::TextArea)
+            .required(true)
+            .value(form.text.as_str())
+            .hint("Anything the service desk should know; it shows in the timeline."),
+    ]
+}
+
 async fn portal_ticket_page(
     state: &AppState,
     session: &Session,
     number: &str,
     notice: &'static str,
     survey: (&SurveyForm, &FormErrors),
+    comment: (&CommentForm, &FormErrors),
     status: StatusCode,
 ) -> Result<Response, PageError> {
     if !is_record_number(number) {
@@ -304,6 +330,8 @@ async fn portal_ticket_page(
     };
     let view = TicketView::new(&ticket, &HashMap::new());
     let survey_open = view.is_done && !view.is_surveyed() && ticket.requester == session.data.subject;
+    // The same request id while a refused comment is shown again, so a resend adds it once.
+    let comment_request_id = request_id_of(&comment.0.request_id);
     let page = TicketPage {
         layout: Layout::new(
             format!("{} {}", view.number, view.summary),
@@ -316,6 +344,9 @@ async fn portal_ticket_page(
         timeline_shown,
         notice,
         survey: survey_open.then(|| FormView::new(survey_fields(survey.0), survey.1)),
+        comments_open: takes_notes(ticket.state),
+        comment_request_id,
+        comment_form: FormView::new(comment_fields(comment.0), comment.1),
     };
     Ok(render(status, &page))
 }
@@ -328,7 +359,8 @@ pub async fn ticket(
     Query(done): Query<DoneQuery>,
 ) -> Result<Response, PageError> {
     let survey = (&SurveyForm::default(), &FormErrors::default());
-    portal_ticket_page(&state, &session, &number, notice(&done.done), survey, StatusCode::OK).await
+    let comment = (&CommentForm::default(), &FormErrors::default());
+    portal_ticket_page(&state, &session, &number, notice(&done.done), survey, comment, StatusCode::OK).await
 }
 
 /// POST `/portal/tickets/{number}/survey`: records the requester's answer.
@@ -362,7 +394,43 @@ pub async fn answer_survey(
         _ => errors.add("score", "Choose how satisfied you are, from 1 to 5"),
     }
     let status = StatusCode::UNPROCESSABLE_ENTITY;
-    portal_ticket_page(&state, &session, &number, "", (&form, &errors), status).await
+    let comment = (&CommentForm::default(), &FormErrors::default());
+    portal_ticket_page(&state, &session, &number, "", (&form, &errors), comment, status).await
+}
+
+/// POST `/portal/tickets/{number}/comments`: adds a comment to the ticket (the service desk
+/// reads it; work notes stay internal), or shows the page again with the error next to the field
+/// and nothing written.
+pub async fn add_comment(
+    State(state): State<AppState>,
+    session: Session,
+    Path(number): Path<String>,
+    Form(form): Form<CommentForm>,
+) -> Result<Response, PageError> {
+    if !is_record_number(&number) {
+        return Err(PageError::NotFound(format!("No ticket {number}.")));
+    }
+    let page = format!("/portal/tickets/{number}");
+    let mut errors = FormErrors::default();
+    if form.text.trim().is_empty() {
+        errors.add("text", "is required");
+    } else {
+        let request = AddTicketNoteRequest {
+            parent: format!("tickets/{number}"),
+            text: form.text.trim().to_string(),
+            visibility: TicketNoteVisibility::Comment as i32,
+            request_id: request_id_of(&form.request_id),
+        };
+        match state.gateway.desk().add_ticket_note(authed(&session.data, request)).await {
+            Ok(_) => return Ok(Redirect::to(&format!("{page}?done=commented")).into_response()),
+            Err(status) => {
+                errors = form_errors(&status, &page, &|path| (path == "text").then_some("text".to_string()))?;
+            }
+        }
+    }
+    let survey = (&SurveyForm::default(), &FormErrors::default());
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    portal_ticket_page(&state, &session, &number, "", survey, (&form, &errors), status).await
 }
 
 // ---- service catalogue -------------------------------------------------------------------------
@@ -732,6 +800,19 @@ pub async fn article(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comments_are_open_until_the_ticket_is_closed_or_cancelled() {
+        use itsm_proto::servicedesk::TicketState;
+        for state in [TicketState::New, TicketState::InProgress, TicketState::Pending, TicketState::Resolved]
+        {
+            assert!(takes_notes(state as i32), "{state:?}");
+        }
+        for state in [TicketState::Closed, TicketState::Cancelled, TicketState::Unspecified] {
+            assert!(!takes_notes(state as i32), "{state:?}");
+        }
+        assert_eq!(notice("commented"), "The comment was added.");
+    }
 
     #[test]
     fn create_ticket_violations_map_to_the_form() {

@@ -79,9 +79,10 @@ const KEYS: &str = "itsm.gateway.v1.ApiKeyService";
 
 /// The table. Reading it top to bottom is reading the policy.
 pub const RULES: &[Rule] = &[
-    // Service desk: requesters raise and follow their own tickets and their timelines (the
-    // service limits them to theirs), order from the catalogue and answer surveys; agents work
-    // tickets; admins set up groups, rules, webhooks and the catalogue.
+    // Service desk: requesters raise and follow their own tickets and their timelines, and
+    // comment on them (the service limits them to theirs, and to comments: work notes are
+    // internal), order from the catalogue and answer surveys; agents work tickets; admins set up
+    // groups, rules, webhooks and the catalogue.
     rule(
         SD,
         Methods::Named(&[
@@ -89,6 +90,8 @@ pub const RULES: &[Rule] = &[
             "GetTicket",
             "ListTickets",
             "ListTicketHistory",
+            "AddTicketNote",
+            "ListTicketNotes",
             "AnswerSurvey",
             "GetArticle",
             "ListArticles",
@@ -283,6 +286,10 @@ mod tests {
         assert!(!allowed(&path(SD, "EscalateTicket"), &roles(&["requester"])));
         assert!(allowed(&path(SD, "SubmitRequest"), &roles(&["requester"])));
         assert!(allowed(&path(SD, "ListTicketHistory"), &roles(&["requester"])));
+        assert!(allowed(&path(SD, "AddTicketNote"), &roles(&["requester"])));
+        assert!(allowed(&path(SD, "ListTicketNotes"), &roles(&["requester"])));
+        assert!(allowed(&path(SD, "AddTicketNote"), &roles(&["tier1"])));
+        assert!(!allowed(&path(SD, "AddTicketNote"), &roles(&["finance"])));
         assert!(!allowed(&path(SD, "CreateCatalogItem"), &roles(&["requester"])));
         assert!(allowed(&path(SD, "EscalateTicket"), &roles(&["tier1"])));
         assert!(!allowed(&path(SD, "CreateSupportGroup"), &roles(&["tier3"])));

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait, Value};
 use tonic::transport::Channel;
 use tracing::Instrument;
@@ -26,7 +27,8 @@ pub trait EventHandler: Send + Sync + 'static {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), Error>;
 
     /// Called once the transaction `handle` wrote in has committed (metrics that must not
-    /// count a rolled-back attempt).
+    /// count a rolled-back attempt). A transaction may hold several events: this is called for
+    /// each of them, in order, and not for one that was parked as a dead letter.
     fn committed(&self, _event: &Event) {}
 }
 
@@ -96,6 +98,10 @@ impl ConsumerMetrics {
         }
     }
 }
+
+/// Most events applied in one transaction. Bounded because a handler that writes events holds
+/// the service's outbox lock from its first write to the commit.
+const MAX_BATCH: usize = 50;
 
 enum Applied {
     Done,
@@ -183,9 +189,30 @@ impl<H: EventHandler> EventConsumer<H> {
                 message = stream.message() => {
                     let message = message.map_err(|s| Error::Unavailable(format!("event feed: {}", s.message())))?;
                     let Some(event) = message.and_then(|m| m.event) else { return Ok(()) };
-                    match self.apply_traced(&event).await? {
+                    // Events already waiting on the stream go into the same transaction: a
+                    // consumer that fell behind catches up with one commit per batch, not per event.
+                    let mut batch = vec![event];
+                    let mut interrupted = None;
+                    while batch.len() < MAX_BATCH {
+                        match stream.message().now_or_never() {
+                            Some(Ok(Some(message))) => batch.extend(message.event),
+                            Some(Ok(None)) => {
+                                interrupted = Some(Ok(()));
+                                break;
+                            }
+                            Some(Err(s)) => {
+                                interrupted = Some(Err(Error::Unavailable(format!("event feed: {}", s.message()))));
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    match self.apply_batch(&batch).await? {
                         Applied::Done | Applied::Duplicate => {}
                         Applied::LostLease => return Ok(()),
+                    }
+                    if let Some(end) = interrupted {
+                        return end;
                     }
                 }
                 _ = renew.tick() => {
@@ -200,6 +227,13 @@ impl<H: EventHandler> EventConsumer<H> {
 
     /// Applies `event` in a consumer span linked to the span that wrote the event.
     async fn apply_traced(&self, event: &Event) -> Result<Applied, Error> {
+        let applied = self.apply(event).instrument(self.span(event)).await?;
+        self.record_delay(event);
+        Ok(applied)
+    }
+
+    /// The consumer span of one event, linked to the span that wrote it.
+    fn span(&self, event: &Event) -> tracing::Span {
         let span = tracing::info_span!(
             "consume",
             otel.name = %format!("consume {}", event.r#type),
@@ -213,7 +247,10 @@ impl<H: EventHandler> EventConsumer<H> {
         );
         crate::telemetry::set_root(&span, &self.service);
         crate::telemetry::link_to(&span, &event.traceparent, &event.tracestate);
-        let applied = self.apply(event).instrument(span).await?;
+        span
+    }
+
+    fn record_delay(&self, event: &Event) {
         if let Some(at) = &event.occurred_at {
             let committed = at.seconds as f64 + f64::from(at.nanos) / 1e9;
             let now = std::time::SystemTime::now()
@@ -222,7 +259,94 @@ impl<H: EventHandler> EventConsumer<H> {
                 .unwrap_or(committed);
             self.metrics.delay.record((now - committed).max(0.0), &self.metrics.attributes);
         }
-        Ok(applied)
+    }
+
+    /// Applies consecutive events in one transaction: the cursor moves once to the last, each
+    /// event's writes sit in a savepoint so that one that fails for good is parked as a dead
+    /// letter without undoing the others. When some were applied already (a redelivery after a
+    /// reconnect) or the lease moved, they go one at a time, which sorts both out.
+    async fn apply_batch(&self, events: &[Event]) -> Result<Applied, Error> {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(Applied::Done) };
+        if events.len() == 1 {
+            return self.apply_traced(first).await;
+        }
+        let txn = self.db.begin().await?;
+        if !self.advance(&txn, first.sequence, last.sequence).await? {
+            txn.rollback().await?;
+            for event in events {
+                if let Applied::LostLease = self.apply_traced(event).await? {
+                    return Ok(Applied::LostLease);
+                }
+            }
+            return Ok(Applied::Done);
+        }
+        for event in events {
+            let savepoint = txn.begin().await?;
+            match self.handler.handle(&savepoint, event).instrument(self.span(event)).await {
+                Ok(()) => savepoint.commit().await?,
+                Err(err @ Error::Unavailable(_)) => {
+                    savepoint.rollback().await?;
+                    txn.rollback().await?;
+                    return Err(err);
+                }
+                Err(err) => {
+                    savepoint.rollback().await?;
+                    self.park(&txn, event, &err).await?;
+                }
+            }
+        }
+        txn.commit().await?;
+        for event in events {
+            self.handler.committed(event);
+            self.record_delay(event);
+        }
+        if let Some(feed) = &self.feed {
+            feed.notify_committed();
+        }
+        Ok(Applied::Done)
+    }
+
+    /// Moves the cursor to `to` and renews the lease, if this replica holds it and the cursor
+    /// is before `from` (nothing from `from` on was applied yet).
+    async fn advance(&self, txn: &DatabaseTransaction, from: i64, to: i64) -> Result<bool, Error> {
+        let lease_until = now_micros() + self.options.lease.as_micros() as i64;
+        let advanced = txn
+            .execute_raw(stmt(
+                txn.get_database_backend(),
+                "UPDATE consumer_cursors SET last_sequence = $1, lease_expires_at = $2 \
+                 WHERE consumer = $3 AND lease_owner = $4 AND last_sequence < $5",
+                [
+                    to.into(),
+                    lease_until.into(),
+                    self.options.name.as_str().into(),
+                    self.replica.as_str().into(),
+                    from.into(),
+                ],
+            ))
+            .await?;
+        Ok(advanced.rows_affected() == 1)
+    }
+
+    /// Records an event that cannot be applied (a permanent failure would block the feed
+    /// forever), in the transaction that moves the cursor past it.
+    async fn park(&self, txn: &DatabaseTransaction, event: &Event, err: &Error) -> Result<(), Error> {
+        tracing::error!(consumer = %self.options.name, sequence = event.sequence, event_id = %event.id,
+            error = %err, "event could not be applied; parked as dead letter");
+        txn.execute_raw(stmt(
+            txn.get_database_backend(),
+            "INSERT INTO consumer_dead_letters (consumer, sequence, event_id, event_type, error, create_time) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                self.options.name.as_str().into(),
+                event.sequence.into(),
+                event.id.as_str().into(),
+                event.r#type.as_str().into(),
+                err.to_string().into(),
+                now_micros().into(),
+            ],
+        ))
+        .await?;
+        Ok(())
     }
 
     /// Records how many events the producer has that this consumer has not applied.
@@ -241,22 +365,7 @@ impl<H: EventHandler> EventConsumer<H> {
 
     async fn apply(&self, event: &Event) -> Result<Applied, Error> {
         let txn = self.db.begin().await?;
-        let backend = txn.get_database_backend();
-        let lease_until = now_micros() + self.options.lease.as_micros() as i64;
-        let advanced = txn
-            .execute_raw(stmt(
-                backend,
-                "UPDATE consumer_cursors SET last_sequence = $1, lease_expires_at = $2 \
-                 WHERE consumer = $3 AND lease_owner = $4 AND last_sequence < $1",
-                [
-                    event.sequence.into(),
-                    lease_until.into(),
-                    self.options.name.as_str().into(),
-                    self.replica.as_str().into(),
-                ],
-            ))
-            .await?;
-        if advanced.rows_affected() == 0 {
+        if !self.advance(&txn, event.sequence, event.sequence).await? {
             txn.rollback().await?;
             return Ok(if self.holds_lease().await? { Applied::Duplicate } else { Applied::LostLease });
         }
@@ -267,39 +376,11 @@ impl<H: EventHandler> EventConsumer<H> {
                 return Err(err);
             }
             Err(err) => {
-                // A permanent failure would block the feed forever: park the event in the
-                // dead-letter table (same transaction as the cursor) and go on.
-                tracing::error!(consumer = %self.options.name, sequence = event.sequence, event_id = %event.id,
-                    error = %err, "event could not be applied; parked as dead letter");
+                // Undo the handler's writes, then park the event with the cursor moved past it.
                 txn.rollback().await?;
                 let txn = self.db.begin().await?;
-                let moved = txn
-                    .execute_raw(stmt(
-                        backend,
-                        "UPDATE consumer_cursors SET last_sequence = $1 \
-                         WHERE consumer = $2 AND lease_owner = $3 AND last_sequence < $1",
-                        [
-                            event.sequence.into(),
-                            self.options.name.as_str().into(),
-                            self.replica.as_str().into(),
-                        ],
-                    ))
-                    .await?;
-                if moved.rows_affected() == 1 {
-                    txn.execute_raw(stmt(
-                        backend,
-                        "INSERT INTO consumer_dead_letters (consumer, sequence, event_id, event_type, error, create_time) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                        [
-                            self.options.name.as_str().into(),
-                            event.sequence.into(),
-                            event.id.as_str().into(),
-                            event.r#type.as_str().into(),
-                            err.to_string().into(),
-                            now_micros().into(),
-                        ],
-                    ))
-                    .await?;
+                if self.advance(&txn, event.sequence, event.sequence).await? {
+                    self.park(&txn, event, &err).await?;
                 }
                 txn.commit().await?;
                 return Ok(Applied::Done);

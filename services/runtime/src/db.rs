@@ -245,14 +245,14 @@ pub async fn execute_for_backend(
     Ok(())
 }
 
-/// Bytes one statement should carry at most. sqlx (0.9) does not set TCP_NODELAY, and a
-/// statement past roughly 16 KiB goes out in more than one write, the last waiting for the
-/// server's delayed ACK (~40 ms on Linux). Measured here: 12 KiB never stalled, 17 KiB always
-/// did. Multi-row statements and `IN` lists stay under this.
-pub const STATEMENT_BUDGET: usize = 12 * 1024;
+/// Bytes one multi-row statement should carry at most. Large enough that a batch is a few
+/// statements, small enough to stay far below the bind-parameter limits (65,535 on PostgreSQL,
+/// 32,766 on SQLite) for rows of a few hundred bytes. (Until the vendored sqlx-core set
+/// TCP_NODELAY, a statement past ~16 KiB waited ~40 ms for a delayed ACK and this was 12 KiB.)
+pub const STATEMENT_BUDGET: usize = 128 * 1024;
 
-/// Most ids in one `IN (...)` list: 250 UUIDs keep a statement under [`STATEMENT_BUDGET`].
-pub const MAX_IN_LIST: usize = 250;
+/// Most ids in one `IN (...)` list.
+pub const MAX_IN_LIST: usize = 1_000;
 
 /// Splits `items` into runs whose estimated `size` adds up to at most `budget` (a run holds at
 /// least one item, however large).

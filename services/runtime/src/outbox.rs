@@ -138,39 +138,74 @@ impl EventFeed {
 
     /// Events after `after` (optionally of some types), oldest first, at most `limit`.
     pub async fn read(&self, after: i64, types: &[String], limit: i64) -> Result<Vec<Event>, Error> {
-        let backend = self.db.get_database_backend();
-        let mut sql = String::from(
-            "SELECT sequence, event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
-             traceparent, tracestate, payload_type, payload FROM outbox WHERE sequence > $1",
-        );
-        let mut values: Vec<Value> = vec![after.into()];
-        if !types.is_empty() {
-            let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 2)).collect();
-            sql.push_str(&format!(" AND event_type IN ({})", placeholders.join(", ")));
-            values.extend(types.iter().map(|t| Value::from(t.as_str())));
-        }
-        sql.push_str(&format!(" ORDER BY sequence LIMIT {limit}"));
-        let rows = self.db.query_all_raw(stmt(backend, &sql, values)).await?;
-        rows.iter().map(event_from_row).collect()
+        read_in(&self.db, &EventRange { after, ..EventRange::default() }, types, limit).await
     }
 
     /// Highest committed sequence.
     pub async fn last_sequence(&self) -> Result<i64, Error> {
-        let backend = self.db.get_database_backend();
-        let row = self
-            .db
-            .query_one_raw(stmt(backend, "SELECT COALESCE(MAX(sequence), 0) AS last FROM outbox", []))
-            .await?;
-        Ok(match row {
-            Some(row) => row.try_get("", "last")?,
-            None => 0,
-        })
+        last_sequence_in(&self.db).await
     }
 
     /// The gRPC service that streams this feed.
     pub fn service(&self) -> EventServiceServer<EventFeedService> {
         EventServiceServer::new(EventFeedService { feed: self.clone() })
     }
+}
+
+/// Which events of an outbox to read: after a sequence, up to another, of one tenant.
+#[derive(Debug, Clone, Default)]
+pub struct EventRange<'a> {
+    pub after: i64,
+    /// Last sequence to read (none: no upper bound).
+    pub through: Option<i64>,
+    pub tenant: Option<&'a str>,
+}
+
+/// Events in `range` (optionally of some types), oldest first, at most `limit`, read on `db`
+/// (a transaction reads its own snapshot).
+pub async fn read_in(
+    db: &impl ConnectionTrait,
+    range: &EventRange<'_>,
+    types: &[String],
+    limit: i64,
+) -> Result<Vec<Event>, Error> {
+    let mut sql = String::from(
+        "SELECT sequence, event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
+         traceparent, tracestate, payload_type, payload FROM outbox WHERE sequence > $1",
+    );
+    let mut values: Vec<Value> = vec![range.after.into()];
+    if let Some(through) = range.through {
+        values.push(through.into());
+        sql.push_str(&format!(" AND sequence <= ${}", values.len()));
+    }
+    if let Some(tenant) = range.tenant {
+        values.push(tenant.into());
+        sql.push_str(&format!(" AND tenant_id = ${}", values.len()));
+    }
+    if !types.is_empty() {
+        let first = values.len() + 1;
+        let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", first + i)).collect();
+        sql.push_str(&format!(" AND event_type IN ({})", placeholders.join(", ")));
+        values.extend(types.iter().map(|t| Value::from(t.as_str())));
+    }
+    sql.push_str(&format!(" ORDER BY sequence LIMIT {limit}"));
+    let rows = db.query_all_raw(stmt(db.get_database_backend(), &sql, values)).await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// Highest committed sequence (as `db` sees it: a transaction, at its snapshot).
+pub async fn last_sequence_in(db: &impl ConnectionTrait) -> Result<i64, Error> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT COALESCE(MAX(sequence), 0) AS last FROM outbox",
+            [],
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get("", "last")?,
+        None => 0,
+    })
 }
 
 fn event_from_row(row: &QueryResult) -> Result<Event, Error> {

@@ -277,9 +277,76 @@ async fn replicas_share_one_cursor(backend: TestBackend) {
     assert_eq!(applied(&db).await, (100, 100));
 }
 
+/// Writes like [`Recorder`], but fails for good on every seventh event (after writing, so a
+/// half-applied event would show) and once, for a while, cannot reach a dependency.
+struct Flaky {
+    unavailable_once: AtomicBool,
+}
+
+#[tonic::async_trait]
+impl EventHandler for Flaky {
+    async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), Error> {
+        txn.execute_raw(stmt(
+            txn.get_database_backend(),
+            "INSERT INTO applied (event_id, sequence) VALUES ($1, $2)",
+            [event.id.as_str().into(), event.sequence.into()],
+        ))
+        .await?;
+        if event.sequence == 40 && self.unavailable_once.swap(false, Ordering::SeqCst) {
+            return Err(Error::Unavailable("dependency down".into()));
+        }
+        if event.sequence % 7 == 0 {
+            return Err(Error::Internal(format!("cannot apply {}", event.sequence)));
+        }
+        Ok(())
+    }
+}
+
+/// Events waiting on the stream are applied in batches; within one, an event that fails for
+/// good is parked as a dead letter without undoing the rest, and one that cannot be applied now
+/// rolls the batch back to be applied again, once.
+async fn batches_park_poison_events_and_retry_unavailable_ones(backend: TestBackend) {
+    let p = producer(backend).await;
+    p.emit(150, "a").await;
+    let (_database, db) = consumer_db(backend).await;
+    let source = internal_channel(&p.server.url()).await.unwrap();
+    let consumer = EventConsumer::new(
+        options(400),
+        db.clone(),
+        source,
+        Flaky { unavailable_once: AtomicBool::new(true) },
+    );
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopper = stop.clone();
+    let task = tokio::spawn(consumer.run(async move { stopper.notified().await }));
+    let poison = 150 / 7;
+    wait_applied(&db, 150 - poison).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while cursor_of(&db, "test/feed").await.unwrap() < 150 {
+        assert!(tokio::time::Instant::now() < deadline, "the cursor did not reach the last event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.notify_one();
+    task.await.unwrap();
+
+    assert_eq!(applied(&db).await, (150 - poison, 150 - poison), "each good event once, no poison writes");
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n, MIN(sequence) AS first FROM consumer_dead_letters WHERE consumer = 'test/feed'",
+            [],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<i64>("", "n").unwrap(), poison);
+    assert_eq!(row.try_get::<i64>("", "first").unwrap(), 7);
+}
+
 itsm_runtime::db_tests!(
     watch_streams_history_then_follows_new_events,
     outbox_order_holds_under_concurrent_writers,
     consumer_killed_mid_stream_resumes_without_loss_or_duplicates,
     replicas_share_one_cursor,
+    batches_park_poison_events_and_retry_unavailable_ones,
 );

@@ -15,9 +15,11 @@ use itsm_runtime::{CallContext, Error, filter, idempotency};
 
 use crate::convert::{
     GROUP_PREFIX, RULE_PREFIX, TICKET_NUMBER, TICKET_PREFIX, WEBHOOK_PREFIX, article_to_proto,
-    group_to_proto, list_to, rule_to_proto, shift_from_proto, ticket_to_proto, uuid_of, webhook_to_proto,
+    group_to_proto, list_to, note_to_proto, rule_to_proto, shift_from_proto, ticket_to_proto, uuid_of,
+    webhook_to_proto,
 };
 use crate::domain::lifecycle::TicketState;
+use crate::domain::notes::Visibility;
 use crate::domain::{catalog, knowledge, shifts, templates};
 use crate::entity::{article, assignment_rule, catalog_item, support_group, ticket, webhook};
 use crate::incident_desk::IncidentDesk;
@@ -25,6 +27,7 @@ use crate::repo::Repository;
 use crate::repo::catalog::CATALOG_PREFIX;
 use crate::repo::groups::GROUP_ORDER_FIELDS;
 use crate::repo::knowledge::{ARTICLE_NUMBER, ARTICLE_PREFIX, keywords_to};
+use crate::repo::notes::NewNote;
 use crate::repo::tickets::{NewTicket, ORDER_FIELDS, resolve, transition};
 
 const MAX_SHORT: usize = 300;
@@ -603,7 +606,9 @@ impl ServiceDeskService for ServiceDeskApi {
         self.visible_ticket(&ctx, &number).await?;
         let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "ticketHistory", &number]);
         let after = self.page_tokens.decode_number(&r.page_token, &fingerprint)?;
-        let page = self.repo.ticket_history(&ctx, &number, after, size).await?;
+        // Work notes are internal: a requester's timeline leaves them out.
+        let work_notes = !requester_only(&ctx);
+        let page = self.repo.ticket_history(&ctx, &number, work_notes, after, size).await?;
         let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
         Ok(Response::new(ListTicketHistoryResponse {
             entries: page
@@ -611,6 +616,58 @@ impl ServiceDeskService for ServiceDeskApi {
                 .into_iter()
                 .map(|(change, reason)| TicketHistoryEntry { change: Some(change), reason })
                 .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn add_ticket_note(
+        &self,
+        request: Request<AddTicketNoteRequest>,
+    ) -> Result<Response<TicketNote>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = number(&r.parent, "parent")?;
+        idempotency::validate_request_id(&r.request_id, "request_id")?;
+        let mut v = Violations::new();
+        validate::text(&mut v, "text", &r.text, MAX_LONG, true);
+        let visibility = match Visibility::from_i32(r.visibility) {
+            Some(visibility) => visibility,
+            None => {
+                v.add("visibility", "must be WORK_NOTE or COMMENT");
+                Visibility::WorkNote
+            }
+        };
+        v.into_result()?;
+        let requester = requester_only(&ctx);
+        if requester && visibility == Visibility::WorkNote {
+            return Err(Error::PermissionDenied(
+                "work notes are internal to agents; a requester adds comments (visibility COMMENT)".into(),
+            )
+            .into());
+        }
+        let hash = idempotency::request_hash(&r);
+        let new = NewNote { visibility, text: r.text.trim().to_string(), requester_only: requester };
+        let note = self.repo.add_ticket_note(&ctx, &number, new, &r.request_id, &hash).await?;
+        Ok(Response::new(note_to_proto(&number, &note)))
+    }
+
+    async fn list_ticket_notes(
+        &self,
+        request: Request<ListTicketNotesRequest>,
+    ) -> Result<Response<ListTicketNotesResponse>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let number = number(&r.parent, "parent")?;
+        let size = page_size(r.page_size, "page_size")?;
+        // A requester reads the comments of their own tickets only (NOT_FOUND for others').
+        let requester = requester_only(&ctx);
+        let scope = if requester { "comments" } else { "all" };
+        let fingerprint = PageTokens::fingerprint(&[&ctx.tenant, "ticketNotes", &number, scope]);
+        let after = self.page_tokens.decode(&r.page_token, &fingerprint)?;
+        let page = self.repo.ticket_notes(&ctx, &number, requester, after, size).await?;
+        let next_page_token = self.page_tokens.next(&fingerprint, page.next_key)?;
+        Ok(Response::new(ListTicketNotesResponse {
+            notes: page.items.iter().map(|n| note_to_proto(&number, n)).collect(),
             next_page_token,
         }))
     }

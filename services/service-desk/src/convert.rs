@@ -1,12 +1,12 @@
 //! Between stored records and protobuf messages, and resource names.
 
 use itsm_proto::common::AuditInfo;
-use itsm_proto::servicedesk::{AssignmentRule, Shift, SupportGroup, Ticket, Webhook};
+use itsm_proto::servicedesk::{AssignmentRule, Shift, SupportGroup, Ticket, TicketNote, Webhook};
 use itsm_runtime::db::timestamp;
 use itsm_runtime::history::etag;
 
 use crate::domain::shifts;
-use crate::entity::{assignment_rule, support_group, ticket, webhook};
+use crate::entity::{assignment_rule, support_group, ticket, ticket_note, webhook};
 
 pub const TICKET_PREFIX: &str = "tickets/";
 pub const TICKET_NUMBER: &str = "REQ";
@@ -17,6 +17,11 @@ pub const NOTIFICATION_PREFIX: &str = "notifications/";
 
 pub fn ticket_name(number: &str) -> String {
     format!("{TICKET_PREFIX}{number}")
+}
+
+/// `tickets/{number}/notes/{id}`.
+pub fn note_name(number: &str, id: &str) -> String {
+    format!("{}/notes/{id}", ticket_name(number))
 }
 
 pub fn group_name(id: &str) -> String {
@@ -87,6 +92,16 @@ pub fn ticket_to_proto(m: &ticket::Model) -> Ticket {
         request_state: m.request_state,
         approver: m.approver.clone(),
         sla_due_time: time(m.sla_due_time),
+    }
+}
+
+pub fn note_to_proto(number: &str, m: &ticket_note::Model) -> TicketNote {
+    TicketNote {
+        name: note_name(number, &m.id),
+        text: m.text.clone(),
+        visibility: m.visibility,
+        author: m.author.clone(),
+        create_time: time(m.create_time),
     }
 }
 

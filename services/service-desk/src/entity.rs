@@ -277,3 +277,26 @@ pub mod fulfilment_task {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod ticket_note {
+    use sea_orm::entity::prelude::*;
+
+    /// A work note or comment on a ticket (`visibility` as `TicketNoteVisibility`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ticket_notes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub ticket_id: String,
+        pub visibility: i32,
+        pub text: String,
+        pub author: String,
+        pub create_time: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

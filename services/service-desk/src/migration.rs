@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(CreateServiceDeskTables));
         migrations.push(Box::new(CreateSearchDocuments));
         migrations.push(Box::new(CreateKnowledgeBase));
+        migrations.push(Box::new(CreateTicketNotes));
         migrations
     }
 }
@@ -270,6 +271,40 @@ impl MigrationTrait for CreateKnowledgeBase {
         for table in ["fulfilment_tasks", "catalog_items", "article_links", "article_revisions", "articles"] {
             db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
+        Ok(())
+    }
+}
+
+struct CreateTicketNotes;
+
+impl MigrationName for CreateTicketNotes {
+    fn name(&self) -> &str {
+        "m20261125_400003_ticket_notes"
+    }
+}
+
+/// Work notes and comments on tickets, read per ticket in the order they were written. The same
+/// text serves SQLite and Postgres.
+const TICKET_NOTES: &str = r"
+CREATE TABLE ticket_notes (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    visibility INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    author TEXT NOT NULL,
+    create_time BIGINT NOT NULL
+);
+CREATE INDEX ticket_notes_by_ticket ON ticket_notes (tenant_id, ticket_id, create_time, id)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTicketNotes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), TICKET_NOTES, TICKET_NOTES).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP TABLE IF EXISTS ticket_notes").await?;
         Ok(())
     }
 }

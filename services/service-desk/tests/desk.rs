@@ -23,6 +23,8 @@ use itsm_runtime::testing::{
 
 struct Desk {
     desk: ServiceDeskServiceClient<Channel>,
+    /// The desk's own address (its event feed).
+    desk_url: String,
     incidents_channel: Channel,
     incidents: IncidentServiceClient<Channel>,
     cmdb: CmdbServiceClient<Channel>,
@@ -58,6 +60,7 @@ async fn start_with(backend: TestBackend, tune: impl FnOnce(&mut Settings)) -> D
     dbs.push(db);
     Desk {
         desk: ServiceDeskServiceClient::new(internal_channel(&desk.url()).await.unwrap()),
+        desk_url: desk.url(),
         incidents: IncidentServiceClient::new(internal_channel(&incident.url()).await.unwrap()),
         incidents_channel: internal_channel(&incident.url()).await.unwrap(),
         cmdb: CmdbServiceClient::new(internal_channel(&cmdb.url()).await.unwrap()),
@@ -72,6 +75,18 @@ fn req<T>(message: T) -> tonic::Request<T> {
 
 fn as_user<T>(message: T, who: &str) -> tonic::Request<T> {
     with_context(message, "acme", who)
+}
+
+/// A call by `who` with exactly `roles`, as the gateway passes them on.
+fn with_roles<T>(message: T, who: &str, roles: &[&str]) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    itsm_runtime::CallContext {
+        tenant: "acme".into(),
+        principal: who.into(),
+        roles: roles.iter().map(|r| (*r).to_string()).collect(),
+    }
+    .apply(request.metadata_mut(), itsm_runtime::testing::TEST_INTERNAL_TOKEN);
+    request
 }
 
 fn violations(status: &tonic::Status) -> Vec<String> {
@@ -105,6 +120,21 @@ fn ticket(text: &str, category: &str) -> Ticket {
 }
 
 impl Desk {
+    /// Closes a ticket (as an agent would once its requester confirmed the resolution).
+    async fn close(&mut self, name: &str) {
+        self.desk
+            .update_ticket(req(UpdateTicketRequest {
+                ticket: Some(Ticket {
+                    name: name.to_string(),
+                    state: TicketState::Closed as i32,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["state".into()] }),
+            }))
+            .await
+            .unwrap();
+    }
+
     async fn group(&mut self, g: SupportGroup) -> SupportGroup {
         self.desk
             .create_support_group(req(CreateSupportGroupRequest {
@@ -555,17 +585,7 @@ async fn bad_input_writes_nothing(backend: TestBackend) {
         }))
         .await
         .unwrap();
-    d.desk
-        .update_ticket(req(UpdateTicketRequest {
-            ticket: Some(Ticket {
-                name: t.name.clone(),
-                state: TicketState::Closed as i32,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask { paths: vec!["state".into()] }),
-        }))
-        .await
-        .unwrap();
+    d.close(&t.name).await;
     let err = d.escalate(&t.name, "", "reopen please", false).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "a closed ticket is not escalated");
     let after = d.get(&t.name).await;
@@ -935,7 +955,220 @@ itsm_runtime::db_tests!(
     webhook_delivery_with_retry,
     bad_input_writes_nothing,
     knowledge_base_and_suggestions,
+    ticket_notes_for_agents_and_requesters,
 );
+
+const AGENT: &[&str] = &["agent", "tier1"];
+const REQUESTER: &[&str] = &["requester"];
+
+/// The actions of a ticket's history as `who` reads it, page by page (`page_size` entries each).
+async fn history_actions(d: &Desk, ticket: &str, who: &str, roles: &[&str], page_size: i32) -> Vec<String> {
+    let mut desk = d.desk.clone();
+    let mut actions = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..50 {
+        let request = ListTicketHistoryRequest { parent: ticket.into(), page_size, page_token };
+        let page = desk.list_ticket_history(with_roles(request, who, roles)).await.unwrap().into_inner();
+        actions.extend(page.entries.iter().map(|e| e.change.as_ref().unwrap().action.clone()));
+        if page.next_page_token.is_empty() {
+            return actions;
+        }
+        page_token = page.next_page_token;
+    }
+    panic!("the history of {ticket} does not end");
+}
+
+async fn ticket_notes_for_agents_and_requesters(backend: TestBackend) {
+    use itsm_proto::events::WatchEventsRequest;
+    use itsm_proto::events::event_service_client::EventServiceClient;
+    use prost::Message;
+    use tokio_stream::StreamExt;
+
+    let mut d = start(backend).await;
+    d.group(group("Desk", 1, &["ann"])).await;
+    let ritas = d.ticket(ticket("Printer jams on every page", "printing")).await.unwrap();
+    let sams = d.ticket(Ticket { requester: "sam".into(), ..ticket("Badge lost", "access") }).await.unwrap();
+    let add = |parent: &str, text: &str, visibility: TicketNoteVisibility| AddTicketNoteRequest {
+        parent: parent.into(),
+        text: text.into(),
+        visibility: visibility as i32,
+        request_id: String::new(),
+    };
+    let list = |parent: &str| ListTicketNotesRequest { parent: parent.into(), ..Default::default() };
+    let texts =
+        |listed: &ListTicketNotesResponse| listed.notes.iter().map(|n| n.text.clone()).collect::<Vec<_>>();
+
+    // An agent's work note (trimmed) and the requester's comment.
+    let work_note = add(&ritas.name, "  Toner is fine; suspect the fuser \n", TicketNoteVisibility::WorkNote);
+    let note = d.desk.add_ticket_note(with_roles(work_note, "ann", AGENT)).await.unwrap().into_inner();
+    assert!(note.name.starts_with(&format!("{}/notes/", ritas.name)), "{}", note.name);
+    assert_eq!(
+        (note.text.as_str(), note.author.as_str(), note.visibility),
+        ("Toner is fine; suspect the fuser", "ann", TicketNoteVisibility::WorkNote as i32)
+    );
+    assert!(note.create_time.is_some());
+    let comment = add(&ritas.name, "It also smells of burning", TicketNoteVisibility::Comment);
+    let comment = d.desk.add_ticket_note(with_roles(comment, "rita", REQUESTER)).await.unwrap().into_inner();
+    assert_eq!((comment.author.as_str(), comment.visibility), ("rita", TicketNoteVisibility::Comment as i32));
+
+    // A requester writes comments, and only on her own tickets.
+    let internal = add(&ritas.name, "Let me see the work notes", TicketNoteVisibility::WorkNote);
+    let err = d.desk.add_ticket_note(with_roles(internal, "rita", REQUESTER)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let foreign = add(&sams.name, "Me too", TicketNoteVisibility::Comment);
+    let err = d.desk.add_ticket_note(with_roles(foreign, "rita", REQUESTER)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "another requester's ticket does not exist for her");
+
+    // Agents read every note, oldest first; the requester the comments of her own tickets.
+    let all =
+        d.desk.list_ticket_notes(with_roles(list(&ritas.name), "ann", AGENT)).await.unwrap().into_inner();
+    assert_eq!(texts(&all), ["Toner is fine; suspect the fuser", "It also smells of burning"]);
+    let hers = d
+        .desk
+        .list_ticket_notes(with_roles(list(&ritas.name), "rita", REQUESTER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(texts(&hers), ["It also smells of burning"]);
+    let err = d.desk.list_ticket_notes(with_roles(list(&sams.name), "rita", REQUESTER)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    // Paged.
+    let first = ListTicketNotesRequest { page_size: 1, ..list(&ritas.name) };
+    let first = d.desk.list_ticket_notes(with_roles(first, "ann", AGENT)).await.unwrap().into_inner();
+    assert_eq!(texts(&first), ["Toner is fine; suspect the fuser"]);
+    let second =
+        ListTicketNotesRequest { page_size: 1, page_token: first.next_page_token, ..list(&ritas.name) };
+    let second = d.desk.list_ticket_notes(with_roles(second, "ann", AGENT)).await.unwrap().into_inner();
+    assert_eq!(texts(&second), ["It also smells of burning"]);
+    assert!(second.next_page_token.is_empty());
+
+    // Bad input is INVALID_ARGUMENT naming the field, and writes nothing.
+    let too_long = "x".repeat(32 * 1024 + 1);
+    for (text, visibility, field) in [
+        ("", TicketNoteVisibility::WorkNote, "text"),
+        ("   ", TicketNoteVisibility::Comment, "text"),
+        (too_long.as_str(), TicketNoteVisibility::WorkNote, "text"),
+        ("Fine text", TicketNoteVisibility::Unspecified, "visibility"),
+    ] {
+        let err = d
+            .desk
+            .add_ticket_note(with_roles(add(&ritas.name, text, visibility), "ann", AGENT))
+            .await
+            .unwrap_err();
+        assert_eq!(violations(&err), vec![field], "{field}: {err:?}");
+    }
+    let err = d
+        .desk
+        .add_ticket_note(with_roles(
+            add("tickets/nope", "Text", TicketNoteVisibility::WorkNote),
+            "ann",
+            AGENT,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), vec!["parent"]);
+    let err = d
+        .desk
+        .add_ticket_note(with_roles(
+            AddTicketNoteRequest {
+                request_id: "not-a-uuid".into(),
+                ..add(&ritas.name, "Text", TicketNoteVisibility::WorkNote)
+            },
+            "ann",
+            AGENT,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), vec!["request_id"]);
+    let unknown = add("tickets/REQ9999999", "Text", TicketNoteVisibility::WorkNote);
+    let err = d.desk.add_ticket_note(with_roles(unknown, "ann", AGENT)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let all =
+        d.desk.list_ticket_notes(with_roles(list(&ritas.name), "ann", AGENT)).await.unwrap().into_inner();
+    assert_eq!(all.notes.len(), 2, "refused notes wrote nothing");
+
+    // A retry with the same request_id adds the note once.
+    let once = AddTicketNoteRequest {
+        request_id: uuid::Uuid::now_v7().to_string(),
+        ..add(&ritas.name, "A new fuser is ordered", TicketNoteVisibility::Comment)
+    };
+    let added = d.desk.add_ticket_note(with_roles(once.clone(), "ann", AGENT)).await.unwrap().into_inner();
+    let again = d.desk.add_ticket_note(with_roles(once, "ann", AGENT)).await.unwrap().into_inner();
+    assert_eq!(added, again);
+    let all =
+        d.desk.list_ticket_notes(with_roles(list(&ritas.name), "ann", AGENT)).await.unwrap().into_inner();
+    assert_eq!(all.notes.len(), 3);
+
+    // The notes are in the ticket's history, the text as the reason; a requester's timeline
+    // leaves the work notes out, also when read page by page.
+    let history = d
+        .desk
+        .list_ticket_history(with_roles(
+            ListTicketHistoryRequest { parent: ritas.name.clone(), page_size: 50, page_token: String::new() },
+            "ann",
+            AGENT,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let entries: Vec<(&str, &str)> = history
+        .entries
+        .iter()
+        .map(|e| (e.change.as_ref().unwrap().action.as_str(), e.reason.as_str()))
+        .collect();
+    assert!(entries.contains(&("work_note", "Toner is fine; suspect the fuser")), "{entries:?}");
+    assert!(entries.contains(&("comment", "It also smells of burning")), "{entries:?}");
+    let agents = history_actions(&d, &ritas.name, "ann", AGENT, 50).await;
+    assert_eq!(agents, ["create", "work_note", "comment", "comment"]);
+    for page_size in [1, 2, 50] {
+        let hers = history_actions(&d, &ritas.name, "rita", REQUESTER, page_size).await;
+        assert_eq!(hers, ["create", "comment", "comment"], "page size {page_size}");
+    }
+
+    // Each note is a change of its ticket on the desk's feed (its fields unchanged).
+    let mut feed = EventServiceClient::new(internal_channel(&d.desk_url).await.unwrap());
+    let watch =
+        WatchEventsRequest { after_sequence: 0, types: vec!["itsm.servicedesk.v1.TicketChanged".into()] };
+    let mut stream = feed.watch_events(req(watch)).await.unwrap().into_inner();
+    let noted = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap();
+        let changed = TicketChanged::decode(event.payload.unwrap().value.as_slice()).unwrap();
+        if changed.action == "work_note" {
+            assert_eq!(event.resource_name, ritas.name);
+            break changed;
+        }
+    };
+    assert!(noted.changes.is_empty(), "{:?}", noted.changes);
+    let after = noted.ticket.unwrap();
+    assert_eq!((after.name, after.state), (ritas.name.clone(), ritas.state));
+
+    // A resolved ticket still takes notes; a closed one does not, and says which ones do.
+    let done = d.ticket(ticket("Monitor flickers", "hardware")).await.unwrap();
+    d.desk
+        .resolve_ticket(req(ResolveTicketRequest {
+            name: done.name.clone(),
+            resolution_notes: "Replaced the cable".into(),
+            etag: String::new(),
+        }))
+        .await
+        .unwrap();
+    let reply = add(&done.name, "It still flickers now and then", TicketNoteVisibility::Comment);
+    d.desk.add_ticket_note(with_roles(reply, "rita", REQUESTER)).await.unwrap();
+    d.close(&done.name).await;
+    let late = add(&done.name, "One more thing", TicketNoteVisibility::WorkNote);
+    let err = d.desk.add_ticket_note(with_roles(late, "ann", AGENT)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("NEW, IN_PROGRESS, PENDING or RESOLVED"), "{}", err.message());
+    let notes =
+        d.desk.list_ticket_notes(with_roles(list(&done.name), "ann", AGENT)).await.unwrap().into_inner();
+    assert_eq!(texts(&notes), ["It still flickers now and then"]);
+}
 
 async fn knowledge_base_and_suggestions(backend: TestBackend) {
     use itsm_proto::incident::problem_service_client::ProblemServiceClient;

@@ -1,16 +1,25 @@
-//! Impact analysis as a bounded, level-by-level walk of the relationship graph (one query per
-//! level, not a recursive CTE that explodes on dense graphs). Cycles end because every CI is
-//! visited once. Downstream, a CI with redundant providers is only down when all of them are.
+//! Impact analysis as a bounded, level-by-level walk of the relationship graph (not a recursive
+//! CTE that explodes on dense graphs). Cycles end because every CI is visited once. Downstream,
+//! a CI with redundant providers is only down when all of them are.
+//!
+//! The walk is generic over how a CI is named (`N`): the service walks its in-memory
+//! [`RelationshipGraph`](super::graph::RelationshipGraph) by node number; tests use strings.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
 
 use super::relationships::RelKind;
 
+/// How the walk names a CI.
+pub trait Node: Clone + Eq + Hash + Ord {}
+
+impl<T: Clone + Eq + Hash + Ord> Node for T {}
+
 /// One stored relationship: `source` —kind→ `target`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Edge {
-    pub source: String,
-    pub target: String,
+pub struct Edge<N> {
+    pub source: N,
+    pub target: N,
     pub kind: RelKind,
     pub redundant: bool,
 }
@@ -22,16 +31,11 @@ pub enum End {
     Target,
 }
 
-/// Where the walk reads edges from (the repository, or a map in tests).
+/// Where the walk reads edges from (the in-memory graph, or a list in tests).
 pub trait Graph {
-    type Error;
+    type Node: Node;
     /// Every edge of one of `kinds` whose `end` is one of `ids`.
-    fn edges(
-        &self,
-        ids: &[String],
-        end: End,
-        kinds: &[RelKind],
-    ) -> impl Future<Output = Result<Vec<Edge>, Self::Error>> + Send;
+    fn edges(&self, ids: &[Self::Node], end: End, kinds: &[RelKind]) -> Vec<Edge<Self::Node>>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,38 +47,53 @@ pub enum Direction {
 }
 
 #[derive(Debug, Clone)]
-pub struct ImpactQuery {
-    pub root: String,
+pub struct ImpactQuery<N = String> {
+    pub root: N,
     pub direction: Direction,
     pub max_depth: u32,
     pub kinds: Vec<RelKind>,
     /// Other CIs down at the same time (downstream).
-    pub also_failed: Vec<String>,
+    pub also_failed: Vec<N>,
     /// Stop (and say so) after this many CIs.
     pub max_nodes: usize,
 }
 
+impl<N> ImpactQuery<N> {
+    /// The same query with CIs named another way; `None` when the root has no other name (CIs
+    /// that also failed and have none are left out: a CI the graph does not know reaches nothing).
+    pub fn map<M>(&self, mut rename: impl FnMut(&N) -> Option<M>) -> Option<ImpactQuery<M>> {
+        Some(ImpactQuery {
+            root: rename(&self.root)?,
+            direction: self.direction,
+            max_depth: self.max_depth,
+            kinds: self.kinds.clone(),
+            also_failed: self.also_failed.iter().filter_map(&mut rename).collect(),
+            max_nodes: self.max_nodes,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reached {
-    pub id: String,
+pub struct Reached<N = String> {
+    pub id: N,
     pub depth: u32,
     /// The CI this one was reached from (the previous step of one shortest path).
-    pub from: String,
+    pub from: N,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Degraded {
-    pub id: String,
-    pub failed: Vec<String>,
-    pub remaining: Vec<String>,
+pub struct Degraded<N = String> {
+    pub id: N,
+    pub failed: Vec<N>,
+    pub remaining: Vec<N>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImpactResult {
-    pub reached: Vec<Reached>,
+#[derive(Debug, Clone)]
+pub struct ImpactResult<N = String> {
+    pub reached: Vec<Reached<N>>,
     /// CI → the CI it was reached from (`None` for where the walk started); see [`Self::path`].
-    parents: HashMap<String, Option<String>>,
-    pub degraded: Vec<Degraded>,
+    parents: HashMap<N, Option<N>>,
+    pub degraded: Vec<Degraded<N>>,
     pub truncated: bool,
 }
 
@@ -91,37 +110,36 @@ fn known_ends(kind: RelKind, direction: Direction) -> &'static [End] {
     }
 }
 
-fn other(edge: &Edge, known: End) -> &str {
+fn other<N>(edge: &Edge<N>, known: End) -> &N {
     match known {
         End::Source => &edge.target,
         End::Target => &edge.source,
     }
 }
 
-/// The ends a candidate's redundant providers are on, for the edge that reached it.
-fn provider_lookup(kind: RelKind) -> (End, End) {
-    // (end the candidate is on, end the providers are on)
+/// The end a candidate is on in the edges to its redundant providers (they are on the other).
+fn candidate_end(kind: RelKind) -> End {
     match kind {
-        RelKind::PartOf => (End::Target, End::Source),
-        _ => (End::Source, End::Target),
+        RelKind::PartOf => End::Target,
+        _ => End::Source,
     }
 }
 
-struct Walk {
-    parent: HashMap<String, Option<String>>,
-    depth: HashMap<String, u32>,
-    order: Vec<String>,
+struct Walk<N> {
+    parent: HashMap<N, Option<N>>,
+    depth: HashMap<N, u32>,
+    order: Vec<N>,
 }
 
-impl Walk {
-    fn mark(&mut self, id: &str, parent: Option<&str>, depth: u32) {
-        self.parent.insert(id.to_string(), parent.map(String::from));
-        self.depth.insert(id.to_string(), depth);
-        self.order.push(id.to_string());
+impl<N: Node> Walk<N> {
+    fn mark(&mut self, id: &N, parent: Option<&N>, depth: u32) {
+        self.parent.insert(id.clone(), parent.cloned());
+        self.depth.insert(id.clone(), depth);
+        self.order.push(id.clone());
     }
 }
 
-pub async fn analyze<G: Graph>(graph: &G, query: &ImpactQuery) -> Result<ImpactResult, G::Error> {
+pub fn analyze<G: Graph>(graph: &G, query: &ImpactQuery<G::Node>) -> ImpactResult<G::Node> {
     let mut walk = Walk { parent: HashMap::new(), depth: HashMap::new(), order: Vec::new() };
     let mut starts = vec![query.root.clone()];
     if query.direction == Direction::Downstream {
@@ -135,12 +153,12 @@ pub async fn analyze<G: Graph>(graph: &G, query: &ImpactQuery) -> Result<ImpactR
         walk.mark(id, None, 0);
     }
     let mut frontier = starts.clone();
-    let mut degraded: BTreeMap<String, (RelKind, Vec<String>)> = BTreeMap::new();
+    let mut degraded: BTreeMap<G::Node, (RelKind, Vec<G::Node>)> = BTreeMap::new();
     let mut truncated = false;
 
     'levels: for depth in 1..=query.max_depth {
         // Candidates of this level: (candidate, reached from, edge kind, redundant).
-        let mut candidates: Vec<(String, String, RelKind, bool)> = Vec::new();
+        let mut candidates: Vec<(G::Node, G::Node, RelKind, bool)> = Vec::new();
         // One query per end: kinds that travel the same way share it.
         for end in [End::Source, End::Target] {
             let kinds: Vec<RelKind> = query
@@ -152,12 +170,12 @@ pub async fn analyze<G: Graph>(graph: &G, query: &ImpactQuery) -> Result<ImpactR
             if kinds.is_empty() {
                 continue;
             }
-            for edge in graph.edges(&frontier, end, &kinds).await? {
+            for edge in graph.edges(&frontier, end, &kinds) {
                 let known = match end {
                     End::Source => &edge.source,
                     End::Target => &edge.target,
                 };
-                let candidate = other(&edge, end).to_string();
+                let candidate = other(&edge, end).clone();
                 candidates.push((candidate, known.clone(), edge.kind, edge.redundant));
             }
         }
@@ -165,25 +183,21 @@ pub async fn analyze<G: Graph>(graph: &G, query: &ImpactQuery) -> Result<ImpactR
         candidates.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
 
         // Redundant providers of candidates reached over a redundant edge (downstream only).
-        let mut providers: HashMap<(String, RelKind), Vec<String>> = HashMap::new();
+        let mut providers: HashMap<(G::Node, RelKind), Vec<G::Node>> = HashMap::new();
         if query.direction == Direction::Downstream {
-            let mut by_kind: BTreeMap<RelKind, Vec<String>> = BTreeMap::new();
+            let mut by_kind: BTreeMap<RelKind, Vec<G::Node>> = BTreeMap::new();
             for (candidate, _, kind, redundant) in &candidates {
                 if *redundant && !walk.depth.contains_key(candidate) {
                     by_kind.entry(*kind).or_default().push(candidate.clone());
                 }
             }
             for (kind, ids) in by_kind {
-                let (candidate_end, provider_end) = provider_lookup(kind);
-                for edge in graph.edges(&ids, candidate_end, &[kind]).await? {
+                let end = candidate_end(kind);
+                for edge in graph.edges(&ids, end, &[kind]) {
                     if edge.redundant {
-                        let candidate = match candidate_end {
-                            End::Source => edge.source.clone(),
-                            End::Target => edge.target.clone(),
-                        };
-                        let provider = match provider_end {
-                            End::Source => edge.source,
-                            End::Target => edge.target,
+                        let (candidate, provider) = match end {
+                            End::Source => (edge.source, edge.target),
+                            End::Target => (edge.target, edge.source),
                         };
                         providers.entry((candidate, kind)).or_default().push(provider);
                     }
@@ -213,7 +227,7 @@ pub async fn analyze<G: Graph>(graph: &G, query: &ImpactQuery) -> Result<ImpactR
         }
         // A degraded CI whose last redundant provider went down on this level is down too.
         loop {
-            let promote: Vec<(String, String)> = degraded
+            let promote: Vec<(G::Node, G::Node)> = degraded
                 .iter()
                 .filter(|(_, (_, all))| all.iter().all(|p| walk.depth.contains_key(p)))
                 .filter_map(|(id, (_, all))| all.first().map(|p| (id.clone(), p.clone())))
@@ -233,33 +247,36 @@ pub async fn analyze<G: Graph>(graph: &G, query: &ImpactQuery) -> Result<ImpactR
         frontier = next;
     }
 
-    let starts: HashSet<&String> = starts.iter().collect();
+    let starts: HashSet<&G::Node> = starts.iter().collect();
     let reached = walk
         .order
         .iter()
         .filter(|id| !starts.contains(id))
-        .map(|id| Reached {
-            id: id.clone(),
-            depth: walk.depth.get(id).copied().unwrap_or_default(),
-            from: walk.parent.get(id).cloned().flatten().unwrap_or_default(),
+        .filter_map(|id| {
+            // Every CI past the starts was marked with the CI it came from.
+            Some(Reached {
+                id: id.clone(),
+                depth: walk.depth.get(id).copied().unwrap_or_default(),
+                from: walk.parent.get(id).cloned().flatten()?,
+            })
         })
         .collect();
     let degraded = degraded
         .into_iter()
         .map(|(id, (_, all))| {
-            let (failed, remaining): (Vec<String>, Vec<String>) =
+            let (failed, remaining): (Vec<G::Node>, Vec<G::Node>) =
                 all.into_iter().partition(|p| walk.depth.contains_key(p));
             Degraded { id, failed, remaining }
         })
         .collect();
-    Ok(ImpactResult { reached, parents: walk.parent, degraded, truncated })
+    ImpactResult { reached, parents: walk.parent, degraded, truncated }
 }
 
-impl ImpactResult {
+impl<N: Node> ImpactResult<N> {
     /// One shortest path from where the walk started to `id`, both ends included. Built on
     /// demand: most callers need it for a few CIs (business services), not for every one reached.
-    pub fn path(&self, id: &str) -> Vec<String> {
-        let mut path = vec![id.to_string()];
+    pub fn path(&self, id: &N) -> Vec<N> {
+        let mut path = vec![id.clone()];
         let mut at = id;
         while let Some(Some(parent)) = self.parents.get(at) {
             path.push(parent.clone());
@@ -277,13 +294,12 @@ impl ImpactResult {
 mod tests {
     use super::*;
 
-    struct MapGraph(Vec<Edge>);
+    struct MapGraph(Vec<Edge<String>>);
 
     impl Graph for MapGraph {
-        type Error = ();
-        async fn edges(&self, ids: &[String], end: End, kinds: &[RelKind]) -> Result<Vec<Edge>, ()> {
-            Ok(self
-                .0
+        type Node = String;
+        fn edges(&self, ids: &[String], end: End, kinds: &[RelKind]) -> Vec<Edge<String>> {
+            self.0
                 .iter()
                 .filter(|e| kinds.contains(&e.kind))
                 .filter(|e| {
@@ -293,15 +309,15 @@ mod tests {
                     })
                 })
                 .cloned()
-                .collect())
+                .collect()
         }
     }
 
-    fn edge(source: &str, kind: RelKind, target: &str) -> Edge {
+    fn edge(source: &str, kind: RelKind, target: &str) -> Edge<String> {
         Edge { source: source.into(), target: target.into(), kind, redundant: false }
     }
 
-    fn redundant(source: &str, kind: RelKind, target: &str) -> Edge {
+    fn redundant(source: &str, kind: RelKind, target: &str) -> Edge<String> {
         Edge { redundant: true, ..edge(source, kind, target) }
     }
 
@@ -321,7 +337,7 @@ mod tests {
     }
 
     fn run(graph: &MapGraph, q: &ImpactQuery) -> ImpactResult {
-        futures::executor::block_on(analyze(graph, q)).unwrap()
+        analyze(graph, q)
     }
 
     #[test]
@@ -339,7 +355,7 @@ mod tests {
         assert_eq!(ids(&r), [("vm", 1), ("app", 2), ("platform", 3), ("shop", 3)]);
         let shop = r.reached.iter().find(|x| x.id == "shop").unwrap();
         assert_eq!(shop.from, "app");
-        assert_eq!(r.path("shop"), ["host", "vm", "app", "shop"]);
+        assert_eq!(r.path(&"shop".to_string()), ["host", "vm", "app", "shop"]);
         let up = run(&g, &query("shop", Direction::Upstream));
         assert_eq!(ids(&up), [("app", 1), ("vm", 2), ("host", 3)]);
     }
@@ -351,7 +367,7 @@ mod tests {
             MapGraph(vec![edge("a", DependsOn, "b"), edge("b", DependsOn, "c"), edge("c", DependsOn, "a")]);
         let r = run(&g, &query("a", Direction::Downstream));
         assert_eq!(ids(&r), [("c", 1), ("b", 2)]);
-        let chain: Vec<Edge> =
+        let chain: Vec<Edge<String>> =
             (0..20).map(|i| edge(&format!("n{}", i + 1), DependsOn, &format!("n{i}"))).collect();
         let r = run(&MapGraph(chain), &query("n0", Direction::Downstream));
         assert_eq!(r.reached.len(), 5);
@@ -399,7 +415,7 @@ mod tests {
     #[test]
     fn node_limit_truncates() {
         use RelKind::*;
-        let fan: Vec<Edge> = (0..50).map(|i| edge(&format!("d{i}"), DependsOn, "root")).collect();
+        let fan: Vec<Edge<String>> = (0..50).map(|i| edge(&format!("d{i}"), DependsOn, "root")).collect();
         let mut q = query("root", Direction::Downstream);
         q.max_nodes = 10;
         let r = run(&MapGraph(fan), &q);

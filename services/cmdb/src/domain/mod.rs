@@ -3,5 +3,6 @@
 pub mod attributes;
 pub mod ci;
 pub mod classes;
+pub mod graph;
 pub mod impact;
 pub mod relationships;

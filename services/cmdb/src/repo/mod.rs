@@ -3,6 +3,7 @@
 
 pub mod baselines;
 pub mod classes;
+pub mod graph_cache;
 pub mod impact;
 pub mod import;
 pub mod items;
@@ -40,11 +41,18 @@ impl WriteSource {
     }
 }
 
-/// The CMDB's database and event feed.
+/// The CMDB's database and event feed, and the relationship graphs impact analysis walks.
 #[derive(Clone)]
 pub struct Repository {
     pub db: DatabaseConnection,
     pub feed: EventFeed,
+    pub graphs: graph_cache::GraphCache,
+}
+
+impl Repository {
+    pub fn new(db: DatabaseConnection, feed: EventFeed) -> Self {
+        Self { db, feed, graphs: graph_cache::GraphCache::default() }
+    }
 }
 
 /// One page of a listing.

@@ -17,7 +17,7 @@ use itsm_runtime::{CallContext, Error};
 use super::{Page, Repository, WriteSource};
 use crate::convert::more::{RELATIONSHIP_PREFIX, relationship_to_proto};
 use crate::convert::{etag, parse_name, resource_name};
-use crate::domain::impact::{Edge, End, Graph};
+use crate::domain::impact::{Edge, End};
 use crate::domain::relationships::{RelKind, is_redundant};
 use crate::entity::relationship;
 
@@ -394,16 +394,22 @@ pub fn check_relationship_filter(expr: &Filter) -> Result<(), Error> {
     relationship_condition(expr).map(|_| ())
 }
 
-/// The relationship graph of one tenant, read level by level for impact analysis.
+/// The relationship graph of one tenant as stored, read level by level (the PART_OF cycle check,
+/// inside the writing transaction).
 pub struct TenantGraph<'a, C> {
     pub db: &'a C,
     pub tenant: &'a str,
 }
 
-impl<C: ConnectionTrait + Sync> Graph for TenantGraph<'_, C> {
-    type Error = Error;
-
-    async fn edges(&self, ids: &[String], end: End, kinds: &[RelKind]) -> Result<Vec<Edge>, Error> {
+impl<C: ConnectionTrait + Sync> TenantGraph<'_, C> {
+    /// Every edge of one of `kinds` whose `end` is one of `ids`, as the connection sees them
+    /// (inside a write's transaction, that includes its own writes).
+    pub async fn edges(
+        &self,
+        ids: &[String],
+        end: End,
+        kinds: &[RelKind],
+    ) -> Result<Vec<Edge<String>>, Error> {
         let column = match end {
             End::Source => relationship::Column::SourceId,
             End::Target => relationship::Column::TargetId,

@@ -24,3 +24,17 @@ pub async fn start(backend: TestBackend) -> Cmdb {
     let client = CmdbServiceClient::new(internal_channel(&server.url()).await.unwrap());
     Cmdb { server, client, _db: db }
 }
+
+impl Cmdb {
+    /// A second CMDB server on the same database, as another replica would run.
+    pub async fn replica(&self) -> (RunningServer, CmdbServiceClient<Channel>) {
+        let settings = settings_for(&self._db.url);
+        let server = RunningServer::start(move |listener, shutdown| {
+            itsm_cmdb::serve(settings, listener, shutdown.wait())
+        })
+        .await
+        .unwrap();
+        let client = CmdbServiceClient::new(internal_channel(&server.url()).await.unwrap());
+        (server, client)
+    }
+}

@@ -5,6 +5,7 @@ pub mod availability;
 pub mod calendar;
 pub mod clock;
 pub mod continuity;
+pub mod error_budget;
 pub mod focus;
 pub mod forecast;
 pub mod money;

@@ -1520,11 +1520,15 @@ fn window_totals(samples: &[SliSample], now: DateTime<Utc>, window: TimeDelta) -
 /// Error-budget burn rate over a window ending at `now`: (bad/total) / (1 − target). `None` when the
 /// window saw no events or `target` is not strictly between 0 and 1.
 pub fn burn_rate(samples: &[SliSample], target: f64, now: DateTime<Utc>, window: TimeDelta) -> Option<f64> {
-    if !is_open_ratio(target) {
-        return None;
-    }
     let (good, total) = window_totals(samples, now, window);
-    if total == 0 {
+    burn_rate_of(good, total, target)
+}
+
+/// The burn rate of `good` out of `total` events: (bad/total) / (1 − target). `None` without events
+/// or when `target` is not strictly between 0 and 1. [`burn_rate`] and the error budget history
+/// (`domain::error_budget`) both count through it, so they agree to the last bit.
+pub fn burn_rate_of(good: u64, total: u64, target: f64) -> Option<f64> {
+    if !is_open_ratio(target) || total == 0 {
         return None;
     }
     let bad = total.saturating_sub(good);

@@ -23,7 +23,8 @@ use itsm_proto::delivery::{
 use itsm_proto::delivery::{
     CustomerAttainment, GetServiceLevelReportRequest, ServiceLevelReport, TargetAttainment,
 };
-use itsm_runtime::error::Violations;
+use itsm_proto::delivery::{GetSloBudgetHistoryRequest, SloBudgetHistory};
+use itsm_runtime::error::{FieldViolation, Violations};
 use itsm_runtime::fieldmask::UpdateMask;
 use itsm_runtime::paging::{PageTokens, page_size};
 use itsm_runtime::validate::{self, MAX_NAME};
@@ -35,6 +36,7 @@ use super::convert::{
 };
 use super::objectives::{self, Objectives};
 use super::store::{AGREEMENT_ORDER, CLOCK_ORDER, ServiceLevel};
+use crate::domain::error_budget::HistoryQuery;
 use crate::entity::agreement;
 
 pub struct ServiceLevelApi {
@@ -64,6 +66,52 @@ fn check_agreement_fields(v: &mut Violations, a: &ServiceLevelAgreement, has: &d
     if has("counterparty") {
         validate::text(v, "service_level_agreement.counterparty", &a.counterparty, MAX_NAME, false);
     }
+}
+
+/// A request's time as the domain takes it; a violation on `field` when it is not a valid
+/// protobuf timestamp or not a representable time.
+fn time_of(
+    field: &str,
+    time: Option<&prost_types::Timestamp>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let time = time?;
+    let at = chrono::DateTime::from_timestamp_micros(itsm_runtime::db::micros(time))
+        .filter(|_| (0..1_000_000_000).contains(&time.nanos));
+    if at.is_none() {
+        violations.push(FieldViolation::new(field, "is not a valid time"));
+    }
+    at
+}
+
+/// A request's duration as the domain takes it (to the microsecond); a violation on `field` when
+/// its seconds and nanos disagree in sign or the nanos exceed a second.
+fn duration_from(
+    field: &str,
+    duration: Option<&prost_types::Duration>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<chrono::TimeDelta> {
+    let d = duration?;
+    let signs_agree = (d.seconds >= 0 && d.nanos >= 0) || (d.seconds <= 0 && d.nanos <= 0);
+    if !signs_agree || !(-999_999_999..=999_999_999).contains(&d.nanos) {
+        violations.push(FieldViolation::new(field, "is not a valid duration"));
+        return None;
+    }
+    let micros = d.seconds.saturating_mul(1_000_000).saturating_add(i64::from(d.nanos) / 1_000);
+    Some(chrono::TimeDelta::microseconds(micros))
+}
+
+/// The range GetSloBudgetHistory asks for, with what is wrong with it whatever the SLO (every
+/// violation at once).
+fn history_query(r: &GetSloBudgetHistoryRequest) -> Result<HistoryQuery, Error> {
+    let mut violations = Vec::new();
+    let query = HistoryQuery {
+        start: time_of("start_time", r.start_time.as_ref(), &mut violations),
+        end: time_of("end_time", r.end_time.as_ref(), &mut violations),
+        step: duration_from("step", r.step.as_ref(), &mut violations),
+    };
+    violations.extend(query.check());
+    if violations.is_empty() { Ok(query) } else { Err(Error::InvalidArgument(violations)) }
 }
 
 impl ServiceLevelApi {
@@ -356,6 +404,18 @@ impl ServiceLevelService for ServiceLevelApi {
             service_level_objectives.push(self.objectives.view(&m).await?);
         }
         Ok(Response::new(ListServiceLevelObjectivesResponse { service_level_objectives }))
+    }
+
+    async fn get_slo_budget_history(
+        &self,
+        request: Request<GetSloBudgetHistoryRequest>,
+    ) -> Result<Response<SloBudgetHistory>, Status> {
+        let ctx = CallContext::from_request(&request)?;
+        let r = request.into_inner();
+        let name = objectives::name_of(&r.name, "name")?;
+        let query = history_query(&r)?;
+        let m = self.objectives.get(&ctx, &name).await?;
+        Ok(Response::new(self.objectives.budget_history(&m, &query).await?))
     }
 
     async fn record_sli_samples(

@@ -37,20 +37,26 @@ pub struct IncidentFeed {
     pub pending: PendingAlerts,
 }
 
-/// Alerts raised inside a consumer's transaction, recorded only after it commits.
+/// Alerts raised inside a consumer's transaction, by event sequence, recorded only once the
+/// event's transaction commits. A consumer applies several events per transaction, and an event
+/// applied again after a rollback replaces what its first attempt raised.
 #[derive(Default)]
-pub struct PendingAlerts(std::sync::Mutex<Alerts>);
+pub struct PendingAlerts(std::sync::Mutex<std::collections::BTreeMap<i64, Alerts>>);
 
 impl PendingAlerts {
-    fn set(&self, alerts: Alerts) {
+    fn set(&self, event: &Event, alerts: Alerts) {
         if let Ok(mut pending) = self.0.lock() {
-            *pending = alerts;
+            pending.insert(event.sequence, alerts);
         }
     }
 
-    fn commit(&self) {
+    /// Records `event`'s alerts; drops those of earlier events that never committed (parked).
+    fn commit(&self, event: &Event) {
         if let Ok(mut pending) = self.0.lock() {
-            std::mem::take(&mut *pending).record();
+            let later = pending.split_off(&(event.sequence + 1));
+            if let Some(alerts) = std::mem::replace(&mut *pending, later).remove(&event.sequence) {
+                alerts.record();
+            }
         }
     }
 }
@@ -87,12 +93,12 @@ impl EventHandler for IncidentFeed {
                 event_id: event.id.clone(),
             },
         };
-        self.pending.set(self.store.observe(txn, &event.tenant, observed, &event.actor).await?);
+        self.pending.set(event, self.store.observe(txn, &event.tenant, observed, &event.actor).await?);
         Ok(())
     }
 
-    fn committed(&self, _event: &Event) {
-        self.pending.commit();
+    fn committed(&self, event: &Event) {
+        self.pending.commit(event);
     }
 }
 
@@ -134,12 +140,12 @@ impl EventHandler for TicketFeed {
                 event_id: event.id.clone(),
             },
         };
-        self.pending.set(self.store.observe(txn, &event.tenant, observed, &event.actor).await?);
+        self.pending.set(event, self.store.observe(txn, &event.tenant, observed, &event.actor).await?);
         Ok(())
     }
 
-    fn committed(&self, _event: &Event) {
-        self.pending.commit();
+    fn committed(&self, event: &Event) {
+        self.pending.commit(event);
     }
 }
 

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
 use itsm_proto::common::AuditInfo;
-use itsm_proto::delivery::{BurnRateAlert, ServiceLevelObjective, SliSample as SampleProto};
+use itsm_proto::delivery::{
+    BurnRateAlert, ServiceLevelObjective, SliSample as SampleProto, SloBudgetHistory, SloBudgetPoint,
+};
 use itsm_proto::incident::incident_service_client::IncidentServiceClient;
 use itsm_proto::incident::{CreateIncidentRequest, Incident};
 use itsm_runtime::db::{micros, now_micros, timestamp};
@@ -22,6 +24,7 @@ use itsm_runtime::error::Violations;
 use itsm_runtime::{CallContext, Error};
 
 use super::convert::duration_of;
+use crate::domain::error_budget::{self, HistoryQuery};
 use crate::domain::openslo::{
     self, OpenSloObject, RefOrInline, SliSample, Slo, budget_remaining, burn_rate, standard_alert_windows,
 };
@@ -259,17 +262,88 @@ impl Objectives {
             .filter(sample::Column::EndTime.gt(from))
             .all(&self.db)
             .await?;
-        let samples = rows
-            .iter()
-            .filter_map(|r| {
-                Some(SliSample {
-                    end: DateTime::from_timestamp_micros(r.end_time)?,
-                    good: u64::try_from(r.good).ok()?,
-                    total: u64::try_from(r.total).ok()?,
-                })
-            })
-            .collect();
+        let samples = rows.iter().filter_map(sli_sample).collect();
         Ok((samples, DateTime::from_timestamp_micros(newest.end_time)))
+    }
+
+    /// The SLO's error budget at every step of `query`'s range (its defaults resolved by
+    /// [`HistoryQuery::resolve`]: the last point of the default range is the budget [`view`]
+    /// reports). Reads the ends of the oldest and newest samples when a default needs them, then
+    /// the samples the range, its first window and its first step cover in one query; never a
+    /// query per point. INVALID_ARGUMENT for a range the SLO's window or samples make invalid.
+    ///
+    /// [`view`]: Self::view
+    pub async fn budget_history(
+        &self,
+        m: &objective::Model,
+        query: &HistoryQuery,
+    ) -> Result<SloBudgetHistory, Error> {
+        let window = TimeDelta::seconds(m.window_seconds);
+        let bounds =
+            if query.start.is_none() || query.end.is_none() { self.sample_bounds(m).await? } else { None };
+        let range = query.resolve(window, bounds, Utc::now()).map_err(Error::InvalidArgument)?;
+        let reach = window.max(range.step);
+        let samples = self.samples_between(m, range.start.checked_sub_signed(reach), range.end).await?;
+        let points = error_budget::history(&samples, m.target, window, &range);
+        Ok(SloBudgetHistory {
+            service_level_objective: format!("{PREFIX}{}", m.slo_name),
+            target: m.target,
+            time_window: Some(duration_of(window)),
+            start_time: Some(timestamp(range.start.timestamp_micros())),
+            end_time: Some(timestamp(range.end.timestamp_micros())),
+            step: Some(prost_types::Duration {
+                seconds: range.step.num_seconds(),
+                nanos: range.step.subsec_nanos(),
+            }),
+            points: points
+                .iter()
+                .map(|p| SloBudgetPoint {
+                    time: Some(timestamp(p.time.timestamp_micros())),
+                    error_budget_remaining: p.remaining,
+                    error_budget_consumed: p.consumed,
+                    burn_rate: p.burn_rate,
+                })
+                .collect(),
+        })
+    }
+
+    /// The ends of the SLO's oldest and newest samples; `None` without samples. Each is the first
+    /// row of the (slo_id, end_time) key in one direction.
+    async fn sample_bounds(
+        &self,
+        m: &objective::Model,
+    ) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, Error> {
+        let oldest = sample::Entity::find()
+            .filter(sample::Column::SloId.eq(m.id.as_str()))
+            .order_by_asc(sample::Column::EndTime)
+            .one(&self.db)
+            .await?;
+        let newest = sample::Entity::find()
+            .filter(sample::Column::SloId.eq(m.id.as_str()))
+            .order_by_desc(sample::Column::EndTime)
+            .one(&self.db)
+            .await?;
+        let end_of =
+            |row: Option<sample::Model>| row.and_then(|r| DateTime::from_timestamp_micros(r.end_time));
+        Ok(end_of(oldest).zip(end_of(newest)))
+    }
+
+    /// The SLO's samples whose end lies in (from, to], oldest first (`from` `None`: every sample
+    /// up to `to`): one range read on the (slo_id, end_time) key.
+    async fn samples_between(
+        &self,
+        m: &objective::Model,
+        from: Option<DateTime<Utc>>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<SliSample>, Error> {
+        let mut query = sample::Entity::find()
+            .filter(sample::Column::SloId.eq(m.id.as_str()))
+            .filter(sample::Column::EndTime.lte(to.timestamp_micros()));
+        if let Some(from) = from {
+            query = query.filter(sample::Column::EndTime.gt(from.timestamp_micros()));
+        }
+        let rows = query.order_by_asc(sample::Column::EndTime).all(&self.db).await?;
+        Ok(rows.iter().filter_map(sli_sample).collect())
     }
 
     /// Stores one message's samples (all checked first) and evaluates the alerts; returns how
@@ -438,6 +512,16 @@ impl Objectives {
             })?;
         Ok(created.into_inner().name)
     }
+}
+
+/// A stored sample as the burn-rate arithmetic takes it; `None` for a row no sample could have
+/// written (a time out of range, negative counts).
+fn sli_sample(r: &sample::Model) -> Option<SliSample> {
+    Some(SliSample {
+        end: DateTime::from_timestamp_micros(r.end_time)?,
+        good: u64::try_from(r.good).ok()?,
+        total: u64::try_from(r.total).ok()?,
+    })
 }
 
 async fn find(

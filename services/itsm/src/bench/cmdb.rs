@@ -9,9 +9,9 @@ use tonic::transport::Channel;
 
 use itsm_proto::cmdb::cmdb_service_client::CmdbServiceClient;
 use itsm_proto::cmdb::{
-    AnalyzeImpactRequest, ConfigurationItem, GetConfigurationItemRequest, ImportConfigurationItemsRequest,
-    ImportOptions, ImportRow, ListConfigurationItemsRequest, import_configuration_items_request::Message,
-    import_row,
+    AnalyzeImpactRequest, ConfigurationItem, CreateRelationshipRequest, GetConfigurationItemRequest,
+    ImportConfigurationItemsRequest, ImportOptions, ImportRow, ListConfigurationItemsRequest, Relationship,
+    RelationshipType, import_configuration_items_request::Message, import_row,
 };
 use itsm_runtime::db::{now_micros, stmt};
 use itsm_runtime::testing::{
@@ -75,6 +75,10 @@ pub struct CmdbReport {
     pub impact_root_fan_out: u64,
     pub impact_items: usize,
     pub impact: Latency,
+    /// The tenant's first analysis, which loads its graph into memory.
+    pub impact_first_ms: f64,
+    /// An analysis right after a relationship was created (the graph catches up first).
+    pub impact_after_write: Latency,
     pub baseline_get: Latency,
     pub impact_p99_ratio: f64,
     pub page_first: Latency,
@@ -91,6 +95,8 @@ impl CmdbReport {
             "| measure | figure | baseline (same run) | ratio | target |\n|---|---|---|---|---|\n\
              | streaming import | {:.0} CIs/s ({} rows) | {:.0} rows/s plain INSERT, one per transaction | {:.2} | ≥ 20,000 CIs/s: {} |\n\
              | impact downstream depth 5 from a CI with {} direct dependants ({} CIs reached) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | GetConfigurationItem p50 {:.2} ms, p99 {:.2} ms | p99 ×{:.1} | p99 < 100 ms: {} |\n\
+             | first analysis (loads the tenant's graph into memory) | {:.0} ms | | | |\n\
+             | impact as above, each right after a relationship is created | p50 {:.1} ms, p99 {:.1} ms | | | |\n\
              | page {} vs page 1 (page size {}) | p50 {:.2} ms, p99 {:.2} ms | page 1 p50 {:.2} ms, p99 {:.2} ms | {:.2} | ≤ 1.5: {} |\n\
              | seeded graph | {} CIs, {} relationships in {:.0} s | | | |\n",
             self.import_rows_per_second,
@@ -107,6 +113,9 @@ impl CmdbReport {
             self.baseline_get.p99_ms,
             self.impact_p99_ratio,
             met(self.impact.p99_ms < 100.0),
+            self.impact_first_ms,
+            self.impact_after_write.p50_ms,
+            self.impact_after_write.p99_ms,
             self.deep_page,
             self.page_size,
             self.page_deep.p50_ms,
@@ -167,7 +176,7 @@ pub async fn run(args: &CmdbBenchArgs) -> Result<CmdbReport, String> {
 
     eprintln!("impact: {} analyses from the core CI", args.iterations);
     let core = format!("configurationItems/{}", ids[0]);
-    let (impact, impact_items, baseline_get) = measure_impact(&mut client, &core, args.iterations).await?;
+    let measured = measure_impact(&mut client, &core, &ids, args.iterations).await?;
 
     eprintln!("paging: walking to page {}", args.deep_page);
     let (page_first, page_deep) =
@@ -184,10 +193,12 @@ pub async fn run(args: &CmdbBenchArgs) -> Result<CmdbReport, String> {
         baseline_insert_rows_per_second: baseline_rate,
         import_ratio: import_rate / baseline_rate.max(f64::MIN_POSITIVE),
         impact_root_fan_out: core_fan_out,
-        impact_items,
-        impact_p99_ratio: impact.p99_ms / baseline_get.p99_ms.max(f64::MIN_POSITIVE),
-        impact,
-        baseline_get,
+        impact_items: measured.reached,
+        impact_p99_ratio: measured.impact.p99_ms / measured.baseline_get.p99_ms.max(f64::MIN_POSITIVE),
+        impact: measured.impact,
+        impact_first_ms: measured.first.as_secs_f64() * 1000.0,
+        impact_after_write: measured.after_write,
+        baseline_get: measured.baseline_get,
         paging_ratio: page_deep.p50_ms / page_first.p50_ms.max(f64::MIN_POSITIVE),
         page_first,
         page_deep,
@@ -398,11 +409,20 @@ async fn seed_relationships(db: &DatabaseConnection, ids: &[String]) -> Result<(
     Ok((edges.len() as u64, core_fan_out))
 }
 
+struct ImpactFigures {
+    first: Duration,
+    reached: usize,
+    impact: Latency,
+    after_write: Latency,
+    baseline_get: Latency,
+}
+
 async fn measure_impact(
     client: &mut CmdbServiceClient<Channel>,
     core: &str,
+    ids: &[String],
     iterations: usize,
-) -> Result<(Latency, usize, Latency), String> {
+) -> Result<ImpactFigures, String> {
     let request = || {
         ctx(AnalyzeImpactRequest {
             configuration_item: core.to_string(),
@@ -413,17 +433,42 @@ async fn measure_impact(
             max_items: 0,
         })
     };
-    let mut reached = 0;
+    let started = Instant::now();
+    let response = client.analyze_impact(request()).await.map_err(|s| format!("impact: {s}"))?.into_inner();
+    let first = started.elapsed();
+    let reached = response.total_reached as usize;
     for _ in 0..3 {
-        let response =
-            client.analyze_impact(request()).await.map_err(|s| format!("impact: {s}"))?.into_inner();
-        reached = response.total_reached as usize;
+        client.analyze_impact(request()).await.map_err(|s| format!("impact: {s}"))?;
     }
     let mut samples = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let started = Instant::now();
         client.analyze_impact(request()).await.map_err(|s| format!("impact: {s}"))?;
         samples.push(started.elapsed());
+    }
+    // Writes between analyses: each analysis first applies the new relationship's event.
+    let mut rng = Rng(0x5eed_cafe);
+    let mut after_write = Vec::new();
+    for _ in 0..iterations.min(50) {
+        let (source, target) = (&ids[1 + rng.below(ids.len() - 1)], &ids[1 + rng.below(ids.len() - 1)]);
+        if source == target {
+            continue;
+        }
+        client
+            .create_relationship(ctx(CreateRelationshipRequest {
+                relationship: Some(Relationship {
+                    source: format!("configurationItems/{source}"),
+                    target: format!("configurationItems/{target}"),
+                    r#type: RelationshipType::ConnectsTo as i32,
+                    ..Default::default()
+                }),
+                request_id: uuid::Uuid::new_v4().to_string(),
+            }))
+            .await
+            .map_err(|s| format!("create relationship: {s}"))?;
+        let started = Instant::now();
+        client.analyze_impact(request()).await.map_err(|s| format!("impact: {s}"))?;
+        after_write.push(started.elapsed());
     }
     let mut baseline = Vec::with_capacity(iterations);
     for _ in 0..iterations {
@@ -437,7 +482,13 @@ async fn measure_impact(
             .map_err(|s| format!("get: {s}"))?;
         baseline.push(started.elapsed());
     }
-    Ok((Latency::of(&mut samples), reached, Latency::of(&mut baseline)))
+    Ok(ImpactFigures {
+        first,
+        reached,
+        impact: Latency::of(&mut samples),
+        after_write: Latency::of(&mut after_write),
+        baseline_get: Latency::of(&mut baseline),
+    })
 }
 
 async fn measure_paging(

@@ -4,6 +4,7 @@ pub mod assignment;
 pub mod catalog;
 pub mod knowledge;
 pub mod lifecycle;
+pub mod notes;
 pub mod report;
 pub mod shifts;
 pub mod templates;

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod groups;
 pub mod knowledge;
+pub mod notes;
 pub mod notifications;
 pub mod tickets;
 

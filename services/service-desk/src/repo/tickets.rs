@@ -19,6 +19,7 @@ use itsm_runtime::{CallContext, Error, keyset, numbers};
 use super::{Page, Repository, TICKET};
 use crate::convert::{GROUP_PREFIX, TICKET_NUMBER, TICKET_PREFIX, group_name, ticket_name, ticket_to_proto};
 use crate::domain::lifecycle::TicketState;
+use crate::domain::notes::WORK_NOTE_ACTION;
 use crate::domain::report::{self, Report, TicketFacts};
 use crate::domain::tiers;
 use crate::entity::{support_group, ticket};
@@ -592,22 +593,42 @@ impl Repository {
         Ok(report::compute(&facts))
     }
 
+    /// The ticket's history after entry `after_id`, oldest first: (change, reason). Without
+    /// `work_notes` the entries of work notes are left out (a requester's view); a page may then
+    /// hold fewer than `limit` entries.
     pub async fn ticket_history(
         &self,
         ctx: &CallContext,
         number: &str,
+        work_notes: bool,
         after_id: i64,
         limit: u64,
     ) -> Result<Page<(itsm_proto::common::HistoryEntry, String)>, Error> {
         let ticket = Self::require_ticket(&self.db, &ctx.tenant, number).await?;
-        let rows = history::list(&self.db, &ctx.tenant, TICKET, &ticket.id, after_id, limit + 1).await?;
-        let more = rows.len() as u64 > limit;
-        let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
-        let next_key = match (more, rows.last()) {
-            (true, Some((id, _, _))) => Some(vec![serde_json::json!(id)]),
-            _ => None,
-        };
-        Ok(Page { items: rows.into_iter().map(|(_, entry, reason)| (entry, reason)).collect(), next_key })
+        let mut items = Vec::new();
+        let mut cursor = after_id;
+        let mut more = false;
+        // Hidden entries do not count towards the page: read on until it is full or the history
+        // ends.
+        loop {
+            let rows = history::list(&self.db, &ctx.tenant, TICKET, &ticket.id, cursor, limit + 1).await?;
+            let read = rows.len() as u64;
+            for (id, entry, reason) in rows {
+                if items.len() as u64 == limit {
+                    more = true;
+                    break;
+                }
+                cursor = id;
+                if work_notes || entry.action != WORK_NOTE_ACTION {
+                    items.push((entry, reason));
+                }
+            }
+            if more || read <= limit {
+                break;
+            }
+        }
+        let next_key = more.then(|| vec![serde_json::json!(cursor)]);
+        Ok(Page { items, next_key })
     }
 }
 
