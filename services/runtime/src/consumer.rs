@@ -280,7 +280,8 @@ impl<H: EventHandler> EventConsumer<H> {
             }
             return Ok(Applied::Done);
         }
-        for event in events {
+        let mut parked = vec![false; events.len()];
+        for (event, parked) in events.iter().zip(parked.iter_mut()) {
             let savepoint = txn.begin().await?;
             match self.handler.handle(&savepoint, event).instrument(self.span(event)).await {
                 Ok(()) => savepoint.commit().await?,
@@ -289,15 +290,30 @@ impl<H: EventHandler> EventConsumer<H> {
                     txn.rollback().await?;
                     return Err(err);
                 }
+                Err(Error::Aborted(_)) => {
+                    // A lost race (an optimistic write met a concurrent one), more likely while a
+                    // batch holds its locks: the events go again one at a time, as before batching.
+                    savepoint.rollback().await?;
+                    txn.rollback().await?;
+                    for event in events {
+                        if let Applied::LostLease = self.apply_traced(event).await? {
+                            return Ok(Applied::LostLease);
+                        }
+                    }
+                    return Ok(Applied::Done);
+                }
                 Err(err) => {
                     savepoint.rollback().await?;
                     self.park(&txn, event, &err).await?;
+                    *parked = true;
                 }
             }
         }
         txn.commit().await?;
-        for event in events {
-            self.handler.committed(event);
+        for (event, parked) in events.iter().zip(parked) {
+            if !parked {
+                self.handler.committed(event);
+            }
             self.record_delay(event);
         }
         if let Some(feed) = &self.feed {

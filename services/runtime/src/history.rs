@@ -131,14 +131,33 @@ pub async fn list(
     after_id: i64,
     limit: u64,
 ) -> Result<Vec<(i64, HistoryEntry, String)>, Error> {
-    let rows = db
-        .query_all_raw(stmt(
-            db.get_database_backend(),
-            "SELECT id, version, change_time, actor, action, changes, reason FROM record_history \
-             WHERE tenant_id = $1 AND kind = $2 AND record_id = $3 AND id > $4 ORDER BY id LIMIT $5",
-            [tenant.into(), kind.into(), record_id.into(), after_id.into(), Value::from(limit as i64)],
-        ))
-        .await?;
+    list_without(db, tenant, kind, record_id, after_id, limit, None).await
+}
+
+/// [`list`] without the entries of action `hidden` (what a reader may not see), filtered in the
+/// query so that a page is one read however many entries are hidden.
+pub async fn list_without(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    kind: &str,
+    record_id: &str,
+    after_id: i64,
+    limit: u64,
+    hidden: Option<&str>,
+) -> Result<Vec<(i64, HistoryEntry, String)>, Error> {
+    let mut values: Vec<Value> = vec![tenant.into(), kind.into(), record_id.into(), after_id.into()];
+    let mut sql = String::from(
+        "SELECT id, version, change_time, actor, action, changes, reason FROM record_history \
+         WHERE tenant_id = $1 AND kind = $2 AND record_id = $3 AND id > $4",
+    );
+    // Placeholders in the order of their values (SQLite numbers them as they appear).
+    if let Some(hidden) = hidden {
+        values.push(hidden.into());
+        sql.push_str(&format!(" AND action <> ${}", values.len()));
+    }
+    values.push(Value::from(limit as i64));
+    sql.push_str(&format!(" ORDER BY id LIMIT ${}", values.len()));
+    let rows = db.query_all_raw(stmt(db.get_database_backend(), &sql, values)).await?;
     rows.iter()
         .map(|row| {
             let changes: String = row.try_get("", "changes")?;

@@ -121,6 +121,16 @@ impl RelationshipGraph {
         self.edges += 1;
     }
 
+    /// Adds an edge known not to be there yet (a load from the table, whose unique key rules
+    /// out duplicates): no search of the source's edges, so a CI with a huge fan-out loads in
+    /// linear time.
+    pub fn add_loaded_edge(&mut self, source: u128, target: u128, kind: RelKind, redundant: bool) {
+        let (s, t) = (self.node(source), self.node(target));
+        self.outgoing[s as usize].push(Link { other: t, kind, redundant });
+        self.incoming[t as usize].push(Link { other: s, kind, redundant });
+        self.edges += 1;
+    }
+
     /// Removes `source —kind→ target` when present.
     pub fn remove_edge(&mut self, source: u128, target: u128, kind: RelKind) {
         let (Some(s), Some(t)) = (self.number(source), self.number(target)) else { return };

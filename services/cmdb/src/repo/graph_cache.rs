@@ -6,6 +6,7 @@
 //! new costs one indexed `MAX(sequence)` read. A graph not used for [`IDLE_EVICTION`] is dropped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,8 @@ const REPLAY_LIMIT: usize = 200_000;
 /// A tenant's graph and the outbox sequence it includes every event up to.
 pub struct IndexedGraph {
     pub graph: RelationshipGraph,
-    cursor: i64,
+    /// Moved forward under the read lock too, past sequences with no event of the tenant.
+    cursor: AtomicI64,
 }
 
 struct Slot {
@@ -52,7 +54,8 @@ pub struct GraphCache {
 }
 
 impl GraphCache {
-    /// The tenant's graph with every committed write applied, held for reading.
+    /// The tenant's graph with every committed write applied, held for reading. Callers copy
+    /// out what they need and drop the guard before their own database reads.
     pub async fn current(
         &self,
         db: &DatabaseConnection,
@@ -62,23 +65,30 @@ impl GraphCache {
         let last = outbox::last_sequence_in(db).await?;
         {
             let read = slot.clone().read_owned().await;
-            if read.as_ref().is_some_and(|indexed| indexed.cursor >= last) {
-                return Ok(read);
+            if let Some(indexed) = read.as_ref() {
+                let cursor = indexed.cursor.load(Ordering::Acquire);
+                if cursor >= last {
+                    return Ok(read);
+                }
+                // Writes of other tenants (or of no graph event) only move the cursor.
+                let range = EventRange { after: cursor, through: Some(last), tenant: Some(tenant) };
+                if outbox::read_in(db, &range, &graph_event_types(), 1).await?.is_empty() {
+                    indexed.cursor.fetch_max(last, Ordering::AcqRel);
+                    return Ok(read);
+                }
             }
         }
         let mut write = slot.write_owned().await;
-        let loaded = match write.take() {
-            Some(indexed) if indexed.cursor >= last => indexed,
-            Some(mut indexed) => match catch_up(db, tenant, &mut indexed, last).await? {
-                CaughtUp::Yes => indexed,
-                CaughtUp::TooFarBehind => {
-                    drop(indexed);
-                    load(db, tenant).await?
-                }
-            },
-            None => load(db, tenant).await?,
+        // Caught up in place: a call cancelled half-way leaves the graph consistent with its
+        // cursor, and a failed load leaves the previous graph in place.
+        let reload = match write.as_mut() {
+            Some(indexed) if indexed.cursor.load(Ordering::Acquire) >= last => false,
+            Some(indexed) => matches!(catch_up(db, tenant, indexed, last).await?, CaughtUp::TooFarBehind),
+            None => true,
         };
-        *write = Some(loaded);
+        if reload {
+            *write = Some(load(db, tenant).await?);
+        }
         Ok(write.downgrade())
     }
 
@@ -147,7 +157,8 @@ async fn load(db: &DatabaseConnection, tenant: &str) -> Result<IndexedGraph, Err
             if let (Some(source), Some(target), Some(kind)) =
                 (key_of(&source), key_of(&target), RelKind::from_proto(kind))
             {
-                graph.add_edge(source, target, kind, redundant);
+                // The table's unique key already rules out duplicates.
+                graph.add_loaded_edge(source, target, kind, redundant);
             }
         }
     }
@@ -160,7 +171,7 @@ async fn load(db: &DatabaseConnection, tenant: &str) -> Result<IndexedGraph, Err
         elapsed_ms = started.elapsed().as_millis() as u64,
         "relationship graph loaded for impact analysis"
     );
-    Ok(IndexedGraph { graph, cursor })
+    Ok(IndexedGraph { graph, cursor: AtomicI64::new(cursor) })
 }
 
 enum CaughtUp {
@@ -168,7 +179,8 @@ enum CaughtUp {
     TooFarBehind,
 }
 
-/// Applies the tenant's graph events after the graph's cursor, through `last`.
+/// Applies the tenant's graph events after the graph's cursor, through `last`, moving the
+/// cursor with each event applied.
 async fn catch_up(
     db: &DatabaseConnection,
     tenant: &str,
@@ -176,14 +188,14 @@ async fn catch_up(
     last: i64,
 ) -> Result<CaughtUp, Error> {
     let types = graph_event_types();
-    let mut after = indexed.cursor;
     let mut applied = 0;
     loop {
+        let after = indexed.cursor.load(Ordering::Acquire);
         let range = EventRange { after, through: Some(last), tenant: Some(tenant) };
         let events = outbox::read_in(db, &range, &types, EVENT_PAGE).await?;
         for event in &events {
             apply(&mut indexed.graph, event);
-            after = event.sequence;
+            indexed.cursor.store(event.sequence, Ordering::Release);
         }
         applied += events.len();
         if (events.len() as i64) < EVENT_PAGE {
@@ -193,7 +205,7 @@ async fn catch_up(
             return Ok(CaughtUp::TooFarBehind);
         }
     }
-    indexed.cursor = last;
+    indexed.cursor.fetch_max(last, Ordering::AcqRel);
     Ok(CaughtUp::Yes)
 }
 

@@ -8,6 +8,7 @@ use itsm_runtime::{CallContext, Error};
 
 use super::Repository;
 use crate::convert::resource_name;
+use crate::domain::classes::ClassRegistry;
 use crate::domain::graph::{RelationshipGraph, id_of, key_of};
 use crate::domain::impact::{ImpactQuery, ImpactResult, Reached, analyze};
 
@@ -27,18 +28,62 @@ impl Repository {
         if let Some(missing) = wanted.iter().find(|id| !found.iter().any(|m| &m.id == *id)) {
             return Err(Error::NotFound(resource_name(missing)));
         }
+        // Business services by class (a tenant's own classes may extend the shipped one).
+        let registry = Self::registry(&self.db, &ctx.tenant).await?;
+        let Some(walked) = self.walk(ctx, &query, max_items, &registry).await? else {
+            // A CI the graph does not know has no relationships: it reaches nothing.
+            return Ok(AnalyzeImpactResponse::default());
+        };
+        let ids: Vec<String> = walked
+            .items
+            .iter()
+            .chain(&walked.services)
+            .map(|(r, _)| r.id.clone())
+            .collect::<HashSet<String>>()
+            .into_iter()
+            .collect();
+        let names = Self::find_names(&self.db, &ctx.tenant, &ids).await?;
+        let item = |(reached, path): (Reached, Vec<String>)| {
+            let (display_name, ci_class) = names.get(&reached.id).cloned().unwrap_or_default();
+            ImpactedItem {
+                configuration_item: resource_name(&reached.id),
+                display_name,
+                ci_class,
+                depth: reached.depth as i32,
+                path,
+                reached_from: resource_name(&reached.from),
+            }
+        };
+        let items: Vec<ImpactedItem> = walked.items.into_iter().map(item).collect();
+        let business_services: Vec<ImpactedItem> = walked.services.into_iter().map(item).collect();
+        Ok(AnalyzeImpactResponse {
+            truncated: walked.truncated || walked.total > items.len() || business_services.len() == max_items,
+            total_reached: walked.total as i32,
+            items,
+            business_services,
+            degraded: walked.degraded,
+        })
+    }
+
+    /// Walks the tenant's in-memory graph and copies out what the answer needs, so the graph's
+    /// read lock is not held across the name lookups. `None` when the root is not in the graph.
+    async fn walk(
+        &self,
+        ctx: &CallContext,
+        query: &ImpactQuery,
+        max_items: usize,
+        registry: &ClassRegistry,
+    ) -> Result<Option<Walked>, Error> {
         let indexed = self.graphs.current(&self.db, &ctx.tenant).await?;
         let Some(graph) = indexed.as_ref().map(|i| &i.graph) else {
             return Err(Error::Internal("relationship graph not loaded".into()));
         };
-        // A CI the graph does not know has no relationships: it reaches nothing.
         let Some(query) = query.map(|id| key_of(id).and_then(|key| graph.number(key))) else {
-            return Ok(AnalyzeImpactResponse::default());
+            return Ok(None);
         };
         let result = analyze(graph, &query);
-
-        // Business services by class (a tenant's own classes may extend the shipped one).
-        let registry = Self::registry(&self.db, &ctx.tenant).await?;
+        let id = |node: u32| graph.key(node).map(id_of).unwrap_or_default();
+        let named = |r: &Reached<u32>| Reached { id: id(r.id), depth: r.depth, from: id(r.from) };
         let mut is_service: HashMap<&str, bool> = HashMap::new();
         let mut business = |node: u32| match graph.class(node) {
             Some(class) => {
@@ -46,28 +91,14 @@ impl Repository {
             }
             None => false,
         };
-        let items: Vec<&Reached<u32>> = result.reached.iter().take(max_items).collect();
-        let services: Vec<&Reached<u32>> =
-            result.reached.iter().filter(|r| business(r.id)).take(max_items).collect();
-
-        let id = |node: u32| graph.key(node).map(id_of).unwrap_or_default();
-        let returned: HashSet<u32> = items.iter().chain(&services).map(|r| r.id).collect();
-        let ids: Vec<String> = returned.into_iter().map(id).collect();
-        let names = Self::find_names(&self.db, &ctx.tenant, &ids).await?;
-        let item = |reached: &Reached<u32>, with_path: bool| {
-            let ci = id(reached.id);
-            let (display_name, ci_class) = names.get(&ci).cloned().unwrap_or_default();
-            ImpactedItem {
-                configuration_item: resource_name(&ci),
-                display_name,
-                ci_class,
-                depth: reached.depth as i32,
-                path: if with_path { path(graph, &result, reached.id) } else { Vec::new() },
-                reached_from: resource_name(&id(reached.from)),
-            }
-        };
-        let items: Vec<ImpactedItem> = items.into_iter().map(|r| item(r, false)).collect();
-        let business_services: Vec<ImpactedItem> = services.into_iter().map(|r| item(r, true)).collect();
+        let items = result.reached.iter().take(max_items).map(|r| (named(r), Vec::new())).collect();
+        let services = result
+            .reached
+            .iter()
+            .filter(|r| business(r.id))
+            .take(max_items)
+            .map(|r| (named(r), path(graph, &result, r.id)))
+            .collect();
         let names_of = |nodes: &[u32]| nodes.iter().map(|n| resource_name(&id(*n))).collect();
         let degraded = result
             .degraded
@@ -78,16 +109,24 @@ impl Repository {
                 remaining_providers: names_of(&d.remaining),
             })
             .collect();
-        Ok(AnalyzeImpactResponse {
-            truncated: result.truncated
-                || result.reached.len() > items.len()
-                || business_services.len() == max_items,
-            total_reached: result.reached.len() as i32,
+        Ok(Some(Walked {
             items,
-            business_services,
+            services,
             degraded,
-        })
+            total: result.reached.len(),
+            truncated: result.truncated,
+        }))
     }
+}
+
+/// What an analysis returns, copied out of the graph: CIs reached (with a path for business
+/// services), degraded CIs, how many were reached in all.
+struct Walked {
+    items: Vec<(Reached, Vec<String>)>,
+    services: Vec<(Reached, Vec<String>)>,
+    degraded: Vec<DegradedItem>,
+    total: usize,
+    truncated: bool,
 }
 
 /// One shortest path to `node`, as resource names.

@@ -594,8 +594,7 @@ impl Repository {
     }
 
     /// The ticket's history after entry `after_id`, oldest first: (change, reason). Without
-    /// `work_notes` the entries of work notes are left out (a requester's view); a page may then
-    /// hold fewer than `limit` entries.
+    /// `work_notes` the entries of work notes are left out (a requester's view).
     pub async fn ticket_history(
         &self,
         ctx: &CallContext,
@@ -605,28 +604,15 @@ impl Repository {
         limit: u64,
     ) -> Result<Page<(itsm_proto::common::HistoryEntry, String)>, Error> {
         let ticket = Self::require_ticket(&self.db, &ctx.tenant, number).await?;
-        let mut items = Vec::new();
-        let mut cursor = after_id;
-        let mut more = false;
-        // Hidden entries do not count towards the page: read on until it is full or the history
-        // ends.
-        loop {
-            let rows = history::list(&self.db, &ctx.tenant, TICKET, &ticket.id, cursor, limit + 1).await?;
-            let read = rows.len() as u64;
-            for (id, entry, reason) in rows {
-                if items.len() as u64 == limit {
-                    more = true;
-                    break;
-                }
-                cursor = id;
-                if work_notes || entry.action != WORK_NOTE_ACTION {
-                    items.push((entry, reason));
-                }
-            }
-            if more || read <= limit {
-                break;
-            }
-        }
+        // Requesters do not see work notes: left out by the query, so a page is one read.
+        let hidden = (!work_notes).then_some(WORK_NOTE_ACTION);
+        let mut rows =
+            history::list_without(&self.db, &ctx.tenant, TICKET, &ticket.id, after_id, limit + 1, hidden)
+                .await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let cursor = rows.last().map_or(after_id, |(id, _, _)| *id);
+        let items = rows.into_iter().map(|(_, entry, reason)| (entry, reason)).collect();
         let next_key = more.then(|| vec![serde_json::json!(cursor)]);
         Ok(Page { items, next_key })
     }
