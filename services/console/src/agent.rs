@@ -22,7 +22,7 @@ use itsm_proto::servicedesk::{
 
 use crate::AppState;
 use crate::calls::{authed, form_errors, page_error};
-use crate::forms::{FieldKind, FieldView, FormErrors, FormView};
+use crate::forms::{FieldKind, FieldView, FormErrors, FormView, request_id_of};
 use crate::listing::{PageQuery, Pager, pager};
 use crate::pages::{Layout, PageError, Section, render};
 use crate::portal::{ArticleView, DoneQuery, notice};
@@ -345,11 +345,7 @@ async fn ticket_page(
             .value(forms.resolve.resolution_notes.as_str())
             .hint("What was done; the requester sees it."),
     ];
-    let note_request_id = if uuid::Uuid::parse_str(&forms.note.request_id).is_ok() {
-        forms.note.request_id.clone()
-    } else {
-        uuid::Uuid::new_v4().to_string()
-    };
+    let note_request_id = request_id_of(&forms.note.request_id);
     let page = AgentTicketPage {
         layout: Layout::new(format!("{} {}", view.number, view.summary), Some(&session.data), Section::Agent),
         csrf: session.data.csrf.clone(),
@@ -412,10 +408,7 @@ pub async fn add_note(
     } else {
         let comment = form.visible_to_requester == "true";
         let visibility = if comment { TicketNoteVisibility::Comment } else { TicketNoteVisibility::WorkNote };
-        let request_id = match uuid::Uuid::parse_str(&form.request_id) {
-            Ok(id) => id.to_string(),
-            Err(_) => uuid::Uuid::new_v4().to_string(),
-        };
+        let request_id = request_id_of(&form.request_id);
         let request = AddTicketNoteRequest {
             parent: format!("tickets/{number}"),
             text: form.text.trim().to_string(),

@@ -301,6 +301,15 @@ pub fn level(text: &str) -> Option<i32> {
 /// The choices of an impact or urgency select.
 pub const LEVELS: [(&str, &str); 3] = [("1", "High"), ("2", "Medium"), ("3", "Low")];
 
+/// A valid request id from a form, or a new one (a form without one still creates once per
+/// submission of the page it came from).
+pub fn request_id_of(posted: &str) -> String {
+    match uuid::Uuid::parse_str(posted.trim()) {
+        Ok(id) => id.to_string(),
+        Err(_) => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,7 +38,7 @@ use itsm_proto::servicedesk::{ListSupportGroupsRequest, SupportGroup};
 
 use crate::AppState;
 use crate::calls::{authed, form_errors, page_error};
-use crate::forms::{FieldKind, FieldView, FormErrors, FormView};
+use crate::forms::{FieldKind, FieldView, FormErrors, FormView, request_id_of};
 use crate::listing::{PageQuery, Pager, pager, query_escape};
 use crate::pages::{AGENT_ROLES, Layout, PageError, Section, render};
 use crate::portal::DoneQuery;
@@ -161,14 +161,6 @@ fn filter_quote(text: &str) -> String {
 /// An update mask of `paths`.
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_string()).collect() })
-}
-
-/// A valid request id from a form, or a new one.
-fn request_id_of(posted: &str) -> String {
-    match uuid::Uuid::parse_str(posted.trim()) {
-        Ok(id) => id.to_string(),
-        Err(_) => uuid::Uuid::new_v4().to_string(),
-    }
 }
 
 /// The number of a `choices` value posted by a select, `None` when it is not one of them.

@@ -22,7 +22,7 @@ use itsm_proto::servicedesk::{
 
 use crate::agent::takes_notes;
 use crate::calls::{authed, form_errors, page_error};
-use crate::forms::{FieldKind, FieldView, FormErrors, FormView, LEVELS, level};
+use crate::forms::{FieldKind, FieldView, FormErrors, FormView, LEVELS, level, request_id_of};
 use crate::listing::{PageQuery, Pager, pager, query_escape};
 use crate::pages::{Layout, PageError, Section, render};
 use crate::session::Session;
@@ -59,15 +59,6 @@ pub fn notice(done: &str) -> &'static str {
 #[serde(default)]
 pub struct DoneQuery {
     pub done: String,
-}
-
-/// A valid request id from a form, or a new one (a form without one still creates once per
-/// submission of the page it came from).
-fn request_id_of(posted: &str) -> String {
-    match uuid::Uuid::parse_str(posted.trim()) {
-        Ok(id) => id.to_string(),
-        Err(_) => uuid::Uuid::new_v4().to_string(),
-    }
 }
 
 // ---- my tickets ----------------------------------------------------------------------------

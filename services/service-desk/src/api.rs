@@ -193,11 +193,7 @@ fn requester_only(ctx: &CallContext) -> bool {
 impl ServiceDeskApi {
     /// The ticket, unless a requester asks for someone else's (then it does not exist for them).
     async fn visible_ticket(&self, ctx: &CallContext, number: &str) -> Result<ticket::Model, Error> {
-        let found = self.repo.get_ticket(ctx, number).await?;
-        if requester_only(ctx) && found.requester != ctx.principal {
-            return Err(Error::NotFound(crate::convert::ticket_name(number)));
-        }
-        Ok(found)
+        Repository::visible_ticket(&self.repo.db, ctx, number, requester_only(ctx)).await
     }
 
     /// Raises the incident behind a ticket (when it has none) and records the classification.

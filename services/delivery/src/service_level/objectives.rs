@@ -255,15 +255,11 @@ impl Objectives {
             .order_by_desc(sample::Column::EndTime)
             .one(&self.db)
             .await?;
-        let Some(newest) = newest else { return Ok((Vec::new(), None)) };
-        let from = newest.end_time - seconds.saturating_mul(1_000_000);
-        let rows = sample::Entity::find()
-            .filter(sample::Column::SloId.eq(m.id.as_str()))
-            .filter(sample::Column::EndTime.gt(from))
-            .all(&self.db)
-            .await?;
-        let samples = rows.iter().filter_map(sli_sample).collect();
-        Ok((samples, DateTime::from_timestamp_micros(newest.end_time)))
+        let Some(newest) = newest.and_then(|n| DateTime::from_timestamp_micros(n.end_time)) else {
+            return Ok((Vec::new(), None));
+        };
+        let from = newest.checked_sub_signed(TimeDelta::seconds(seconds));
+        Ok((self.samples_between(m, from, newest).await?, Some(newest)))
     }
 
     /// The SLO's error budget at every step of `query`'s range (its defaults resolved by

@@ -28,21 +28,21 @@ pub struct NewNote {
     pub requester_only: bool,
 }
 
-/// The ticket `number`, unless `requester_only` and it is not `principal`'s: then, as when it
-/// does not exist, NOT_FOUND.
-async fn visible_ticket(
-    db: &impl sea_orm::ConnectionTrait,
-    ctx: &CallContext,
-    number: &str,
-    requester_only: bool,
-) -> Result<ticket::Model, Error> {
-    Repository::find_ticket(db, &ctx.tenant, number)
-        .await?
-        .filter(|t| !requester_only || t.requester == ctx.principal)
-        .ok_or_else(|| Error::NotFound(ticket_name(number)))
-}
-
 impl Repository {
+    /// The ticket `number`, unless `requester_only` and it is not the caller's: then, as when it
+    /// does not exist, NOT_FOUND (a requester learns nothing of others' tickets).
+    pub async fn visible_ticket(
+        db: &impl sea_orm::ConnectionTrait,
+        ctx: &CallContext,
+        number: &str,
+        requester_only: bool,
+    ) -> Result<ticket::Model, Error> {
+        Repository::find_ticket(db, &ctx.tenant, number)
+            .await?
+            .filter(|t| !requester_only || t.requester == ctx.principal)
+            .ok_or_else(|| Error::NotFound(ticket_name(number)))
+    }
+
     /// Adds a note to ticket `number`; FAILED_PRECONDITION when the ticket is CLOSED or
     /// CANCELLED. A retry with the same `request_id` returns the first note.
     pub async fn add_ticket_note(
@@ -70,7 +70,7 @@ impl Repository {
                 return Err(Error::Aborted("a note with the same request_id is being added; retry".into()));
             }
         }
-        let current = visible_ticket(&txn, ctx, number, new.requester_only).await?;
+        let current = Self::visible_ticket(&txn, ctx, number, new.requester_only).await?;
         let state = TicketState::from_i32(current.state).ok_or_else(|| {
             Error::Internal(format!("{} has unknown state {}", current.number, current.state))
         })?;
@@ -107,7 +107,7 @@ impl Repository {
         after: Option<Vec<serde_json::Value>>,
         limit: u64,
     ) -> Result<Page<ticket_note::Model>, Error> {
-        let ticket = visible_ticket(&self.db, ctx, number, requester_only).await?;
+        let ticket = Self::visible_ticket(&self.db, ctx, number, requester_only).await?;
         let mut query = ticket_note::Entity::find()
             .filter(ticket_note::Column::TenantId.eq(ctx.tenant.as_str()))
             .filter(ticket_note::Column::TicketId.eq(ticket.id.as_str()));
