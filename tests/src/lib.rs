@@ -25,7 +25,9 @@ pub struct Suite {
     pub console: Option<SocketAddr>,
     pub services: Vec<(&'static str, RunningServer)>,
     pub jwt_secret: String,
-    _databases: Vec<TestDatabase>,
+    /// Each service's database, by service name (kept after [`Suite::stop_service`], which stops
+    /// the server only).
+    databases: Vec<(&'static str, TestDatabase)>,
 }
 
 impl Suite {
@@ -45,6 +47,15 @@ impl Suite {
     /// ([`Suite::console_url`]).
     pub async fn start_with_console(backend: TestBackend) -> Result<Self, Error> {
         Self::start_inner(backend, |_, _| {}, |_| {}, true).await
+    }
+
+    /// Starts the suite with the web console, `tune_gateway` adjusting the gateway's settings
+    /// (e.g. its rate limits, which a benchmark walking thousands of pages as one user turns off).
+    pub async fn start_with_console_tuned(
+        backend: TestBackend,
+        tune_gateway: impl FnOnce(&mut Settings),
+    ) -> Result<Self, Error> {
+        Self::start_inner(backend, |_, _| {}, tune_gateway, true).await
     }
 
     /// Starts the suite; `tune_service` adjusts each service's settings (by name) and
@@ -107,7 +118,7 @@ impl Suite {
             })
             .await?;
             services.push((name, server));
-            databases.push(db);
+            databases.push((name, db));
         }
         let mut settings = settings_for("sqlite::memory:");
         settings.upstream = base.upstream;
@@ -136,7 +147,7 @@ impl Suite {
             itsm_gateway::serve_with_console(settings, listener, console, shutdown.wait()).await
         })
         .await?;
-        Ok(Self { gateway, console, services, jwt_secret, _databases: databases })
+        Ok(Self { gateway, console, services, jwt_secret, databases })
     }
 
     /// The web console's address (`http://127.0.0.1:<port>`), when the suite runs it.
@@ -181,6 +192,12 @@ impl Suite {
 
     pub fn service(&self, name: &str) -> Option<&RunningServer> {
         self.services.iter().find(|(n, _)| *n == name).map(|(_, server)| server)
+    }
+
+    /// The database URL of service `name` (`"cmdb"`, `"service-desk"`, …), for a benchmark or
+    /// test that seeds it directly; `None` for a name the suite does not run.
+    pub fn database_url(&self, name: &str) -> Option<&str> {
+        self.databases.iter().find(|(n, _)| *n == name).map(|(_, db)| db.url.as_str())
     }
 }
 

@@ -12,11 +12,11 @@ use itsm_proto::cmdb::{
     DeleteConfigurationItemResponse, DeleteRelationshipRequest, DeleteRelationshipResponse,
     GetBaselineRequest, GetCiClassRequest, GetConfigurationItemRequest, GetRelationshipRequest,
     ImpactDirection, ImportConfigurationItemsRequest, ImportConfigurationItemsResponse, ImportOutcome,
-    ImportRow, ListBaselinesRequest, ListBaselinesResponse, ListCiClassesRequest, ListCiClassesResponse,
-    ListConfigurationItemHistoryRequest, ListConfigurationItemHistoryResponse, ListConfigurationItemsRequest,
-    ListConfigurationItemsResponse, ListRelationshipHistoryRequest, ListRelationshipHistoryResponse,
-    ListRelationshipsRequest, ListRelationshipsResponse, Relationship, UpdateConfigurationItemRequest,
-    import_configuration_items_request,
+    ImportRow, ImportRowResult, ListBaselinesRequest, ListBaselinesResponse, ListCiClassesRequest,
+    ListCiClassesResponse, ListConfigurationItemHistoryRequest, ListConfigurationItemHistoryResponse,
+    ListConfigurationItemsRequest, ListConfigurationItemsResponse, ListRelationshipHistoryRequest,
+    ListRelationshipHistoryResponse, ListRelationshipsRequest, ListRelationshipsResponse, Relationship,
+    UpdateConfigurationItemRequest, import_configuration_items_request,
 };
 use itsm_runtime::error::Violations;
 use itsm_runtime::fieldmask::UpdateMask;
@@ -34,7 +34,7 @@ use crate::domain::relationships::{RelKind, check_properties};
 use crate::repo::Repository;
 use crate::repo::WriteSource;
 use crate::repo::impact::MAX_IMPACT_NODES;
-use crate::repo::import::ImportSession;
+use crate::repo::import::{ImportPipeline, ImportSession};
 use crate::repo::items::ORDER_FIELDS;
 use crate::repo::relationships::{NewRelationship, check_relationship_filter};
 
@@ -516,6 +516,7 @@ impl CmdbService for CmdbApi {
         let mut response = ImportConfigurationItemsResponse::default();
         let mut rows = 0usize;
         let mut pending: Vec<ImportRow> = Vec::with_capacity(IMPORT_BATCH);
+        let mut pipeline = ImportPipeline::new(self.repo.clone(), ctx.clone());
         loop {
             let message = stream.message().await?;
             let done = message.is_none();
@@ -556,20 +557,27 @@ impl CmdbService for CmdbApi {
                 let session = session.get_or_insert_with(|| {
                     ImportSession::new(registry.clone(), false, WriteSource::import(""))
                 });
-                for result in self.repo.import_batch(&ctx, session, std::mem::take(&mut pending)).await? {
-                    match ImportOutcome::try_from(result.outcome) {
-                        Ok(ImportOutcome::Created) => response.created += 1,
-                        Ok(ImportOutcome::Updated) => response.updated += 1,
-                        Ok(ImportOutcome::Unchanged) => response.unchanged += 1,
-                        _ => response.rejected += 1,
-                    }
-                    response.results.push(result);
-                }
+                let finished = pipeline.push(session, std::mem::take(&mut pending)).await?;
+                tally(&mut response, finished);
             }
             if done {
                 break;
             }
         }
+        tally(&mut response, pipeline.finish().await?);
         Ok(Response::new(response))
+    }
+}
+
+/// Adds finished rows to the import's response and its counts.
+fn tally(response: &mut ImportConfigurationItemsResponse, results: Vec<ImportRowResult>) {
+    for result in results {
+        match ImportOutcome::try_from(result.outcome) {
+            Ok(ImportOutcome::Created) => response.created += 1,
+            Ok(ImportOutcome::Updated) => response.updated += 1,
+            Ok(ImportOutcome::Unchanged) => response.unchanged += 1,
+            _ => response.rejected += 1,
+        }
+        response.results.push(result);
     }
 }

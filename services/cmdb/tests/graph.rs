@@ -733,8 +733,81 @@ async fn import_backstage_fixture(backend: TestBackend) {
     assert!(names.contains(&("api", "wayback-archive")), "{names:?}");
 }
 
+/// Batches of one import may be applied two at a time; the result must be what applying them
+/// one after the other gives: later rows update CIs created a batch earlier, relationships find
+/// CIs of earlier batches, results come back in row order, one history entry per change.
+async fn import_batches_in_flight_together_keep_row_order_and_meaning(backend: TestBackend) {
+    let mut cmdb = start(backend).await;
+    let batch = itsm_cmdb::api::IMPORT_BATCH;
+    let server = |i: usize, cpus: i64| {
+        import::item_row(
+            format!("s{i}"),
+            ConfigurationItem {
+                display_name: format!("server-{i:05}"),
+                ci_class: "server".into(),
+                attributes: Some(json_to_struct(&serde_json::json!({ "cpu_count": cpus }))),
+                ..Default::default()
+            },
+        )
+    };
+    // Batches 1-3 only create (independent of each other); batch 4 repeats keys of batch 3
+    // (updates) and batch 5 relates CIs of batches 1 and 3.
+    let mut rows: Vec<ImportRow> = (0..3 * batch).map(|i| server(i, 2)).collect();
+    rows.extend((2 * batch..3 * batch).map(|i| server(i, 4)));
+    rows.extend((0..batch).map(|i| {
+        import::relationship_row(
+            format!("r{i}"),
+            DependsOn,
+            import::reference("server", &format!("server-{:05}", 2 * batch + i)),
+            import::reference("server", &format!("server-{i:05}")),
+        )
+    }));
+    let total = rows.len();
+    let expected_ids: Vec<String> = rows.iter().map(|r| r.row_id.clone()).collect();
+    let report = cmdb.import(rows, false).await;
+    let ids: Vec<String> = report.results.iter().map(|r| r.row_id.clone()).collect();
+    assert_eq!(ids, expected_ids, "results in row order");
+    assert_eq!(report.results.len(), total);
+    assert_eq!(
+        (report.created as usize, report.updated as usize, report.rejected),
+        (3 * batch + batch, batch, 0),
+        "{:?}",
+        report.results.iter().find(|r| r.outcome == ImportOutcome::Rejected as i32)
+    );
+    // Every update names the CI its create made.
+    for i in 0..batch {
+        assert_eq!(report.results[2 * batch + i].resource, report.results[3 * batch + i].resource);
+    }
+    assert_eq!(cmdb.count("ci_class = server").await, 1000.min(3 * batch), "one CI per key");
+    let updated = &report.results[3 * batch].resource;
+    let item = cmdb
+        .client
+        .get_configuration_item(req(GetConfigurationItemRequest { name: updated.clone(), read_time: None }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        item.attributes.unwrap().fields["cpu_count"].kind,
+        Some(prost_types::value::Kind::NumberValue(4.0))
+    );
+    let history = cmdb
+        .client
+        .list_configuration_item_history(req(ListConfigurationItemHistoryRequest {
+            name: updated.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.entries.len(), 2);
+    // The relationships landed: the first server of batch 3 depends on the first of batch 1.
+    let impact = cmdb.impact(&report.results[0].resource, ImpactDirection::Downstream, &[]).await;
+    assert!(impact.items.iter().any(|i| i.configuration_item == *updated), "{}", impact.items.len());
+}
+
 itsm_runtime::db_tests!(
     import_backstage_fixture,
+    import_batches_in_flight_together_keep_row_order_and_meaning,
     classes_and_typed_attributes,
     relationship_rules,
     impact_analysis,

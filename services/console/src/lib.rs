@@ -177,6 +177,14 @@ pub async fn serve_router(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    use axum::serve::ListenerExt;
+    // Without TCP_NODELAY a response written in more than one piece waits for the client's
+    // delayed ACK (tens of milliseconds a page).
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%err, "console connection: cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

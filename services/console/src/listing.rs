@@ -5,8 +5,10 @@
 use serde::Deserialize;
 
 /// Tokens of earlier pages kept in an address at most; older ones fall off (Previous then skips
-/// back further, to the first page at worst).
-const MAX_TRAIL: usize = 30;
+/// back further, to the first page at worst). Ten keep a deep page's address near 2 KB: with 30
+/// it was ~5.8 KB, close to the 8 KB request-line limit of common proxies, and the console spent
+/// measurably longer on every deep page (BENCHMARKS.md, console lists).
+const MAX_TRAIL: usize = 10;
 
 /// `text` percent-encoded for a query string value: everything but `A-Z a-z 0-9 - . _ ~`.
 pub fn query_escape(text: &str) -> String {

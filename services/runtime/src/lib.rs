@@ -18,6 +18,7 @@
 //! - [`upstream`]: channels to the other services;
 //! - [`testing`]: fresh databases and servers on port 0 for tests.
 
+pub mod bulk;
 pub mod config;
 pub mod consumer;
 pub mod context;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, QueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
 use tokio::sync::{Notify, mpsc};
 use tonic::{Request, Response, Status};
 
@@ -20,6 +20,7 @@ use itsm_proto::events::{
     Event, GetFeedInfoRequest, GetFeedInfoResponse, WatchEventsRequest, WatchEventsResponse,
 };
 
+use crate::bulk::{BulkInsert, Column};
 use crate::db::{now_micros, stmt, timestamp};
 use crate::error::Error;
 
@@ -65,57 +66,30 @@ impl<'a> NewEvent<'a> {
 
 /// Appends an event; call it with the transaction that makes the change.
 pub async fn append(db: &impl ConnectionTrait, event: NewEvent<'_>) -> Result<(), Error> {
-    append_many(db, std::slice::from_ref(&event), crate::db::STATEMENT_BUDGET).await
+    append_many(db, std::slice::from_ref(&event)).await
 }
 
-/// Appends events in order, in the caller's transaction, with as few statements as fit under
-/// `budget` bytes each (see `db::STATEMENT_BUDGET`).
-pub async fn append_many(
-    db: &impl ConnectionTrait,
-    events: &[NewEvent<'_>],
-    budget: usize,
-) -> Result<(), Error> {
-    const COLUMNS: &str = "event_id, event_type, resource_name, tenant_id, actor, occurred_at, \
-                           traceparent, tracestate, payload_type, payload";
-    let backend = db.get_database_backend();
+/// Appends events in order, in the caller's transaction: one statement on PostgreSQL however
+/// many there are, a few on SQLite (see [`BulkInsert`]).
+pub async fn append_many(db: &impl ConnectionTrait, events: &[NewEvent<'_>]) -> Result<(), Error> {
     let (traceparent, tracestate) = crate::telemetry::current_trace_context();
     let now = now_micros();
-    for chunk in crate::db::chunks_within(events, |e| e.payload.len() + e.resource_name.len() + 200, budget) {
-        let rows = (0..chunk.len())
-            .map(|i| {
-                let placeholders: Vec<String> = (1..=10).map(|c| format!("${}", i * 10 + c)).collect();
-                format!("({})", placeholders.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = if backend == DatabaseBackend::Postgres {
-            // The lock is taken in the same statement (no extra round trip) and held until the
-            // transaction ends; it is re-entrant, so every chunk may take it.
-            format!(
-                "WITH serialised AS (SELECT pg_advisory_xact_lock({OUTBOX_LOCK_KEY})) \
-                 INSERT INTO outbox ({COLUMNS}) SELECT v.* FROM (VALUES {rows}) AS v({COLUMNS}) CROSS JOIN serialised"
-            )
-        } else {
-            format!("INSERT INTO outbox ({COLUMNS}) VALUES {rows}")
-        };
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
-        for event in chunk {
-            values.extend([
-                Value::from(uuid::Uuid::now_v7().to_string()),
-                event.event_type.as_str().into(),
-                event.resource_name.into(),
-                event.tenant.into(),
-                event.actor.into(),
-                now.into(),
-                traceparent.as_str().into(),
-                tracestate.as_str().into(),
-                event.payload_type.as_str().into(),
-                event.payload.clone().into(),
-            ]);
-        }
-        db.execute_raw(stmt(backend, &sql, values)).await?;
-    }
-    Ok(())
+    let text = |f: &dyn Fn(&NewEvent<'_>) -> String| Column::Text(events.iter().map(f).collect());
+    BulkInsert::new("outbox")
+        .column("event_id", text(&|_| uuid::Uuid::now_v7().to_string()))
+        .column("event_type", text(&|e| e.event_type.clone()))
+        .column("resource_name", text(&|e| e.resource_name.to_string()))
+        .column("tenant_id", text(&|e| e.tenant.to_string()))
+        .column("actor", text(&|e| e.actor.to_string()))
+        .column("occurred_at", Column::BigInt(vec![now; events.len()]))
+        .column("traceparent", text(&|_| traceparent.clone()))
+        .column("tracestate", text(&|_| tracestate.clone()))
+        .column("payload_type", text(&|e| e.payload_type.clone()))
+        .column("payload", Column::Bytes(events.iter().map(|e| e.payload.clone()).collect()))
+        // The lock is taken in the same statement (no extra round trip) and held until the
+        // transaction ends; it is re-entrant, so every append may take it.
+        .execute_serialised(db, Some(OUTBOX_LOCK_KEY))
+        .await
 }
 
 /// A service's event feed: reads its outbox and wakes watchers when a write commits.

@@ -1,9 +1,7 @@
 //! Bulk import: rows upserted by natural key, each in its own transaction, so a rejected row
 //! never half-applies; a dry run does the same work and rolls every row back.
 
-use std::collections::HashMap;
-
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 
@@ -24,6 +22,7 @@ use crate::domain::relationships::{RelKind, check_properties};
 use itsm_runtime::error::Violations;
 
 /// State of one import call.
+#[derive(Clone)]
 pub struct ImportSession {
     pub registry: ClassRegistry,
     pub dry_run: bool,
@@ -36,6 +35,109 @@ pub struct ImportSession {
 impl ImportSession {
     pub fn new(registry: ClassRegistry, dry_run: bool, source: WriteSource) -> Self {
         Self { registry, dry_run, source, planned: HashMap::new() }
+    }
+
+    /// The (class, natural key) of every row of a batch that reads nothing another batch of the
+    /// call writes, so it may be applied beside the batch before it: only CI rows, none with a
+    /// reference attribute (which looks up other CIs), not a dry run (whose plan is shared state).
+    /// `None` when the batch must wait for the ones before it.
+    fn independent_keys(&self, rows: &[ImportRow]) -> Option<HashSet<(String, String)>> {
+        if self.dry_run {
+            return None;
+        }
+        let mut keys = HashSet::with_capacity(rows.len());
+        for row in rows {
+            let Some(import_row::Kind::ConfigurationItem(item)) = &row.kind else { return None };
+            let fields = fields_from_proto(item);
+            let mut ignored = Violations::new();
+            let references =
+                attributes::check(&self.registry, &fields.ci_class, &fields.attributes, "", &mut ignored);
+            if !references.is_empty() {
+                return None;
+            }
+            let key = attributes::natural_key(
+                &self.registry,
+                &fields.ci_class,
+                &fields.display_name,
+                &fields.attributes,
+            );
+            keys.insert((fields.ci_class, key));
+        }
+        Some(keys)
+    }
+}
+
+/// Applies an import call's batches in order, except that a batch which cannot depend on the
+/// ones before it ([`ImportSession::independent_keys`], and no key in common with any batch
+/// still in flight) is started beside them on another connection: the service prepares one
+/// batch while the database writes others. At most [`IN_FLIGHT`] batches run at once; results
+/// come back in row order.
+pub struct ImportPipeline {
+    repo: Repository,
+    ctx: CallContext,
+    in_flight: VecDeque<InFlight>,
+}
+
+/// Batches of one import applied at the same time.
+pub const IN_FLIGHT: usize = 3;
+
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<Vec<ImportRowResult>, Error>>,
+    keys: HashSet<(String, String)>,
+}
+
+impl ImportPipeline {
+    pub fn new(repo: Repository, ctx: CallContext) -> Self {
+        Self { repo, ctx, in_flight: VecDeque::with_capacity(IN_FLIGHT) }
+    }
+
+    /// Starts `rows`; returns the results of the batches that finished meanwhile, in row order.
+    /// A batch already started is applied even if the call then fails (each batch commits on
+    /// its own, as a sequential import's earlier batches do).
+    pub async fn push(
+        &mut self,
+        session: &mut ImportSession,
+        rows: Vec<ImportRow>,
+    ) -> Result<Vec<ImportRowResult>, Error> {
+        use tracing::Instrument;
+
+        let mut finished = Vec::new();
+        let Some(keys) = session.independent_keys(&rows) else {
+            finished.extend(self.finish().await?);
+            finished.extend(self.repo.import_batch(&self.ctx, session, rows).await?);
+            return Ok(finished);
+        };
+        if self.in_flight.iter().any(|batch| !batch.keys.is_disjoint(&keys)) {
+            finished.extend(self.finish().await?);
+        }
+        while self.in_flight.len() >= IN_FLIGHT {
+            finished.extend(self.finish_oldest().await?);
+        }
+        let (repo, ctx, mut batch_session) = (self.repo.clone(), self.ctx.clone(), session.clone());
+        let task = tokio::spawn(
+            async move { repo.import_batch(&ctx, &mut batch_session, rows).await }
+                .instrument(tracing::Span::current()),
+        );
+        self.in_flight.push_back(InFlight { task, keys });
+        Ok(finished)
+    }
+
+    /// Waits for every batch in flight and returns their results, in row order.
+    pub async fn finish(&mut self) -> Result<Vec<ImportRowResult>, Error> {
+        let mut finished = Vec::new();
+        while !self.in_flight.is_empty() {
+            finished.extend(self.finish_oldest().await?);
+        }
+        Ok(finished)
+    }
+
+    async fn finish_oldest(&mut self) -> Result<Vec<ImportRowResult>, Error> {
+        match self.in_flight.pop_front() {
+            None => Ok(Vec::new()),
+            Some(batch) => {
+                batch.task.await.map_err(|e| Error::Internal(format!("import batch did not finish: {e}")))?
+            }
+        }
     }
 }
 

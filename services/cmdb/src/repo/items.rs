@@ -69,7 +69,30 @@ impl Repository {
             by_class.entry(class).or_default().push(key);
         }
         let mut found = std::collections::HashSet::new();
+        let backend = db.get_database_backend();
         for (class, keys) in by_class {
+            if backend == sea_orm::DatabaseBackend::Postgres {
+                // One array parameter: the same statement text whatever the batch size. One index
+                // probe per key (LATERAL … LIMIT 1): with `natural_key = ANY($3)` a planner without
+                // fresh statistics (a table an import is filling) scanned the class's whole range.
+                let keys: Vec<sea_orm::Value> = keys.iter().map(|k| (*k).into()).collect();
+                let array =
+                    sea_orm::Value::Array(sea_orm::sea_query::ArrayType::String, Some(Box::new(keys)));
+                let rows = db
+                    .query_all_raw(itsm_runtime::db::stmt(
+                        backend,
+                        "SELECT found.natural_key FROM unnest($1::text[]) AS wanted(key) \
+                         CROSS JOIN LATERAL (SELECT natural_key FROM configuration_items \
+                         WHERE tenant_id = $2 AND ci_class = $3 AND natural_key = wanted.key LIMIT 1) AS found",
+                        [array, tenant.into(), class.into()],
+                    ))
+                    .await?;
+                for row in rows {
+                    let key: String = row.try_get("", "natural_key")?;
+                    found.insert((class.to_string(), key));
+                }
+                continue;
+            }
             let budget = itsm_runtime::db::STATEMENT_BUDGET;
             for chunk in itsm_runtime::db::chunks_within(&keys, |k| k.len() + 16, budget) {
                 let rows: Vec<String> = ci::Entity::find()
@@ -220,62 +243,57 @@ impl Repository {
         items: &[(CiFields, String)],
         source: &WriteSource,
     ) -> Result<Vec<ci::Model>, Error> {
-        use itsm_runtime::db::{STATEMENT_BUDGET, chunks_within};
+        use itsm_runtime::bulk::{BulkInsert, Column};
         use prost::Message;
 
         let now = now_micros();
         let models: Vec<ci::Model> =
             items.iter().map(|(fields, key)| new_model(ctx, fields, key.clone(), now)).collect();
-        let model_size = |m: &ci::Model| {
-            200 + m.display_name.len()
-                + m.description.len()
-                + m.labels.len()
-                + m.attributes.len()
-                + m.natural_key.len()
-        };
-        for chunk in chunks_within(&models, model_size, STATEMENT_BUDGET) {
-            ci::Entity::insert_many(chunk.iter().map(|m| m.clone().into_active_model().reset_all()))
-                .exec(txn)
-                .await?;
-        }
-        let labels: Vec<ci_label::ActiveModel> = models
+        let text = |f: &dyn Fn(&ci::Model) -> String| Column::Text(models.iter().map(f).collect());
+        let int = |f: &dyn Fn(&ci::Model) -> i32| Column::Int(models.iter().map(f).collect());
+        let big = |f: &dyn Fn(&ci::Model) -> i64| Column::BigInt(models.iter().map(f).collect());
+        BulkInsert::new("configuration_items")
+            .column("id", text(&|m| m.id.clone()))
+            .column("tenant_id", text(&|m| m.tenant_id.clone()))
+            .column("display_name", text(&|m| m.display_name.clone()))
+            .column("ci_class", text(&|m| m.ci_class.clone()))
+            .column("description", text(&|m| m.description.clone()))
+            .column("lifecycle_status", int(&|m| m.lifecycle_status))
+            .column("environment", text(&|m| m.environment.clone()))
+            .column("criticality", int(&|m| m.criticality))
+            .column("owner", text(&|m| m.owner.clone()))
+            .column("support_group", text(&|m| m.support_group.clone()))
+            .column("labels", text(&|m| m.labels.clone()))
+            .column("attributes", text(&|m| m.attributes.clone()))
+            .column("natural_key", text(&|m| m.natural_key.clone()))
+            .column("version", big(&|m| m.version))
+            .column("create_time", big(&|m| m.create_time))
+            .column("update_time", big(&|m| m.update_time))
+            .column("creator", text(&|m| m.creator.clone()))
+            .column("updater", text(&|m| m.updater.clone()))
+            .execute(txn)
+            .await?;
+
+        let labels: Vec<(&str, &String, &String)> = models
             .iter()
             .zip(items)
-            .flat_map(|(model, (fields, _))| {
-                fields.labels.iter().map(|(key, value)| ci_label::ActiveModel {
-                    ci_id: sea_orm::ActiveValue::Set(model.id.clone()),
-                    key: sea_orm::ActiveValue::Set(key.clone()),
-                    tenant_id: sea_orm::ActiveValue::Set(model.tenant_id.clone()),
-                    value: sea_orm::ActiveValue::Set(value.clone()),
-                })
-            })
+            .flat_map(|(model, (fields, _))| fields.labels.iter().map(|(k, v)| (model.id.as_str(), k, v)))
             .collect();
-        for chunk in labels.chunks(40) {
-            ci_label::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
-        }
-        let mut history = Vec::with_capacity(models.len());
+        BulkInsert::new("ci_labels")
+            .column("ci_id", Column::Text(labels.iter().map(|(id, _, _)| id.to_string()).collect()))
+            .column("key", Column::Text(labels.iter().map(|(_, k, _)| (*k).clone()).collect()))
+            .column("tenant_id", Column::Text(vec![ctx.tenant.clone(); labels.len()]))
+            .column("value", Column::Text(labels.iter().map(|(_, _, v)| (*v).clone()).collect()))
+            .execute(txn)
+            .await?;
+
+        let mut snapshots = Vec::with_capacity(models.len());
+        let mut changes = Vec::with_capacity(models.len());
         let mut events = Vec::with_capacity(models.len());
         for (model, (fields, _)) in models.iter().zip(items) {
             let diff = CiFields::diff(None, Some(fields));
-            let snapshot = serde_json::to_string(model).map_err(|e| Error::Internal(e.to_string()))?;
-            let changes = serde_json::to_string(&diff).unwrap_or_else(|_| "[]".into());
-            let size = 200 + snapshot.len() + changes.len();
-            history.push((
-                ci_history::ActiveModel {
-                    id: sea_orm::ActiveValue::NotSet,
-                    tenant_id: sea_orm::ActiveValue::Set(ctx.tenant.clone()),
-                    ci_id: sea_orm::ActiveValue::Set(model.id.clone()),
-                    version: sea_orm::ActiveValue::Set(model.version),
-                    change_time: sea_orm::ActiveValue::Set(model.update_time),
-                    actor: sea_orm::ActiveValue::Set(ctx.principal.clone()),
-                    source: sea_orm::ActiveValue::Set(source.source as i32),
-                    source_reference: sea_orm::ActiveValue::Set(source.reference.clone()),
-                    action: sea_orm::ActiveValue::Set("create".into()),
-                    changes: sea_orm::ActiveValue::Set(changes),
-                    snapshot: sea_orm::ActiveValue::Set(snapshot),
-                },
-                size,
-            ));
+            snapshots.push(serde_json::to_string(model).map_err(|e| Error::Internal(e.to_string()))?);
+            changes.push(serde_json::to_string(&diff).unwrap_or_else(|_| "[]".into()));
             let payload = ConfigurationItemChanged {
                 action: "create".into(),
                 configuration_item: Some(to_proto(model)),
@@ -283,22 +301,33 @@ impl Repository {
             };
             events.push((resource_name(&model.id), payload.encode_to_vec()));
         }
-        for chunk in chunks_within(&history, |(_, size)| *size, STATEMENT_BUDGET) {
-            ci_history::Entity::insert_many(chunk.iter().map(|(row, _)| row.clone())).exec(txn).await?;
-        }
+        let n = models.len();
+        BulkInsert::new("ci_history")
+            .column("tenant_id", Column::Text(vec![ctx.tenant.clone(); n]))
+            .column("ci_id", text(&|m| m.id.clone()))
+            .column("version", big(&|m| m.version))
+            .column("change_time", big(&|m| m.update_time))
+            .column("actor", Column::Text(vec![ctx.principal.clone(); n]))
+            .column("source", Column::Int(vec![source.source as i32; n]))
+            .column("source_reference", Column::Text(vec![source.reference.clone(); n]))
+            .column("action", Column::Text(vec!["create".into(); n]))
+            .column("changes", Column::Text(changes))
+            .column("snapshot", Column::Text(snapshots))
+            .execute(txn)
+            .await?;
         let event_type = <ConfigurationItemChanged as prost::Name>::full_name();
         let events: Vec<NewEvent> = events
-            .iter()
+            .iter_mut()
             .map(|(name, payload)| NewEvent {
                 event_type: event_type.clone(),
                 resource_name: name,
                 tenant: &ctx.tenant,
                 actor: &ctx.principal,
                 payload_type: event_type.clone(),
-                payload: payload.clone(),
+                payload: std::mem::take(payload),
             })
             .collect();
-        outbox::append_many(txn, &events, STATEMENT_BUDGET).await?;
+        outbox::append_many(txn, &events).await?;
         Ok(models)
     }
 

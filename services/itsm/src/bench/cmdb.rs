@@ -143,7 +143,8 @@ impl Rng {
     }
 }
 
-const TENANT: &str = "bench";
+/// The tenant every seeded and created record belongs to (the console benchmark signs in to it).
+pub(crate) const TENANT: &str = "bench";
 
 fn ctx<T>(message: T) -> tonic::Request<T> {
     with_context(message, TENANT, "bench")
@@ -293,7 +294,9 @@ fn layers(n: usize) -> [(usize, usize, &'static str); 5] {
     ]
 }
 
-async fn seed_cis(db: &DatabaseConnection, n: usize) -> Result<Vec<String>, String> {
+/// Inserts `n` CIs of [`TENANT`] with direct SQL, in the classes of `layers`, named
+/// `{class}-{i:08}`; returns their ids in order (index `i` is CI `i`).
+pub(crate) async fn seed_cis(db: &DatabaseConnection, n: usize) -> Result<Vec<String>, String> {
     let backend = db.get_database_backend();
     let ids: Vec<String> = (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let now = now_micros();

@@ -3,6 +3,7 @@
 
 pub mod clocks;
 pub mod cmdb;
+pub mod console;
 pub mod finance;
 pub mod gateway;
 pub mod load;
@@ -82,6 +83,9 @@ mod tests {
 pub enum Scenario {
     /// CMDB on PostgreSQL: import rate, impact depth 5 on a large graph, deep paging.
     Cmdb(cmdb::CmdbBenchArgs),
+    /// The web console on PostgreSQL: the CMDB search and the agent queue, page 1 and a deep page
+    /// reached by following "Next", over HTTP as a signed-in browser loads them.
+    Console(console::ConsoleBenchArgs),
     /// The gateway's overhead: one read straight on the CMDB and through the gateway.
     Gateway(gateway::GatewayBenchArgs),
     /// SLA clocks on PostgreSQL: events applied per second with many open clocks, full breach sweep.
@@ -100,6 +104,11 @@ pub async fn run(scenario: Scenario) -> Result<(), String> {
     match scenario {
         Scenario::Cmdb(args) => {
             let report = cmdb::run(&args).await?;
+            println!("{}", report.markdown());
+            Ok(())
+        }
+        Scenario::Console(args) => {
+            let report = console::run(&args).await?;
             println!("{}", report.markdown());
             Ok(())
         }

@@ -3,12 +3,13 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, IdenStatic,
+    IntoActiveModel, QueryFilter, QuerySelect, Statement, TransactionTrait, Value,
 };
 
 use itsm_proto::common::FieldChange;
 use itsm_proto::servicedesk::TicketChanged;
+use itsm_runtime::db::stmt;
 use itsm_runtime::filter::Expr as Filter;
 use itsm_runtime::history::{self, NewEntry, change_time, check_etag, diff};
 use itsm_runtime::idempotency::{self, Claim};
@@ -67,6 +68,90 @@ fn state_of(m: &ticket::Model) -> Result<TicketState, Error> {
 fn queue_key(m: &ticket::Model) -> String {
     let rank = if m.priority == 0 { 9 } else { m.priority };
     format!("{rank}:{:020}", m.open_time)
+}
+
+/// The open states, as stored.
+fn open_states() -> Vec<i32> {
+    TicketState::ALL.iter().filter(|s| s.is_open()).map(|s| *s as i32).collect()
+}
+
+/// Most index ranges (owners × open states) one queue page merges; 50 is 16 groups. Each range
+/// adds a sub-select of about 250 bytes and five parameters. A caller in more groups gets the
+/// same page from the `IN`-list query, which sorts all their open tickets (correct, only slower).
+const MAX_QUEUE_RANGES: usize = 50;
+
+/// A queue page as one statement over index ranges: per (owner, state) the next rows of
+/// `tickets_by_assignee` or `tickets_by_group` in queue order, merged by queue order.
+struct QueueRanges<'a> {
+    /// `Assignee` or `SupportGroup`: the column the owners are values of.
+    owner: ticket::Column,
+    owners: &'a [&'a str],
+    states: &'a [i32],
+    unassigned_only: bool,
+}
+
+impl QueueRanges<'_> {
+    /// `limit + 1` rows of `tenant` after `after` (queue key, id), in queue order:
+    ///
+    /// ```sql
+    /// SELECT * FROM (
+    ///   SELECT * FROM (SELECT * FROM tickets WHERE tenant_id = $1 AND support_group = $2
+    ///     AND state = $3 [AND assignee = $4] [AND (queue_key, id) > ($5, $6)]
+    ///     ORDER BY queue_key, id LIMIT n) AS r0
+    ///   UNION ALL SELECT * FROM (…next range…) AS r1 …
+    /// ) AS q ORDER BY queue_key, id LIMIT n
+    /// ```
+    ///
+    /// The page's rows are among the first `limit + 1` of their own range, so a range never
+    /// needs more. Every range is a sub-select because SQLite allows ORDER BY and LIMIT in a
+    /// compound's member only there (PostgreSQL takes both forms). Placeholders are numbered in
+    /// the order they appear, as SQLite needs; the parameters are bound, only `n` (ours) is text.
+    fn statement(
+        &self,
+        backend: DatabaseBackend,
+        tenant: &str,
+        after: Option<&(Value, String)>,
+        limit: u64,
+    ) -> Statement {
+        let fetch = limit.saturating_add(1);
+        let owner_column = self.owner.as_str();
+        let mut values: Vec<Value> = Vec::new();
+        let mut ranges = Vec::with_capacity(self.owners.len() * self.states.len());
+        for owner in self.owners {
+            for state in self.states {
+                let mut conditions = vec![
+                    format!("tenant_id = {}", bind(&mut values, tenant)),
+                    format!("{owner_column} = {}", bind(&mut values, *owner)),
+                    format!("state = {}", bind(&mut values, *state)),
+                ];
+                if self.unassigned_only {
+                    conditions.push(format!("assignee = {}", bind(&mut values, "")));
+                }
+                if let Some((key, id)) = after {
+                    // A row-value comparison, so the index serves it as the start of the range.
+                    let key_mark = bind(&mut values, key.clone());
+                    let id_mark = bind(&mut values, id.as_str());
+                    conditions.push(format!("(queue_key, id) > ({key_mark}, {id_mark})"));
+                }
+                let (wanted, at) = (conditions.join(" AND "), ranges.len());
+                ranges.push(format!(
+                    "SELECT * FROM (SELECT * FROM tickets WHERE {wanted} \
+                     ORDER BY queue_key, id LIMIT {fetch}) AS r{at}"
+                ));
+            }
+        }
+        let sql = format!(
+            "SELECT * FROM ({}) AS q ORDER BY queue_key, id LIMIT {fetch}",
+            ranges.join(" UNION ALL ")
+        );
+        stmt(backend, &sql, values)
+    }
+}
+
+/// Appends `value` to `values` and returns its placeholder (`$n`, n its position).
+fn bind(values: &mut Vec<Value>, value: impl Into<Value>) -> String {
+    values.push(value.into());
+    format!("${}", values.len())
 }
 
 fn not_open(m: &ticket::Model, what: &str) -> Result<(), Error> {
@@ -526,7 +611,15 @@ impl Repository {
     }
 
     /// Open tickets assigned to `assignee` (Some) or of `groups`, unassigned only when asked;
-    /// in queue order.
+    /// in queue order (queue key, then id), `limit` after `after` (the previous page's
+    /// `next_key`). The page is what `keyset::page` would return for the same rows. No groups
+    /// (and no assignee) is an empty page.
+    ///
+    /// `state` and `support_group` are lists, and with `IN` lists no index yields the rows in
+    /// queue order: PostgreSQL would read every open ticket of the groups and sort them, for
+    /// every page. Each (group or assignee, state) pair is one range of `tickets_by_group` /
+    /// `tickets_by_assignee` already in queue order, so the page reads at most a page from each
+    /// range and merges them: its cost grows with the ranges, not with the backlog.
     pub async fn queue(
         &self,
         ctx: &CallContext,
@@ -536,14 +629,57 @@ impl Repository {
         after: Option<Vec<serde_json::Value>>,
         limit: u64,
     ) -> Result<Page<ticket::Model>, Error> {
-        let open: Vec<i32> = TicketState::ALL.iter().filter(|s| s.is_open()).map(|s| *s as i32).collect();
+        let open = open_states();
+        let (owner, mut owners): (ticket::Column, Vec<&str>) = match assignee {
+            Some(who) => (ticket::Column::Assignee, vec![who]),
+            None => (ticket::Column::SupportGroup, groups.iter().map(String::as_str).collect()),
+        };
+        // A group named twice would be merged twice and its tickets listed twice.
+        owners.sort_unstable();
+        owners.dedup();
+        if owners.is_empty() {
+            // What `support_group IN ()` gives (sea-query writes it as `1 = 2`).
+            return Ok(Page { items: Vec::new(), next_key: None });
+        }
+        if owners.len() * open.len() > MAX_QUEUE_RANGES {
+            return self.queue_sorted(ctx, owner, &owners, &open, unassigned_only, after, limit).await;
+        }
+        let after = match after {
+            Some(key) => Some(keyset::parse_key(&key)?),
+            None => None,
+        };
+        let merged = QueueRanges { owner, owners: &owners, states: &open, unassigned_only };
+        let statement = merged.statement(self.db.get_database_backend(), &ctx.tenant, after.as_ref(), limit);
+        let rows = ticket::Entity::find().from_raw_sql(statement).all(&self.db).await?;
+        // As `keyset::page`: one row past the page says whether there is a next one.
+        let more = rows.len() as u64 > limit;
+        let items: Vec<ticket::Model> = rows.into_iter().take(limit as usize).collect();
+        let next_key = match (more, items.last()) {
+            (true, Some(last)) => {
+                Some(vec![serde_json::json!(last.queue_key), serde_json::Value::String(last.id.clone())])
+            }
+            _ => None,
+        };
+        Ok(Page { items, next_key })
+    }
+
+    /// The queue with `IN` lists and one sort over all their rows: for callers with more
+    /// ranges than [`MAX_QUEUE_RANGES`], where one statement merging them all would be large.
+    #[allow(clippy::too_many_arguments)] // the owners, the states and the page
+    async fn queue_sorted(
+        &self,
+        ctx: &CallContext,
+        owner: ticket::Column,
+        owners: &[&str],
+        open: &[i32],
+        unassigned_only: bool,
+        after: Option<Vec<serde_json::Value>>,
+        limit: u64,
+    ) -> Result<Page<ticket::Model>, Error> {
         let mut query = ticket::Entity::find()
             .filter(ticket::Column::TenantId.eq(ctx.tenant.as_str()))
-            .filter(ticket::Column::State.is_in(open));
-        query = match assignee {
-            Some(who) => query.filter(ticket::Column::Assignee.eq(who)),
-            None => query.filter(ticket::Column::SupportGroup.is_in(groups.iter().map(String::as_str))),
-        };
+            .filter(ticket::Column::State.is_in(open.iter().copied()))
+            .filter(owner.is_in(owners.iter().copied()));
         if unassigned_only {
             query = query.filter(ticket::Column::Assignee.eq(""));
         }
@@ -833,5 +969,68 @@ impl Repository {
             );
         }
         Ok(due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numbers of the `$n` placeholders of `sql`, in the order they appear.
+    fn placeholders_of(sql: &str) -> Vec<usize> {
+        let mut found = Vec::new();
+        let mut rest = sql;
+        while let Some(at) = rest.find('$') {
+            rest = &rest[at + 1..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            found.push(digits.parse().unwrap());
+        }
+        found
+    }
+
+    #[test]
+    fn queue_ranges_number_their_placeholders_in_binding_order() {
+        let owners = ["supportGroups/a", "supportGroups/b"];
+        let states = open_states();
+        let key = (Value::from("1:00000000000000000042"), "id-7".to_string());
+        // (unassigned only, after, parameters of one range)
+        let cases = [(false, None, 3), (true, None, 4), (false, Some(&key), 5), (true, Some(&key), 6)];
+        for (unassigned_only, after, per_range) in cases {
+            let ranges = QueueRanges {
+                owner: ticket::Column::SupportGroup,
+                owners: &owners,
+                states: &states,
+                unassigned_only,
+            };
+            let statement = ranges.statement(DatabaseBackend::Sqlite, "acme", after, 25);
+            let values = statement.values.map(|v| v.0).unwrap_or_default();
+            assert_eq!(values.len(), owners.len() * states.len() * per_range, "{}", statement.sql);
+            // Each number used once, ascending: what SQLite needs to bind them by position.
+            assert_eq!(
+                placeholders_of(&statement.sql),
+                (1..=values.len()).collect::<Vec<_>>(),
+                "{}",
+                statement.sql
+            );
+            assert_eq!(&values[..3], &[Value::from("acme"), Value::from("supportGroups/a"), Value::from(1)]);
+            assert_eq!(statement.sql.matches(" UNION ALL ").count(), owners.len() * states.len() - 1);
+            // One row past the page, from every range and from the merge.
+            assert_eq!(statement.sql.matches("LIMIT 26").count(), owners.len() * states.len() + 1);
+        }
+    }
+
+    #[test]
+    fn an_assignee_queue_reads_one_range_per_open_state() {
+        let states = open_states();
+        assert_eq!(states, [1, 2, 3], "NEW, IN_PROGRESS, PENDING");
+        let ranges = QueueRanges {
+            owner: ticket::Column::Assignee,
+            owners: &["ann"],
+            states: &states,
+            unassigned_only: false,
+        };
+        let statement = ranges.statement(DatabaseBackend::Postgres, "acme", None, 10);
+        assert_eq!(statement.sql.matches("assignee = $").count(), 3, "{}", statement.sql);
+        assert!(!statement.sql.contains("support_group"), "{}", statement.sql);
     }
 }
