@@ -88,7 +88,8 @@ fn pool_size(db: &DatabaseConnection) -> (u32, usize) {
     }
 }
 
-fn pool_max(db: &DatabaseConnection) -> u32 {
+/// The most connections the pool of `db` opens.
+pub fn pool_max(db: &DatabaseConnection) -> u32 {
     match db.get_database_backend() {
         DatabaseBackend::Postgres => db.get_postgres_connection_pool().options().get_max_connections(),
         DatabaseBackend::Sqlite => db.get_sqlite_connection_pool().options().get_max_connections(),

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(CreateSearchDocuments));
         migrations.push(Box::new(CreateKnowledgeBase));
         migrations.push(Box::new(CreateTicketNotes));
+        migrations.push(Box::new(CreateUnassignedQueueIndex));
         migrations
     }
 }
@@ -305,6 +306,36 @@ impl MigrationTrait for CreateTicketNotes {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared("DROP TABLE IF EXISTS ticket_notes").await?;
+        Ok(())
+    }
+}
+
+struct CreateUnassignedQueueIndex;
+
+impl MigrationName for CreateUnassignedQueueIndex {
+    fn name(&self) -> &str {
+        "m20261126_400004_unassigned_queue_index"
+    }
+}
+
+/// The unassigned queue in queue order per (group, state) range: `tickets_by_group` alone would
+/// walk past every assigned ticket ahead of the next unassigned one. Partial, so it holds only
+/// the tickets waiting for someone (the query names `assignee = ''` as a literal, which both
+/// PostgreSQL and SQLite need to use a partial index).
+const UNASSIGNED_QUEUE_INDEX: &str = "CREATE INDEX tickets_unassigned_by_group \
+    ON tickets (tenant_id, support_group, state, queue_key, id) WHERE assignee = ''";
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateUnassignedQueueIndex {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        execute_for_backend(manager.get_connection(), UNASSIGNED_QUEUE_INDEX, UNASSIGNED_QUEUE_INDEX).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP INDEX IF EXISTS tickets_unassigned_by_group")
+            .await?;
         Ok(())
     }
 }

@@ -70,15 +70,19 @@ impl ImportSession {
 /// Applies an import call's batches in order, except that a batch which cannot depend on the
 /// ones before it ([`ImportSession::independent_keys`], and no key in common with any batch
 /// still in flight) is started beside them on another connection: the service prepares one
-/// batch while the database writes others. At most [`IN_FLIGHT`] batches run at once; results
-/// come back in row order.
+/// batch while the database writes others. At most [`IN_FLIGHT`] batches run at once, fewer
+/// when the pool is small (one at a time on SQLite's single connection), so an import leaves
+/// connections for other calls; results come back in row order. Dropping the pipeline (the
+/// call failed or the client went away) aborts the batches still running: a batch that has not
+/// committed rolls back, as a sequential import's unfinished batch did.
 pub struct ImportPipeline {
     repo: Repository,
     ctx: CallContext,
     in_flight: VecDeque<InFlight>,
+    depth: usize,
 }
 
-/// Batches of one import applied at the same time.
+/// Batches of one import applied at the same time, at most.
 pub const IN_FLIGHT: usize = 3;
 
 struct InFlight {
@@ -86,14 +90,25 @@ struct InFlight {
     keys: HashSet<(String, String)>,
 }
 
+impl Drop for ImportPipeline {
+    fn drop(&mut self) {
+        for batch in &self.in_flight {
+            batch.task.abort();
+        }
+    }
+}
+
 impl ImportPipeline {
     pub fn new(repo: Repository, ctx: CallContext) -> Self {
-        Self { repo, ctx, in_flight: VecDeque::with_capacity(IN_FLIGHT) }
+        // Two connections of the pool stay for other calls.
+        let spare = (itsm_runtime::db::pool_max(&repo.db) as usize).saturating_sub(2);
+        let depth = spare.clamp(1, IN_FLIGHT);
+        Self { repo, ctx, in_flight: VecDeque::with_capacity(depth), depth }
     }
 
     /// Starts `rows`; returns the results of the batches that finished meanwhile, in row order.
-    /// A batch already started is applied even if the call then fails (each batch commits on
-    /// its own, as a sequential import's earlier batches do).
+    /// Batches that finished before a failure stay applied (each commits on its own, as a
+    /// sequential import's earlier batches do).
     pub async fn push(
         &mut self,
         session: &mut ImportSession,
@@ -110,7 +125,7 @@ impl ImportPipeline {
         if self.in_flight.iter().any(|batch| !batch.keys.is_disjoint(&keys)) {
             finished.extend(self.finish().await?);
         }
-        while self.in_flight.len() >= IN_FLIGHT {
+        while self.in_flight.len() >= self.depth {
             finished.extend(self.finish_oldest().await?);
         }
         let (repo, ctx, mut batch_session) = (self.repo.clone(), self.ctx.clone(), session.clone());

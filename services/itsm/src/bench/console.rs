@@ -34,6 +34,9 @@ struct Listing {
     /// Rows a page shows. Every page loaded is checked against it, so a change in the console
     /// fails the benchmark loudly.
     page_size: usize,
+    /// Text a complete page shows besides its rows (a part filled by another call, which the
+    /// console leaves out when that call fails), so a half-failed page is never timed.
+    must_show: Option<&'static str>,
     /// How the order reads in the report.
     order: &'static str,
 }
@@ -45,6 +48,7 @@ const CMDB_SEARCH: Listing = Listing {
     first_page: "/cmdb",
     row_marker: "<tr id=\"row-",
     page_size: 25,
+    must_show: None,
     order: "the console's default (no `order_by`): display name A to Z, then id",
 };
 
@@ -56,8 +60,13 @@ const AGENT_QUEUE: Listing = Listing {
     first_page: "/agent/queue?view=group",
     row_marker: "<a id=\"queue-",
     page_size: 25,
+    // The group's name comes from ListSupportGroups, a second call of the page.
+    must_show: Some(GROUP_NAME),
     order: "the queue's: priority P1 to P5 then unclassified, oldest first within each",
 };
+
+/// The support group the benchmark's user works in (its queue is measured).
+const GROUP_NAME: &str = "Bench queue";
 
 /// The session cookie and the sign-in form's CSRF cookie (`services/console/src/session.rs`).
 const SESSION_COOKIE: &str = "itsm_session";
@@ -235,7 +244,7 @@ pub async fn run(args: &ConsoleBenchArgs) -> Result<ConsoleReport, String> {
     // through the API as an administrator would, so it is a group the desk wrote itself.
     let channel = suite.gateway_channel().await.map_err(|e| format!("connect the gateway: {e}"))?;
     let group = SupportGroup {
-        display_name: "Bench queue".into(),
+        display_name: GROUP_NAME.into(),
         tier: 1,
         members: vec![USER.into()],
         ..Default::default()
@@ -461,6 +470,11 @@ impl Pages<'_> {
         let rows = html.matches(listing.row_marker).count();
         if rows != listing.page_size {
             return Err(format!("page {page} ({}): {rows} rows, not {}", shortened(path), listing.page_size));
+        }
+        if let Some(text) = listing.must_show
+            && !html.contains(text)
+        {
+            return Err(format!("page {page} ({}): {text:?} missing", shortened(path)));
         }
         Ok((elapsed, html))
     }
