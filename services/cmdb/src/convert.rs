@@ -71,7 +71,12 @@ pub fn apply_fields(model: &mut configuration_item::Model, fields: &CiFields) {
 }
 
 pub fn to_proto(model: &configuration_item::Model) -> ConfigurationItem {
-    let fields = fields_from_model(model);
+    proto_from_fields(model, fields_from_model(model))
+}
+
+/// The CI as the API shows it, from its record and its fields already parsed (a write has them
+/// at hand; reading them back from the record's JSON columns would parse what it just wrote).
+pub fn proto_from_fields(model: &configuration_item::Model, fields: CiFields) -> ConfigurationItem {
     ConfigurationItem {
         name: resource_name(&model.id),
         display_name: fields.display_name,
@@ -159,7 +164,7 @@ pub mod more {
             attributes: class.attributes.iter().map(attr_to_proto).collect(),
             effective_attributes: registry
                 .effective_attributes(&class.id)
-                .iter()
+                .into_iter()
                 .map(attr_to_proto)
                 .collect(),
             natural_key: registry.natural_key(&class.id),

@@ -20,7 +20,7 @@ use itsm_proto::events::{
     Event, GetFeedInfoRequest, GetFeedInfoResponse, WatchEventsRequest, WatchEventsResponse,
 };
 
-use crate::bulk::{BulkInsert, Column};
+use crate::bulk::{BulkInsert, Column, Scalar};
 use crate::db::{now_micros, stmt, timestamp};
 use crate::error::Error;
 
@@ -81,9 +81,9 @@ pub async fn append_many(db: &impl ConnectionTrait, events: &[NewEvent<'_>]) -> 
         .column("resource_name", text(&|e| e.resource_name.to_string()))
         .column("tenant_id", text(&|e| e.tenant.to_string()))
         .column("actor", text(&|e| e.actor.to_string()))
-        .column("occurred_at", Column::BigInt(vec![now; events.len()]))
-        .column("traceparent", text(&|_| traceparent.clone()))
-        .column("tracestate", text(&|_| tracestate.clone()))
+        .column("occurred_at", Column::Same(Scalar::BigInt(now)))
+        .column("traceparent", Column::Same(Scalar::Text(traceparent)))
+        .column("tracestate", Column::Same(Scalar::Text(tracestate)))
         .column("payload_type", text(&|e| e.payload_type.clone()))
         .column("payload", Column::Bytes(events.iter().map(|e| e.payload.clone()).collect()))
         // The lock is taken in the same statement (no extra round trip) and held until the

@@ -5,7 +5,7 @@
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use sea_orm_migration::prelude::*;
 
-use itsm_runtime::bulk::{BulkInsert, Column};
+use itsm_runtime::bulk::{BulkInsert, Column, Scalar};
 use itsm_runtime::db::stmt;
 use itsm_runtime::outbox::{self, EventFeed, NewEvent};
 use itsm_runtime::testing::{TestBackend, TestDatabase, settings_for};
@@ -20,7 +20,12 @@ impl MigratorTrait for RuntimeOnly {
     }
 }
 
-db_tests!(every_type_round_trips_in_order, past_the_parameter_limits, outbox_keeps_the_order_of_a_batch);
+db_tests!(
+    every_type_round_trips_in_order,
+    same_columns_fill_every_row,
+    past_the_parameter_limits,
+    outbox_keeps_the_order_of_a_batch
+);
 
 async fn connect(backend: TestBackend) -> (sea_orm::DatabaseConnection, TestDatabase) {
     let database = TestDatabase::create(backend).await.unwrap();
@@ -90,6 +95,74 @@ async fn every_type_round_trips_in_order(backend: TestBackend) {
         .column("big", Column::BigInt(vec![1, 2]))
         .column("small", Column::Int(vec![1]))
         .column("data", Column::Bytes(vec![vec![]]))
+        .execute(&db)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, itsm_runtime::Error::Internal(_)), "{err:?}");
+}
+
+/// A column given once ([`Column::Same`]) takes that value in every row, of each type, beside
+/// columns given per row; with only such columns the row count is unknown and nothing is written.
+async fn same_columns_fill_every_row(backend: TestBackend) {
+    let (db, _database) = connect(backend).await;
+    let n = 5_000; // past the statement budget on SQLite, so its path splits the rows
+    BulkInsert::new("bulk_rows")
+        .column("name", Column::Same(Scalar::Text("it's the same".into())))
+        .column("big", Column::BigInt((0..n as i64).collect()))
+        .column("small", Column::Same(Scalar::Int(-7)))
+        .column("data", Column::Bytes(vec![vec![9]; n]))
+        .execute(&db)
+        .await
+        .unwrap();
+    BulkInsert::new("bulk_rows")
+        .column("name", Column::Text(vec!["other".into()]))
+        .column("big", Column::Same(Scalar::BigInt(i64::MAX)))
+        .column("small", Column::Int(vec![1]))
+        .column("data", Column::Bytes(vec![vec![]]))
+        .execute(&db)
+        .await
+        .unwrap();
+    let backend_of = db.get_database_backend();
+    let rows = db
+        .query_all_raw(stmt(
+            backend_of,
+            "SELECT name, small, COUNT(*) AS n, MIN(big) AS low, MAX(big) AS high FROM bulk_rows \
+             GROUP BY name, small ORDER BY name",
+            [],
+        ))
+        .await
+        .unwrap();
+    let read: Vec<(String, i32, i64, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "name").unwrap(),
+                r.try_get("", "small").unwrap(),
+                r.try_get("", "n").unwrap(),
+                r.try_get("", "low").unwrap(),
+                r.try_get("", "high").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        read,
+        vec![
+            ("it's the same".to_string(), -7, n as i64, 0, n as i64 - 1),
+            ("other".to_string(), 1, 1, i64::MAX, i64::MAX),
+        ]
+    );
+
+    let empty = BulkInsert::new("bulk_rows")
+        .column("name", Column::Same(Scalar::Text("x".into())))
+        .column("big", Column::Same(Scalar::BigInt(1)))
+        .column("small", Column::Same(Scalar::Int(1)))
+        .column("data", Column::Bytes(vec![]))
+        .execute(&db)
+        .await;
+    assert!(empty.is_ok(), "an empty per-row column means no rows: {empty:?}");
+    let err = BulkInsert::new("bulk_rows")
+        .column("name", Column::Same(Scalar::Text("x".into())))
+        .column("big", Column::Same(Scalar::BigInt(1)))
         .execute(&db)
         .await
         .unwrap_err();

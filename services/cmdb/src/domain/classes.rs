@@ -217,13 +217,13 @@ impl ClassRegistry {
     }
 
     /// Attributes of the class and its ancestors (the nearest definition wins).
-    pub fn effective_attributes(&self, id: &str) -> Vec<AttrDef> {
+    pub fn effective_attributes(&self, id: &str) -> Vec<&AttrDef> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for class in self.lineage(id) {
             for a in &class.attributes {
-                if seen.insert(a.name.clone()) {
-                    out.push(a.clone());
+                if seen.insert(a.name.as_str()) {
+                    out.push(a);
                 }
             }
         }
@@ -281,7 +281,7 @@ impl ClassRegistry {
             }
             _ => {}
         }
-        let inherited: Vec<AttrDef> =
+        let inherited: Vec<&AttrDef> =
             class.parent.as_deref().map(|p| self.effective_attributes(p)).unwrap_or_default();
         let mut names = HashSet::new();
         for (i, a) in class.attributes.iter().enumerate() {
@@ -311,7 +311,8 @@ impl ClassRegistry {
                 add(&format!("{field}.reference_class"), format!("unknown class {}", a.reference_class));
             }
         }
-        let all: Vec<&str> = inherited.iter().chain(&class.attributes).map(|a| a.name.as_str()).collect();
+        let all: Vec<&str> =
+            inherited.iter().copied().chain(&class.attributes).map(|a| a.name.as_str()).collect();
         for (i, key) in class.natural_key.iter().enumerate() {
             if key != "display_name" && !all.contains(&key.as_str()) {
                 add(&format!("ci_class.natural_key[{i}]"), format!("{key} is not an attribute of the class"));
@@ -351,7 +352,8 @@ mod tests {
     fn attributes_and_keys_are_inherited() {
         let linux = custom("linux_server", "server", vec![attr("kernel", AttrType::String)], &["ip_address"]);
         let r = ClassRegistry::new(vec![linux]);
-        let names: Vec<String> = r.effective_attributes("linux_server").into_iter().map(|a| a.name).collect();
+        let names: Vec<String> =
+            r.effective_attributes("linux_server").into_iter().map(|a| a.name.clone()).collect();
         assert_eq!(names, ["kernel", "ip_address", "os", "cpu_count", "memory_gb"]);
         assert_eq!(r.natural_key("linux_server"), ["ip_address"]);
         assert_eq!(r.natural_key("server"), ["display_name"]);

@@ -37,34 +37,81 @@ impl ImportSession {
         Self { registry, dry_run, source, planned: HashMap::new() }
     }
 
+    /// Converts and checks the batch's CI rows once, without the database.
+    pub fn check(&self, rows: Vec<ImportRow>) -> Batch {
+        let checked = rows
+            .iter()
+            .map(|row| match &row.kind {
+                Some(import_row::Kind::ConfigurationItem(item)) => Some(self.check_item(item)),
+                _ => None,
+            })
+            .collect();
+        Batch { rows, checked }
+    }
+
+    fn check_item(&self, item: &itsm_proto::cmdb::ConfigurationItem) -> CheckedItem {
+        let mut fields = fields_from_proto(item);
+        // An unset status becomes PLANNED (new) or stays as stored (update): valid either way.
+        if fields.lifecycle_status == 0 {
+            fields.lifecycle_status = 1;
+        }
+        let mut violations = Violations::new();
+        fields.validate(&self.registry, "configuration_item", &mut violations);
+        let references = attributes::check(
+            &self.registry,
+            &fields.ci_class,
+            &fields.attributes,
+            "configuration_item.attributes",
+            &mut violations,
+        );
+        let key = attributes::natural_key(
+            &self.registry,
+            &fields.ci_class,
+            &fields.display_name,
+            &fields.attributes,
+        );
+        CheckedItem {
+            fields,
+            key,
+            rejection: violations.into_result().err().map(|e| e.to_string()),
+            has_references: !references.is_empty(),
+        }
+    }
+
     /// The (class, natural key) of every row of a batch that reads nothing another batch of the
     /// call writes, so it may be applied beside the batch before it: only CI rows, none with a
     /// reference attribute (which looks up other CIs), not a dry run (whose plan is shared state).
     /// `None` when the batch must wait for the ones before it.
-    fn independent_keys(&self, rows: &[ImportRow]) -> Option<HashSet<(String, String)>> {
+    fn independent_keys(&self, batch: &Batch) -> Option<HashSet<(String, String)>> {
         if self.dry_run {
             return None;
         }
-        let mut keys = HashSet::with_capacity(rows.len());
-        for row in rows {
-            let Some(import_row::Kind::ConfigurationItem(item)) = &row.kind else { return None };
-            let fields = fields_from_proto(item);
-            let mut ignored = Violations::new();
-            let references =
-                attributes::check(&self.registry, &fields.ci_class, &fields.attributes, "", &mut ignored);
-            if !references.is_empty() {
-                return None;
-            }
-            let key = attributes::natural_key(
-                &self.registry,
-                &fields.ci_class,
-                &fields.display_name,
-                &fields.attributes,
-            );
-            keys.insert((fields.ci_class, key));
+        let mut keys = HashSet::with_capacity(batch.checked.len());
+        for checked in &batch.checked {
+            let item = checked.as_ref().filter(|item| !item.has_references)?;
+            keys.insert((item.fields.ci_class.clone(), item.key.clone()));
         }
         Some(keys)
     }
+}
+
+/// One batch of an import call: its rows and, for each CI row, what [`ImportSession::check`]
+/// found (`None` for relationship rows, and once the set-based write has taken the fields).
+pub struct Batch {
+    rows: Vec<ImportRow>,
+    checked: Vec<Option<CheckedItem>>,
+}
+
+/// A CI row converted and checked once, without the database: the pipeline's independence
+/// test and the set-based write both read it.
+struct CheckedItem {
+    /// The row's fields, an unset status read as PLANNED (what a create stores).
+    fields: CiFields,
+    key: String,
+    /// Why the fields are rejected, if they are.
+    rejection: Option<String>,
+    /// The row names other CIs (reference attributes), which only the per-row path looks up.
+    has_references: bool,
 }
 
 /// Applies an import call's batches in order, except that a batch which cannot depend on the
@@ -117,9 +164,10 @@ impl ImportPipeline {
         use tracing::Instrument;
 
         let mut finished = Vec::new();
-        let Some(keys) = session.independent_keys(&rows) else {
+        let batch = session.check(rows);
+        let Some(keys) = session.independent_keys(&batch) else {
             finished.extend(self.finish().await?);
-            finished.extend(self.repo.import_batch(&self.ctx, session, rows).await?);
+            finished.extend(self.repo.import_batch(&self.ctx, session, batch).await?);
             return Ok(finished);
         };
         if self.in_flight.iter().any(|batch| !batch.keys.is_disjoint(&keys)) {
@@ -130,7 +178,7 @@ impl ImportPipeline {
         }
         let (repo, ctx, mut batch_session) = (self.repo.clone(), self.ctx.clone(), session.clone());
         let task = tokio::spawn(
-            async move { repo.import_batch(&ctx, &mut batch_session, rows).await }
+            async move { repo.import_batch(&ctx, &mut batch_session, batch).await }
                 .instrument(tracing::Span::current()),
         );
         self.in_flight.push_back(InFlight { task, keys });
@@ -183,12 +231,12 @@ impl Repository {
         &self,
         ctx: &CallContext,
         session: &mut ImportSession,
-        rows: Vec<ImportRow>,
+        mut batch: Batch,
     ) -> Result<Vec<ImportRowResult>, Error> {
         let txn = self.db.begin().await?;
-        let mut results: Vec<Option<ImportRowResult>> = vec![None; rows.len()];
-        self.create_new_items(&txn, ctx, session, &rows, &mut results).await?;
-        for (row, slot) in rows.into_iter().zip(results.iter_mut()) {
+        let mut results: Vec<Option<ImportRowResult>> = vec![None; batch.rows.len()];
+        self.create_new_items(&txn, ctx, session, &mut batch, &mut results).await?;
+        for (row, slot) in batch.rows.into_iter().zip(results.iter_mut()) {
             if slot.is_some() {
                 continue;
             }
@@ -234,69 +282,61 @@ impl Repository {
         txn: &DatabaseTransaction,
         ctx: &CallContext,
         session: &mut ImportSession,
-        rows: &[ImportRow],
+        batch: &mut Batch,
         results: &mut [Option<ImportRowResult>],
     ) -> Result<(), Error> {
-        let mut candidates: Vec<(usize, CiFields, String)> = Vec::new();
-        let mut seen: HashSet<(String, String)> = HashSet::new();
-        for (i, row) in rows.iter().enumerate() {
-            let Some(import_row::Kind::ConfigurationItem(item)) = &row.kind else { continue };
-            let mut fields = fields_from_proto(item);
-            // An unset status becomes PLANNED (new) or stays as stored (update): valid either way.
-            if fields.lifecycle_status == 0 {
-                fields.lifecycle_status = 1;
-            }
-            let mut violations = Violations::new();
-            fields.validate(&session.registry, "configuration_item", &mut violations);
-            let references = attributes::check(
-                &session.registry,
-                &fields.ci_class,
-                &fields.attributes,
-                "configuration_item.attributes",
-                &mut violations,
-            );
-            if let Err(err) = violations.into_result() {
-                results[i] = Some(rejected(&row.row_id, err.to_string()));
+        let mut candidates: Vec<usize> = Vec::new();
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        for (i, checked) in batch.checked.iter().enumerate() {
+            let Some(item) = checked else { continue };
+            if let Some(reason) = &item.rejection {
+                results[i] = Some(rejected(&batch.rows[i].row_id, reason.as_str()));
                 continue;
             }
-            if !references.is_empty() {
-                continue;
-            }
-            let key = attributes::natural_key(
-                &session.registry,
-                &fields.ci_class,
-                &fields.display_name,
-                &fields.attributes,
-            );
             // A key twice in one batch: the first may be created here, the rest update it.
-            if !seen.insert((fields.ci_class.clone(), key.clone())) {
+            if item.has_references || !seen.insert((item.fields.ci_class.as_str(), item.key.as_str())) {
                 continue;
             }
-            candidates.push((i, fields, key));
+            candidates.push(i);
         }
+        drop(seen);
+        let class_and_key = |i: &usize| {
+            let item = batch.checked[*i].as_ref();
+            item.map_or(("", ""), |item| (item.fields.ci_class.as_str(), item.key.as_str()))
+        };
         // Rows whose key exists already are updates: the per-row path.
-        let existing = Self::existing_keys(
-            txn,
-            &ctx.tenant,
-            candidates.iter().map(|(_, f, k)| (f.ci_class.as_str(), k.as_str())),
-        )
-        .await?;
-        candidates.retain(|(_, f, k)| !existing.contains(&(f.ci_class.clone(), k.clone())));
+        let existing = Self::existing_keys(txn, &ctx.tenant, candidates.iter().map(class_and_key)).await?;
+        if !existing.is_empty() {
+            candidates.retain(|i| {
+                let (class, key) = class_and_key(i);
+                !existing.contains(&(class.to_string(), key.to_string()))
+            });
+        }
         if candidates.is_empty() {
             return Ok(());
         }
-        let items: Vec<(CiFields, String)> =
-            candidates.iter().map(|(_, f, k)| (f.clone(), k.clone())).collect();
+        let mut planned_keys = Vec::new();
+        let mut items = Vec::with_capacity(candidates.len());
+        for i in &candidates {
+            // Candidates are distinct CI rows, each checked: results below pair them with ids.
+            let item = batch.checked[*i]
+                .take()
+                .ok_or_else(|| Error::Internal(format!("import row {i} was taken twice")))?;
+            if session.dry_run {
+                planned_keys.push((item.fields.ci_class.clone(), item.key.clone()));
+            }
+            items.push((item.fields, item.key));
+        }
         let savepoint = txn.begin().await?;
-        match self.create_many_in(&savepoint, ctx, &items, &session.source).await {
-            Ok(models) => {
+        match self.create_many_in(&savepoint, ctx, items, &session.source).await {
+            Ok(ids) => {
                 savepoint.commit().await?;
-                for ((i, fields, key), model) in candidates.iter().zip(models) {
-                    if session.dry_run {
-                        session.planned.insert((fields.ci_class.clone(), key.clone()), model.id.clone());
-                    }
+                for (planned, id) in planned_keys.into_iter().zip(&ids) {
+                    session.planned.insert(planned, id.clone());
+                }
+                for (i, id) in candidates.iter().zip(ids) {
                     results[*i] =
-                        Some(outcome(&rows[*i].row_id, ImportOutcome::Created, resource_name(&model.id)));
+                        Some(outcome(&batch.rows[*i].row_id, ImportOutcome::Created, resource_name(&id)));
                 }
                 Ok(())
             }

@@ -234,83 +234,100 @@ impl Repository {
     }
 
     /// Inserts many checked, new CIs with multi-row statements — labels, history and events
-    /// included — in the caller's transaction. The caller has checked the fields and that no
-    /// CI has these natural keys (the unique index still guards it).
+    /// included — in the caller's transaction; returns their ids in order. The caller has
+    /// checked the fields and that no CI has these natural keys (the unique index still guards
+    /// it). Values the whole batch shares (tenant, actor, time) are sent once per statement.
     pub(crate) async fn create_many_in(
         &self,
         txn: &impl ConnectionTrait,
         ctx: &CallContext,
-        items: &[(CiFields, String)],
+        items: Vec<(CiFields, String)>,
         source: &WriteSource,
-    ) -> Result<Vec<ci::Model>, Error> {
-        use itsm_runtime::bulk::{BulkInsert, Column};
+    ) -> Result<Vec<String>, Error> {
+        use itsm_runtime::bulk::{BulkInsert, Column, Scalar};
         use prost::Message;
 
         let now = now_micros();
-        let models: Vec<ci::Model> =
-            items.iter().map(|(fields, key)| new_model(ctx, fields, key.clone(), now)).collect();
-        let text = |f: &dyn Fn(&ci::Model) -> String| Column::Text(models.iter().map(f).collect());
-        let int = |f: &dyn Fn(&ci::Model) -> i32| Column::Int(models.iter().map(f).collect());
-        let big = |f: &dyn Fn(&ci::Model) -> i64| Column::BigInt(models.iter().map(f).collect());
-        BulkInsert::new("configuration_items")
-            .column("id", text(&|m| m.id.clone()))
-            .column("tenant_id", text(&|m| m.tenant_id.clone()))
-            .column("display_name", text(&|m| m.display_name.clone()))
-            .column("ci_class", text(&|m| m.ci_class.clone()))
-            .column("description", text(&|m| m.description.clone()))
-            .column("lifecycle_status", int(&|m| m.lifecycle_status))
-            .column("environment", text(&|m| m.environment.clone()))
-            .column("criticality", int(&|m| m.criticality))
-            .column("owner", text(&|m| m.owner.clone()))
-            .column("support_group", text(&|m| m.support_group.clone()))
-            .column("labels", text(&|m| m.labels.clone()))
-            .column("attributes", text(&|m| m.attributes.clone()))
-            .column("natural_key", text(&|m| m.natural_key.clone()))
-            .column("version", big(&|m| m.version))
-            .column("create_time", big(&|m| m.create_time))
-            .column("update_time", big(&|m| m.update_time))
-            .column("creator", text(&|m| m.creator.clone()))
-            .column("updater", text(&|m| m.updater.clone()))
-            .execute(txn)
-            .await?;
-
-        let labels: Vec<(&str, &String, &String)> = models
-            .iter()
-            .zip(items)
-            .flat_map(|(model, (fields, _))| fields.labels.iter().map(|(k, v)| (model.id.as_str(), k, v)))
-            .collect();
-        BulkInsert::new("ci_labels")
-            .column("ci_id", Column::Text(labels.iter().map(|(id, _, _)| id.to_string()).collect()))
-            .column("key", Column::Text(labels.iter().map(|(_, k, _)| (*k).clone()).collect()))
-            .column("tenant_id", Column::Text(vec![ctx.tenant.clone(); labels.len()]))
-            .column("value", Column::Text(labels.iter().map(|(_, _, v)| (*v).clone()).collect()))
-            .execute(txn)
-            .await?;
-
-        let mut snapshots = Vec::with_capacity(models.len());
-        let mut changes = Vec::with_capacity(models.len());
-        let mut events = Vec::with_capacity(models.len());
-        for (model, (fields, _)) in models.iter().zip(items) {
-            let diff = CiFields::diff(None, Some(fields));
-            snapshots.push(serde_json::to_string(model).map_err(|e| Error::Internal(e.to_string()))?);
+        let n = items.len();
+        let text = || Vec::<String>::with_capacity(n);
+        let (mut ids, mut names, mut classes, mut descriptions) = (text(), text(), text(), text());
+        let (mut environments, mut owners, mut groups) = (text(), text(), text());
+        let (mut labels, mut attributes, mut keys) = (text(), text(), text());
+        let (mut statuses, mut criticalities) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut label_ids, mut label_keys, mut label_values) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut snapshots, mut changes, mut events) = (text(), text(), Vec::with_capacity(n));
+        for (fields, key) in items {
+            let model = new_model(ctx, &fields, key, now);
+            let diff = CiFields::diff(None, Some(&fields));
+            snapshots.push(serde_json::to_string(&model).map_err(|e| Error::Internal(e.to_string()))?);
             changes.push(serde_json::to_string(&diff).unwrap_or_else(|_| "[]".into()));
+            for (key, value) in &fields.labels {
+                label_ids.push(model.id.clone());
+                label_keys.push(key.clone());
+                label_values.push(value.clone());
+            }
             let payload = ConfigurationItemChanged {
                 action: "create".into(),
-                configuration_item: Some(to_proto(model)),
-                changes: diff.iter().map(field_change).collect(),
+                configuration_item: Some(crate::convert::proto_from_fields(&model, fields)),
+                changes: diff
+                    .into_iter()
+                    .map(|d| FieldChange { field: d.field, old_value: d.old_value, new_value: d.new_value })
+                    .collect(),
             };
             events.push((resource_name(&model.id), payload.encode_to_vec()));
+            ids.push(model.id);
+            names.push(model.display_name);
+            classes.push(model.ci_class);
+            descriptions.push(model.description);
+            statuses.push(model.lifecycle_status);
+            environments.push(model.environment);
+            criticalities.push(model.criticality);
+            owners.push(model.owner);
+            groups.push(model.support_group);
+            labels.push(model.labels);
+            attributes.push(model.attributes);
+            keys.push(model.natural_key);
         }
-        let n = models.len();
+        // Version, times and actor as `new_model` sets them for every new CI.
+        let tenant = || Column::Same(Scalar::Text(ctx.tenant.clone()));
+        let principal = || Column::Same(Scalar::Text(ctx.principal.clone()));
+        BulkInsert::new("configuration_items")
+            .column("id", Column::Text(ids.clone()))
+            .column("tenant_id", tenant())
+            .column("display_name", Column::Text(names))
+            .column("ci_class", Column::Text(classes))
+            .column("description", Column::Text(descriptions))
+            .column("lifecycle_status", Column::Int(statuses))
+            .column("environment", Column::Text(environments))
+            .column("criticality", Column::Int(criticalities))
+            .column("owner", Column::Text(owners))
+            .column("support_group", Column::Text(groups))
+            .column("labels", Column::Text(labels))
+            .column("attributes", Column::Text(attributes))
+            .column("natural_key", Column::Text(keys))
+            .column("version", Column::Same(Scalar::BigInt(1)))
+            .column("create_time", Column::Same(Scalar::BigInt(now)))
+            .column("update_time", Column::Same(Scalar::BigInt(now)))
+            .column("creator", principal())
+            .column("updater", principal())
+            .execute(txn)
+            .await?;
+        BulkInsert::new("ci_labels")
+            .column("ci_id", Column::Text(label_ids))
+            .column("key", Column::Text(label_keys))
+            .column("tenant_id", tenant())
+            .column("value", Column::Text(label_values))
+            .execute(txn)
+            .await?;
         BulkInsert::new("ci_history")
-            .column("tenant_id", Column::Text(vec![ctx.tenant.clone(); n]))
-            .column("ci_id", text(&|m| m.id.clone()))
-            .column("version", big(&|m| m.version))
-            .column("change_time", big(&|m| m.update_time))
-            .column("actor", Column::Text(vec![ctx.principal.clone(); n]))
-            .column("source", Column::Int(vec![source.source as i32; n]))
-            .column("source_reference", Column::Text(vec![source.reference.clone(); n]))
-            .column("action", Column::Text(vec!["create".into(); n]))
+            .column("tenant_id", tenant())
+            .column("ci_id", Column::Text(ids.clone()))
+            .column("version", Column::Same(Scalar::BigInt(1)))
+            .column("change_time", Column::Same(Scalar::BigInt(now)))
+            .column("actor", principal())
+            .column("source", Column::Same(Scalar::Int(source.source as i32)))
+            .column("source_reference", Column::Same(Scalar::Text(source.reference.clone())))
+            .column("action", Column::Same(Scalar::Text("create".into())))
             .column("changes", Column::Text(changes))
             .column("snapshot", Column::Text(snapshots))
             .execute(txn)
@@ -328,7 +345,7 @@ impl Repository {
             })
             .collect();
         outbox::append_many(txn, &events).await?;
-        Ok(models)
+        Ok(ids)
     }
 
     pub async fn update(
