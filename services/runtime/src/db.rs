@@ -225,7 +225,8 @@ pub fn is_transaction_conflict(err: &DbErr) -> bool {
 }
 
 /// Builds a statement for the connection's backend. SQL uses `$1, $2, …` placeholders, which
-/// both Postgres and SQLite accept (first uses must be in ascending order).
+/// both Postgres and SQLite accept (first uses must be in ascending order; text only PostgreSQL
+/// runs, such as `bulk`'s UNNEST insert, may number them in any order).
 pub fn stmt(backend: DatabaseBackend, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(backend, sql, values)
 }

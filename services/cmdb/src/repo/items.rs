@@ -28,6 +28,9 @@ const VERSION_ATTRIBUTE: &str = "version";
 
 const CREATE_METHOD: &str = "CreateConfigurationItem";
 
+/// The version of a new CI (`new_model`; `create_many_in` sends it once per batch).
+const FIRST_VERSION: i64 = 1;
+
 /// Sort orders a listing accepts.
 pub const ORDER_FIELDS: &[&str] = &["display_name", "create_time", "update_time"];
 
@@ -288,7 +291,7 @@ impl Repository {
             attributes.push(model.attributes);
             keys.push(model.natural_key);
         }
-        // Version, times and actor as `new_model` sets them for every new CI.
+        // Version, times and actor as `new_model` set them for every new CI (the same `now`).
         let tenant = || Column::Same(Scalar::Text(ctx.tenant.clone()));
         let principal = || Column::Same(Scalar::Text(ctx.principal.clone()));
         BulkInsert::new("configuration_items")
@@ -305,7 +308,7 @@ impl Repository {
             .column("labels", Column::Text(labels))
             .column("attributes", Column::Text(attributes))
             .column("natural_key", Column::Text(keys))
-            .column("version", Column::Same(Scalar::BigInt(1)))
+            .column("version", Column::Same(Scalar::BigInt(FIRST_VERSION)))
             .column("create_time", Column::Same(Scalar::BigInt(now)))
             .column("update_time", Column::Same(Scalar::BigInt(now)))
             .column("creator", principal())
@@ -322,7 +325,7 @@ impl Repository {
         BulkInsert::new("ci_history")
             .column("tenant_id", tenant())
             .column("ci_id", Column::Text(ids.clone()))
-            .column("version", Column::Same(Scalar::BigInt(1)))
+            .column("version", Column::Same(Scalar::BigInt(FIRST_VERSION)))
             .column("change_time", Column::Same(Scalar::BigInt(now)))
             .column("actor", principal())
             .column("source", Column::Same(Scalar::Int(source.source as i32)))
@@ -826,7 +829,7 @@ fn new_model(ctx: &CallContext, fields: &CiFields, natural_key: String, now: i64
         labels: String::new(),
         attributes: String::new(),
         natural_key,
-        version: 1,
+        version: FIRST_VERSION,
         create_time: now,
         update_time: now,
         creator: ctx.principal.clone(),
